@@ -1,0 +1,139 @@
+"""The one error root of tsym and the spec-located errors.
+
+Every error a user can cause derives from :class:`TsymError`.  Errors about a ``.tsym`` spec carry a
+:class:`SourceLocation` and render as::
+
+    specs/bad.tsym:3:15: symmetry term 'ijl' is not a permutation of the indices 'ijk'
+        symmetry  ijk = ijl
+                        ^
+    hint: write a term that uses each of the letters i, j, k exactly once, e.g. 'ikj'
+
+The message always starts with ``FILE:LINE:COL:`` so that editors and tests can rely on it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "TsymError",
+    "SourceLocation",
+    "SpecError",
+    "SpecSyntaxError",
+    "UnknownClauseError",
+    "DuplicateClauseError",
+    "MissingClauseError",
+    "DuplicateTensorError",
+    "IndexLetterError",
+    "SymmetryTermError",
+    "TracelessPairError",
+    "ClauseValueError",
+    "SpecFileError",
+    "ZeroTensorError",
+    "SpecTooLargeError",
+    "DataError",
+]
+
+
+class TsymError(Exception):
+    """Root of every error tsym raises on purpose (bad specs, bad data, bad configs)."""
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A position in a spec file: 1-based line and column, plus the text of that line."""
+
+    file: str
+    line: int
+    column: int
+    line_text: str = ""
+
+    def prefix(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}:"
+
+    def caret(self) -> str:
+        """The offending line followed by a caret under ``column`` (tabs kept for alignment)."""
+        if not self.line_text:
+            return ""
+        text = self.line_text.rstrip("\n")
+        pad = "".join(ch if ch == "\t" else " " for ch in text[: max(self.column - 1, 0)])
+        return f"    {text}\n    {pad}^"
+
+
+class SpecError(TsymError):
+    """An error located in a ``.tsym`` spec.
+
+    ``str(err)`` is ``"FILE:LINE:COL: message"``, then the line with a caret, then ``hint: ...``.
+    """
+
+    def __init__(self, loc: SourceLocation, message: str, hint: str | None = None):
+        self.loc = loc
+        self.message = message
+        self.hint = hint
+        parts = [f"{loc.prefix()} {message}"]
+        caret = loc.caret()
+        if caret:
+            parts.append(caret)
+        if hint:
+            parts.append(f"hint: {hint}")
+        super().__init__("\n".join(parts))
+
+
+class SpecSyntaxError(SpecError):
+    """The text does not follow the .tsym grammar."""
+
+
+class UnknownClauseError(SpecError):
+    """A clause keyword that tsym does not know (e.g. ``symetry``)."""
+
+
+class DuplicateClauseError(SpecError):
+    """A clause that may appear once appears twice (e.g. two ``indices`` lines)."""
+
+
+class MissingClauseError(SpecError):
+    """A required clause is missing (``indices``)."""
+
+
+class DuplicateTensorError(SpecError):
+    """Two tensor blocks with the same name."""
+
+
+class IndexLetterError(SpecError):
+    """A repeated index letter in ``indices``, or a letter that is not one of the indices."""
+
+
+class SymmetryTermError(SpecError):
+    """A symmetry term that is not a permutation of the indices."""
+
+
+class TracelessPairError(SpecError):
+    """``traceless`` names letters that are not two distinct indices of the tensor."""
+
+
+class ClauseValueError(SpecError):
+    """A clause value outside its allowed set (e.g. ``parity polr``; allowed: polar, axial)."""
+
+
+class SpecFileError(TsymError):
+    """A spec file that cannot be read (missing, a directory, no permission)."""
+
+
+class ZeroTensorError(SpecError):
+    """The symmetries and trace conditions leave only the zero tensor."""
+
+
+class SpecTooLargeError(SpecError):
+    """The change of basis would not fit in memory; refused before any work."""
+
+
+class DataError(TsymError):
+    """A bad data record; messages start with ``FILE:record N:``."""
+
+    def __init__(self, file: str, record: int | None, message: str, hint: str | None = None):
+        self.file = file
+        self.record = record
+        where = f"{file}:record {record}:" if record is not None else f"{file}:"
+        text = f"{where} {message}"
+        if hint:
+            text += f"\nhint: {hint}"
+        super().__init__(text)

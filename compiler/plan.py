@@ -1,0 +1,214 @@
+"""``HeadPlan``: the one contract between the compiler and the runtime.
+
+``compile_spec(spec)`` runs the pipeline for one validated :class:`TensorSpec`:
+symmetry group -> orbits of index tuples -> multiplicities (counting) -> exact change of basis.
+
+>>> from tsym.compiler.parse import parse_text
+>>> plan = compile_spec(parse_text("tensor alpha { indices ij  symmetry ij = ji }")[0])
+>>> plan.irreps, plan.num_components
+('1x0e+1x2e', 6)
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+from .basis import ExactBasis, exact_basis
+from .decompose import irrep_parity, irreps_string, multiplicities
+from .errors import SpecTooLargeError, ZeroTensorError
+from .spec import TensorSpec
+from .symmetry import SignedPermutationGroup, generators_from_terms
+
+__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes"]
+
+#: Orders above this are refused outright: the 3^n Cartesian components alone are too many.
+MAX_ORDER = 12
+
+
+def max_basis_bytes() -> int:
+    """Memory allowed for one change of basis (float64 + float32), ``TSYM_MAX_BASIS_BYTES`` or 2 GiB."""
+    return int(os.environ.get("TSYM_MAX_BASIS_BYTES", 2 * 1024**3))
+
+
+@dataclass(frozen=True, eq=False)
+class HeadPlan:
+    """Everything the runtime knows about one tensor spec.
+
+    Attributes
+    ----------
+    name, indices, level, pool, units, parity
+        From the spec.
+    irreps : str
+        e3nn Irreps string of the tensor, sorted by l (one parity), e.g. ``"2x0e+2x2e+1x4e"``.
+    change_of_basis : torch.Tensor
+        ``[irreps.dim, 3, ..., 3]`` float64; rows orthonormal; ``Q^T Q`` projects onto the
+        allowed tensors.  ``change_of_basis_f32`` is the same, rounded once from the exact values.
+    source, spec_hash
+        Canonical source of the spec block and its SHA-256 (checkpoints rebuild plans from it).
+    group_order : int
+        Order of the signed permutation group of the symmetry equations.
+    basis_origin : str
+        ``"exact"``: Q is rounded from exact algebraic numbers (see ``exact_change_of_basis``).
+    """
+
+    name: str
+    indices: str
+    irreps: str
+    level: str
+    pool: str
+    units: str | None
+    parity: str
+    change_of_basis: torch.Tensor = field(repr=False)
+    change_of_basis_f32: torch.Tensor = field(repr=False)
+    source: str = field(repr=False)
+    spec_hash: str = field(repr=False)
+    group_order: int = field(repr=False)
+    basis_origin: str = "exact"
+    spec: TensorSpec | None = field(default=None, repr=False)
+    _exact: ExactBasis | None = field(default=None, repr=False)
+
+    @property
+    def order(self) -> int:
+        return len(self.indices)
+
+    @property
+    def num_components(self) -> int:
+        """Number of independent components (= ``irreps.dim``)."""
+        return int(self.change_of_basis.shape[0])
+
+    @property
+    def axial(self) -> bool:
+        return self.parity == "axial"
+
+    @cached_property
+    def exact_change_of_basis(self):
+        """The exact Q as a sympy ``ImmutableDenseNDimArray`` (built on first access)."""
+        if self._exact is None:
+            raise AttributeError("this plan has no exact basis")
+        return self._exact.sympy_array()
+
+    def _q(self, like: torch.Tensor) -> torch.Tensor:
+        q = self.change_of_basis_f32 if like.dtype == torch.float32 else self.change_of_basis
+        return q.to(device=like.device, dtype=like.dtype)
+
+    def to_cartesian(self, x: torch.Tensor) -> torch.Tensor:
+        """``[..., irreps.dim] -> [..., 3, ..., 3]`` (differentiable, any leading dims)."""
+        q = self._q(x)
+        out = x @ q.reshape(q.shape[0], -1)  # [..., 3^n]
+        return out.reshape(x.shape[:-1] + (3,) * self.order)
+
+    def from_cartesian(self, t: torch.Tensor) -> torch.Tensor:
+        """``[..., 3, ..., 3] -> [..., irreps.dim]``: the coordinates of the symmetric part of ``t``."""
+        q = self._q(t)
+        n = self.order
+        if tuple(t.shape[t.dim() - n:]) != (3,) * n:
+            raise ValueError(f"expected a tensor [..., {', '.join(['3'] * n)}], got {tuple(t.shape)}")
+        flat = t.reshape(t.shape[: t.dim() - n] + (-1,))  # [..., 3^n]
+        return flat @ q.reshape(q.shape[0], -1).T
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (``tsym inspect --json``)."""
+        return {
+            "name": self.name,
+            "indices": self.indices,
+            "order": self.order,
+            "parity": self.parity,
+            "level": self.level,
+            "pool": self.pool,
+            "units": self.units,
+            "irreps": self.irreps,
+            "num_components": self.num_components,
+            "group_order": self.group_order,
+            "basis_origin": self.basis_origin,
+            "spec_hash": self.spec_hash,
+        }
+
+
+def _group(spec: TensorSpec) -> SignedPermutationGroup:
+    gens = []
+    for eq in spec.symmetries:
+        gens += generators_from_terms(spec.indices, [(t.sign, t.letters) for t in eq.terms])
+    return SignedPermutationGroup(len(spec.indices), gens)
+
+
+def _zero_error(spec: TensorSpec, group: SignedPermutationGroup) -> ZeroTensorError:
+    # find the first equation after which -1 is in the group, to point at it
+    gens = []
+    for eq in spec.symmetries:
+        gens += generators_from_terms(spec.indices, [(t.sign, t.letters) for t in eq.terms])
+        if SignedPermutationGroup(len(spec.indices), gens).contains_minus_identity:
+            return ZeroTensorError(
+                eq.loc,
+                f"the symmetries of tensor '{spec.name}' leave only the zero tensor: together they "
+                f"imply T_{spec.indices} = -T_{spec.indices}",
+                hint="check the signs: a term may appear once with '+' and once with '-' "
+                "(e.g. 'ij = ji' and 'ij = -ji'); drop the conflicting equation or sign",
+            )
+    loc = spec.symmetries[0].loc if spec.symmetries else spec.loc
+    return ZeroTensorError(
+        loc,
+        f"the symmetries of tensor '{spec.name}' force every component to zero",
+        hint="relax the symmetry equations (check their signs)",
+    )
+
+
+def compile_spec(spec: TensorSpec) -> HeadPlan:
+    """Compile one validated spec into a :class:`HeadPlan` (exact basis, float64/float32 Q)."""
+    n = spec.order
+    if n > MAX_ORDER:
+        raise SpecTooLargeError(
+            spec.loc,
+            f"tensor '{spec.name}' has order {n}: its 3^{n} = {3**n:,} Cartesian components "
+            f"(a dense tensor of {3**n * 8 / 1e9:.1f} GB in float64, and a change of basis of up to "
+            f"{9**n * 8 / 1e9:.3g} GB) are beyond what tsym builds (order <= {MAX_ORDER})",
+            hint=f"use at most {MAX_ORDER} indices",
+        )
+    group = _group(spec)
+    orbits = group.orbits()
+    if orbits.dim == 0:
+        raise _zero_error(spec, group)
+    pairs = [(spec.indices.index(p.letters[0]), spec.indices.index(p.letters[1])) for p in spec.traceless]
+    size = orbits.dim * 3**n * (8 + 4)  # upper bound: traces only lower the dimension
+    if size > max_basis_bytes():
+        raise SpecTooLargeError(
+            spec.loc,
+            f"the change of basis of tensor '{spec.name}' would need {size / 1e9:.2f} GB "
+            f"({orbits.dim:,} independent components x 3^{n} = {3**n:,} Cartesian entries, "
+            f"float64 + float32); the limit is {max_basis_bytes() / 1e9:.2f} GB",
+            hint="add the symmetries the tensor has, or raise TSYM_MAX_BASIS_BYTES",
+        )
+    mults = multiplicities(orbits, pairs)
+    if not mults:
+        loc = spec.traceless[0].loc if spec.traceless else spec.loc
+        raise ZeroTensorError(
+            loc,
+            f"the trace conditions of tensor '{spec.name}' leave only the zero tensor",
+            hint="remove a traceless clause",
+        )
+    parity = irrep_parity(n, spec.parity == "axial")
+    exact = exact_basis(orbits, pairs, mults)
+    q64 = torch.from_numpy(exact.dense(np.float64))
+    q32 = torch.from_numpy(exact.dense(np.float32))
+    source = spec.to_source()
+    return HeadPlan(
+        name=spec.name,
+        indices=spec.indices,
+        irreps=irreps_string(mults, parity),
+        level=spec.level,
+        pool=spec.pool,
+        units=spec.units,
+        parity=spec.parity,
+        change_of_basis=q64,
+        change_of_basis_f32=q32,
+        source=source,
+        spec_hash=hashlib.sha256(source.encode()).hexdigest(),
+        group_order=group.order,
+        basis_origin="exact",
+        spec=spec,
+        _exact=exact,
+    )

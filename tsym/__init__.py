@@ -1,0 +1,28 @@
+"""tsym: a symbolic tensor-symmetry compiler plus runtime for equivariant graph neural networks.
+
+>>> import tsym
+>>> plan = tsym.compile_text("tensor elastic { indices ijkl  symmetry ijkl = jikl = ijlk = klij }")[0]
+>>> plan.irreps, plan.num_components
+('2x0e+2x2e+1x4e', 21)
+"""
+from __future__ import annotations
+
+from tsym.compiler import (
+    HeadPlan,
+    SelfMixHead,
+    TensorSpec,
+    TsymError,
+    compile_file,
+    compile_spec,
+    compile_text,
+    emit_module,
+    parse_file,
+    parse_text,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",
+    "compile_spec", "parse_file", "parse_text", "emit_module", "__version__",
+]
