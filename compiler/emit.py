@@ -132,9 +132,9 @@ def from_cartesian(t: torch.Tensor) -> torch.Tensor:
 class {cls}(SelfMixHead):
     """Node-wise self-mix head for {plan.name!r} ({plan.irreps}); see ``SelfMixHead``."""
 
-    def __init__(self, irreps_in, hidden_mul: int = 16, mlp_hidden: int = 32):
+    def __init__(self, irreps_in, hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True):
         super().__init__(irreps_in, IRREPS, CHANGE_OF_BASIS, level=LEVEL, pool=POOL,
-                         hidden_mul=hidden_mul, mlp_hidden=mlp_hidden)
+                         hidden_mul=hidden_mul, mlp_hidden=mlp_hidden, skip=skip)
 
 
 __all__ = ["{cls}", "SelfMixHead", "IRREPS", "SPEC", "CHANGE_OF_BASIS", "to_cartesian", "from_cartesian"]

@@ -4,7 +4,7 @@
 symmetry group -> orbits of index tuples -> multiplicities (counting) -> exact change of basis.
 
 >>> from tsym.compiler.parse import parse_text
->>> plan = compile_spec(parse_text("tensor alpha { indices ij  symmetry ij = ji }")[0])
+>>> plan = compile_spec(parse_text("tensor alpha { indices ij; symmetry ij = ji }")[0])
 >>> plan.irreps, plan.num_components
 ('1x0e+1x2e', 6)
 """
@@ -28,6 +28,13 @@ __all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes"]
 
 #: Orders above this are refused outright: the 3^n Cartesian components alone are too many.
 MAX_ORDER = 12
+
+
+def _human(nbytes: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{int(nbytes)} bytes"
 
 
 def max_basis_bytes() -> int:
@@ -143,7 +150,7 @@ def _zero_error(spec: TensorSpec, group: SignedPermutationGroup) -> ZeroTensorEr
         gens += generators_from_terms(spec.indices, [(t.sign, t.letters) for t in eq.terms])
         if SignedPermutationGroup(len(spec.indices), gens).contains_minus_identity:
             return ZeroTensorError(
-                eq.loc,
+                eq.terms[0].loc if eq.terms[0].loc.line else eq.loc,
                 f"the symmetries of tensor '{spec.name}' leave only the zero tensor: together they "
                 f"imply T_{spec.indices} = -T_{spec.indices}",
                 hint="check the signs: a term may appear once with '+' and once with '-' "
@@ -177,9 +184,9 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
     if size > max_basis_bytes():
         raise SpecTooLargeError(
             spec.loc,
-            f"the change of basis of tensor '{spec.name}' would need {size / 1e9:.2f} GB "
+            f"the change of basis of tensor '{spec.name}' would need {_human(size)} "
             f"({orbits.dim:,} independent components x 3^{n} = {3**n:,} Cartesian entries, "
-            f"float64 + float32); the limit is {max_basis_bytes() / 1e9:.2f} GB",
+            f"float64 + float32); the limit is {_human(max_basis_bytes())}",
             hint="add the symmetries the tensor has, or raise TSYM_MAX_BASIS_BYTES",
         )
     mults = multiplicities(orbits, pairs)

@@ -43,7 +43,7 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-def rotation_and_d(irreps, proper: bool = True, dtype=torch.float64, generator=None):
+def rotation_and_d(irreps, proper: bool = True, dtype=torch.float64):
     """A random rotation R (times -1 when improper) and ``irreps``' D(R) from e3nn.
 
     D comes from ``Irreps.D_from_angles`` on the angles that built R: it equals
@@ -53,7 +53,7 @@ def rotation_and_d(irreps, proper: bool = True, dtype=torch.float64, generator=N
     from e3nn import o3
 
     with default_dtype(torch.float64):
-        a, b, c = o3.rand_angles(generator=generator) if generator is not None else o3.rand_angles()
+        a, b, c = o3.rand_angles()
         r = o3.angles_to_matrix(a, b, c)
         k = torch.tensor(0.0 if proper else 1.0)
         d = o3.Irreps(irreps).D_from_angles(a, b, c, k)

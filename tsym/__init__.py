@@ -1,7 +1,7 @@
 """tsym: a symbolic tensor-symmetry compiler plus runtime for equivariant graph neural networks.
 
 >>> import tsym
->>> plan = tsym.compile_text("tensor elastic { indices ijkl  symmetry ijkl = jikl = ijlk = klij }")[0]
+>>> plan = tsym.compile_text("tensor elastic { indices ijkl; symmetry ijkl = jikl = ijlk = klij }")[0]
 >>> plan.irreps, plan.num_components
 ('2x0e+2x2e+1x4e', 21)
 """

@@ -1,0 +1,1 @@
+"""tsym.runtime: structures -> graphs -> XPaiNN (or any e3nn backbone) -> compiled heads."""

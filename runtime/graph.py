@@ -1,0 +1,299 @@
+"""Structures -> graphs: radius graphs with periodic image shifts, batching, edge vectors.
+
+A graph is a plain ``dict[str, torch.Tensor]`` whose keys are the constants of
+:mod:`tsym.runtime.keys`.  A graph built from one structure is already a batch of one, so
+:func:`batch_graphs` concatenates single graphs and batches alike::
+
+    POSITIONS       [N, 3]     float, as given (never wrapped into the cell)
+    ATOMIC_NUMBERS  [N]        long
+    CELL            [G, 3, 3]  float, rows are lattice vectors; zeros when pbc is all False
+    PBC             [G, 3]     bool
+    EDGE_INDEX      [2, E]     long, row 0 = source j (neighbour), row 1 = target i (centre)
+    EDGE_SHIFTS     [E, 3]     float holding integers S (image of j): r_ij = r_j - r_i + S @ cell
+    BATCH           [N]        long, structure index of each atom
+    NUM_GRAPHS      []         long, G
+    NUM_ATOMS       [G]        long
+
+Edge convention: an edge ``(j -> i)`` is stored as ``EDGE_INDEX[:, e] = (j, i)``; messages flow from
+the neighbour ``j`` (source) to the centre ``i`` (target), and :func:`edge_vectors` returns
+``r_ij = positions[j] - positions[i] + S @ cell``, the vector that points from ``i`` to ``j``.
+Each pair within the cutoff appears in both directions.  ``i == j`` with ``S == 0`` is never an
+edge; a periodic image of the atom itself (``i == j``, ``S != 0``) is.  The graph stores integer
+shifts, never vectors, so edge vectors are differentiable in positions and cell (forces, stress)
+and follow any rotation or strain applied to both.
+
+The neighbour search is a maintained library: matscipy's ``neighbour_list`` when it is installed,
+ASE's ``primitive_neighbor_list`` otherwise (``neighbour_backend="auto"|"ase"|"matscipy"``).
+Non-periodic directions (molecules, slabs) get a working box that encloses the atoms; it never
+changes the result, only the binning.
+
+Examples
+--------
+>>> import torch
+>>> from ase.build import molecule
+>>> from tsym.runtime import keys
+>>> g = collate([molecule("H2O"), molecule("CH4")], cutoff=1.2)
+>>> int(g[keys.NUM_GRAPHS]), g[keys.NUM_ATOMS].tolist(), tuple(g[keys.CELL].shape)
+(2, [3, 5], (2, 3, 3))
+>>> bool(torch.all(edge_vectors(g).norm(dim=1) < 1.2))
+True
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.neighborlist import primitive_neighbor_list
+
+from tsym.compiler.errors import DataError
+from tsym.runtime import keys
+
+try:  # optional, faster backend (see benchmarks/neighbour_list.py)
+    from matscipy.neighbours import neighbour_list as _matscipy_neighbour_list
+except ImportError:  # pragma: no cover - depends on the environment
+    _matscipy_neighbour_list = None
+
+__all__ = [
+    "MIN_DISTANCE",
+    "BACKENDS",
+    "atoms_to_graph",
+    "collate",
+    "batch_graphs",
+    "edge_vectors",
+    "neighbour_list",
+]
+
+MIN_DISTANCE = 0.1  # Angstrom; two atoms (or an atom and its image) closer than this are an error
+BACKENDS = ("auto", "ase", "matscipy")
+_SOURCE = "<structures>"
+_MAX_BOX_IN_CUTOFFS = 100.0  # working box along a non-periodic direction, in cutoffs, at most
+
+# fields by how they batch; any other field is concatenated along its first dimension
+_EDGE_INDEX_FIELDS = (keys.EDGE_INDEX,)
+_OFFSET_FIELDS = (keys.BATCH,)
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"neighbour_backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "matscipy" if _matscipy_neighbour_list is not None else "ase"
+    if backend == "matscipy" and _matscipy_neighbour_list is None:
+        raise ValueError("neighbour_backend='matscipy' but matscipy is not installed; "
+                         "pip install matscipy, or use 'ase'")
+    return backend
+
+
+def _working_cell(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and a full-rank cell with the same periodic lattice for the neighbour search.
+
+    Periodic rows of ``cell`` are kept.  Each non-periodic row becomes a unit vector orthogonal
+    to the periodic rows (and to the other new rows) scaled to the extent of the atoms along it,
+    and the positions are translated so that the atoms sit inside that box.  Shifts along
+    non-periodic rows are always zero, and a translation does not change ``r_j - r_i``, so the
+    neighbour list of the working cell is the neighbour list of the structure.
+    """
+    n_periodic = int(pbc.sum())
+    if n_periodic == 3:
+        return positions, cell
+    if n_periodic == 0:
+        complement = np.eye(3)  # [3, 3]
+    else:
+        _, _, vt = np.linalg.svd(cell[pbc])  # periodic rows span vt[:p]
+        complement = vt[n_periodic:]  # [3 - p, 3] orthonormal, orthogonal to the periodic rows
+    along = positions @ complement.T  # [N, 3 - p]
+    low = along.min(axis=0)
+    length = np.minimum(along.max(axis=0) - low + 1.0, _MAX_BOX_IN_CUTOFFS * cutoff)
+    work = cell.copy()
+    work[~pbc] = length[:, None] * complement  # [3 - p, 3]
+    if np.linalg.det(work) < 0:
+        work[np.flatnonzero(~pbc)[0]] *= -1.0
+    return positions - low @ complement, work  # atoms past a capped box are still found
+
+
+def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float,
+                   backend: str = "auto") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All ordered pairs closer than ``cutoff``, periodic images included, in a fixed order.
+
+    Parameters
+    ----------
+    positions : ndarray, shape (N, 3)
+    cell : ndarray, shape (3, 3)
+        Rows are lattice vectors; rows along non-periodic directions are ignored.
+    pbc : ndarray of bool, shape (3,)
+    cutoff : float
+    backend : {"auto", "ase", "matscipy"}
+
+    Returns
+    -------
+    i, j : ndarray of int, shape (E,)
+        Centre and neighbour, sorted by ``(i, j, S)``.
+    shifts : ndarray of int, shape (E, 3)
+        Image of ``j``: ``r_ij = positions[j] - positions[i] + shifts @ cell``.
+    distances : ndarray of float, shape (E,)
+        ``|r_ij| < cutoff``; ``i == j`` only with a nonzero shift.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
+    work_positions, work_cell = _working_cell(positions, cell, pbc, cutoff)
+    if _resolve_backend(backend) == "matscipy":
+        i, j, shifts = _matscipy_neighbour_list("ijS", positions=work_positions, cell=work_cell,
+                                                pbc=pbc, cutoff=cutoff)
+    else:
+        i, j, shifts = primitive_neighbor_list("ijS", pbc, work_cell, work_positions, cutoff,
+                                               self_interaction=False)
+    i, j, shifts = i.astype(np.int64), j.astype(np.int64), shifts.astype(np.int64)
+    vectors = positions[j] - positions[i] + shifts.astype(np.float64) @ work_cell  # [E, 3]
+    distances = np.linalg.norm(vectors, axis=1)  # [E]
+    keep = (distances < cutoff) & ~((i == j) & ~shifts.any(axis=1))
+    i, j, shifts, distances = i[keep], j[keep], shifts[keep], distances[keep]
+    order = np.lexsort((shifts[:, 2], shifts[:, 1], shifts[:, 0], j, i))
+    return i[order], j[order], shifts[order], distances[order]
+
+
+def _check_structure(atoms: object, source: str, record: int | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float64 positions [N, 3], cell [3, 3] and pbc [3] of one structure."""
+    if not isinstance(atoms, Atoms):
+        raise DataError(source, record, f"expected an ase.Atoms, got {type(atoms).__name__}")
+    if len(atoms) < 1:
+        raise DataError(source, record, "the structure has no atoms")
+    positions = np.array(atoms.positions, dtype=np.float64)  # [N, 3]
+    cell = np.array(atoms.cell, dtype=np.float64)  # [3, 3]
+    pbc = np.array(atoms.pbc, dtype=bool)  # [3]
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        raise DataError(source, record, f"atom {bad[0]} has a non-finite position "
+                        f"{positions[bad[0]].tolist()}")
+    if not np.isfinite(cell).all():
+        raise DataError(source, record, f"the cell has non-finite entries {cell.tolist()}")
+    if pbc.any():
+        periodic = cell[pbc]  # [p, 3]
+        norms = np.linalg.norm(periodic, axis=1)
+        # volume of the periodic lattice relative to a box with the same edges: 0 when singular
+        volume = np.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0))
+        if norms.min() < 1e-8 or volume < 1e-6 * np.prod(norms):
+            axes = "".join("abc"[k] for k in np.flatnonzero(pbc))
+            raise DataError(source, record, f"the cell is zero or singular along the periodic "
+                            f"axes {axes} (pbc={pbc.tolist()}, cell={cell.tolist()})",
+                            hint="set a full-rank cell, or pbc=False for a molecule")
+    return positions, cell, pbc
+
+
+def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, *,
+                   neighbour_backend: str = "auto", source: str = _SOURCE,
+                   record: int | None = None) -> dict[str, torch.Tensor]:
+    """Radius graph of one structure, as a batch of one (fields in the module docstring).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A molecule (pbc all False, any cell or none), a crystal, or a slab (mixed pbc).
+    cutoff : float
+        Edges join atoms (and periodic images) strictly closer than ``cutoff`` Angstrom.
+    dtype : torch.dtype
+        Float dtype of positions, cell and shifts.
+    neighbour_backend : {"auto", "ase", "matscipy"}
+    source, record : str, int or None
+        Where the structure comes from; errors start with ``"{source}:record {record}:"``.
+
+    Raises
+    ------
+    DataError
+        No atoms, non-finite positions or cell, a zero or singular periodic cell, or two atoms
+        (or an atom and its image) closer than ``MIN_DISTANCE``.
+    """
+    if not (np.isscalar(cutoff) and np.isfinite(cutoff) and float(cutoff) > 0):
+        raise ValueError(f"cutoff must be a positive finite number, got {cutoff!r}")
+    positions, cell, pbc = _check_structure(atoms, source, record)
+    search = max(float(cutoff), MIN_DISTANCE)
+    i, j, shifts, distances = neighbour_list(positions, cell, pbc, search, neighbour_backend)
+    if distances.size and distances.min() < MIN_DISTANCE:
+        k = int(np.argmin(distances))
+        a, b = sorted((int(i[k]), int(j[k])))
+        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
+        raise DataError(source, record, f"{what} are {distances[k]:.3g} Angstrom apart "
+                        f"(minimum {MIN_DISTANCE})",
+                        hint="check for duplicated atoms and that positions are in Angstrom")
+    keep = distances < cutoff
+    i, j, shifts = i[keep], j[keep], shifts[keep]
+    if not pbc.any():
+        cell = np.zeros((3, 3))
+    n = len(atoms)
+    return {
+        keys.POSITIONS: torch.as_tensor(positions, dtype=dtype),  # [N, 3]
+        keys.ATOMIC_NUMBERS: torch.as_tensor(atoms.numbers, dtype=torch.long),  # [N]
+        keys.CELL: torch.as_tensor(cell, dtype=dtype).unsqueeze(0),  # [1, 3, 3]
+        keys.PBC: torch.as_tensor(pbc).unsqueeze(0),  # [1, 3]
+        keys.EDGE_INDEX: torch.as_tensor(np.stack([j, i]), dtype=torch.long),  # [2, E]
+        keys.EDGE_SHIFTS: torch.as_tensor(shifts, dtype=dtype),  # [E, 3]
+        keys.BATCH: torch.zeros(n, dtype=torch.long),  # [N]
+        keys.NUM_GRAPHS: torch.tensor(1, dtype=torch.long),  # []
+        keys.NUM_ATOMS: torch.tensor([n], dtype=torch.long),  # [1]
+    }
+
+
+def batch_graphs(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Concatenate graphs (each a batch of one or more structures) into one batch.
+
+    ``EDGE_INDEX`` is offset by the atoms before it, ``BATCH`` by the structures before it,
+    ``NUM_GRAPHS`` is summed, and every other field (known or not, e.g. per-atom ``[N, ...]`` or
+    per-structure ``[G, ...]`` labels) is concatenated along its first dimension.
+    """
+    graphs = list(graphs)
+    if not graphs:
+        raise ValueError("batch_graphs needs at least one graph")
+    names = set(graphs[0])
+    for k, g in enumerate(graphs):
+        if set(g) != names:
+            raise ValueError(f"graph {k} has fields {sorted(g)}, graph 0 has {sorted(names)}")
+    n_atoms = torch.tensor([int(g[keys.NUM_ATOMS].sum()) for g in graphs])
+    n_graphs = torch.tensor([int(g[keys.NUM_GRAPHS]) for g in graphs])
+    atom_offset = torch.cumsum(n_atoms, 0) - n_atoms  # [len(graphs)]
+    graph_offset = torch.cumsum(n_graphs, 0) - n_graphs  # [len(graphs)]
+    out: dict[str, torch.Tensor] = {}
+    for name in graphs[0]:
+        if name == keys.NUM_GRAPHS:
+            out[name] = n_graphs.sum()  # []
+        elif name in _EDGE_INDEX_FIELDS:
+            out[name] = torch.cat([g[name] + o for g, o in zip(graphs, atom_offset)], dim=1)
+        elif name in _OFFSET_FIELDS:
+            out[name] = torch.cat([g[name] + o for g, o in zip(graphs, graph_offset)], dim=0)
+        else:
+            out[name] = torch.cat([g[name] for g in graphs], dim=0)
+    return out
+
+
+def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
+            dtype: torch.dtype = torch.float64, *, neighbour_backend: str = "auto",
+            source: str = _SOURCE) -> dict[str, torch.Tensor]:
+    """Graphs of a list of structures, batched; errors name the structure's index in the list.
+
+    >>> from ase.build import bulk
+    >>> g = collate(bulk("Cu", "fcc", a=3.6), cutoff=3.0)  # 12 nearest neighbours at 2.55 A
+    >>> tuple(g["edge_index"].shape)
+    (2, 12)
+    """
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    graphs = [atoms_to_graph(atoms, cutoff, dtype, neighbour_backend=neighbour_backend,
+                             source=source, record=k) for k, atoms in enumerate(structures)]
+    return batch_graphs(graphs)
+
+
+def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``r_ij = positions[j] - positions[i] + S @ cell[batch[i]]``, shape ``[E, 3]``.
+
+    Differentiable in ``graph[POSITIONS]`` and ``graph[CELL]``; points from the centre ``i``
+    (``EDGE_INDEX[1]``) to the neighbour ``j`` (``EDGE_INDEX[0]``).
+    """
+    positions = graph[keys.POSITIONS]  # [N, 3]
+    source, target = graph[keys.EDGE_INDEX]  # [E], [E]
+    cell = graph[keys.CELL][graph[keys.BATCH][target]]  # [E, 3, 3]
+    shifts = graph[keys.EDGE_SHIFTS].to(positions.dtype)  # [E, 3]
+    offsets = torch.einsum("ek,ekc->ec", shifts, cell.to(positions.dtype))  # [E, 3]
+    return positions[source] - positions[target] + offsets  # [E, 3]

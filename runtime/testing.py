@@ -1,0 +1,227 @@
+"""Equivariance helpers for tests of models that map structures to Cartesian tensors.
+
+:func:`assert_equivariant` checks, in one call, that a function of a list of ``ase.Atoms``
+returns Cartesian tensors that rotate with proper and improper rotations (axial tensors pick up
+``det R``), do not change under translations, and whose atom-level rows follow a permutation of
+the atoms.  Like e3nn's ``assert_equivariant`` it ships with the package and its own tests prove
+that it fails on broken functions.
+
+Examples
+--------
+>>> import numpy as np
+>>> from ase.build import molecule
+>>> def dipole_like(structures):  # sum of r_j - r_i over ordered pairs, per atom
+...     return {"v": np.concatenate([(a.positions.sum(0) - len(a) * a.positions)
+...                                  for a in structures])}
+>>> assert_equivariant(dipole_like, [molecule("H2O")], orders={"v": 1})
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+from e3nn import o3
+
+__all__ = ["random_rotation", "rotate_atoms", "rotate_cartesian", "assert_equivariant"]
+
+
+def random_rotation(dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None,
+                    proper: bool = True) -> torch.Tensor:
+    """A Haar-random rotation matrix ``[3, 3]``; ``-R`` (det -1) when ``proper=False``.
+
+    Without a generator this is ``e3nn.o3.rand_matrix``; with one, the same distribution is
+    drawn from the generator (uniform alpha, gamma and cos(beta), then ``o3.angles_to_matrix``).
+    """
+    if generator is None:
+        rotation = o3.rand_matrix(dtype=dtype)  # [3, 3]
+    else:
+        u = torch.rand(3, generator=generator, dtype=torch.float64)
+        alpha, gamma = 2 * torch.pi * u[0], 2 * torch.pi * u[1]
+        beta = torch.acos(2 * u[2] - 1)
+        rotation = o3.angles_to_matrix(alpha, beta, gamma).to(dtype)  # [3, 3]
+    return rotation if proper else -rotation
+
+
+def _as_numpy_matrix(rotation: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(rotation, torch.Tensor):
+        rotation = rotation.detach().cpu().numpy()
+    return np.asarray(rotation, dtype=np.float64).reshape(3, 3)
+
+
+def rotate_atoms(atoms: Atoms, rotation: torch.Tensor | np.ndarray) -> Atoms:
+    """A copy of ``atoms`` with positions and cell rows mapped by ``r -> R r``."""
+    matrix = _as_numpy_matrix(rotation)
+    out = atoms.copy()
+    out.positions = atoms.positions @ matrix.T  # [N, 3]
+    out.set_cell(np.asarray(atoms.cell) @ matrix.T, scale_atoms=False)  # [3, 3]
+    return out
+
+
+def rotate_cartesian(tensor: torch.Tensor | np.ndarray, rotation: torch.Tensor | np.ndarray,
+                     axial: bool = False, order: int | None = None) -> torch.Tensor | np.ndarray:
+    """Apply ``R`` to each of the last ``order`` indices of ``tensor`` (all of them by default).
+
+    ``T'_{a b ...} = R_{a a'} R_{b b'} ... T_{a' b' ...}``, times ``det R`` when ``axial``.
+    Returns the same kind of array as ``tensor``.
+
+    Parameters
+    ----------
+    tensor : Tensor or ndarray, shape (..., 3, ..., 3)
+    rotation : Tensor or ndarray, shape (3, 3)
+    axial : bool
+    order : int, optional
+        Number of trailing Cartesian indices; ``None`` means every index.
+    """
+    is_numpy = not isinstance(tensor, torch.Tensor)
+    x = torch.as_tensor(np.asarray(tensor)) if is_numpy else tensor
+    matrix = torch.as_tensor(_as_numpy_matrix(rotation), dtype=x.dtype, device=x.device)
+    order = x.dim() if order is None else order
+    if order > x.dim() or any(size != 3 for size in x.shape[x.dim() - order:]):
+        raise ValueError(f"expected {order} trailing Cartesian indices of size 3, "
+                         f"got shape {tuple(x.shape)}")
+    for axis in range(x.dim() - order, x.dim()):
+        x = torch.movedim(torch.movedim(x, axis, -1) @ matrix.T, -1, axis)  # same shape
+    if axial:
+        x = x * torch.linalg.det(matrix)
+    return x.numpy() if is_numpy else x
+
+
+@dataclass(frozen=True)
+class _Transform:
+    """One rigid motion of every structure plus a permutation of each structure's atoms."""
+
+    name: str
+    rotation: np.ndarray  # [3, 3]
+    translations: tuple[np.ndarray, ...]  # per structure [3]
+    permutations: tuple[np.ndarray, ...]  # per structure [n_atoms]: new atom k is old perm[k]
+
+    def apply(self, structures: Sequence[Atoms]) -> list[Atoms]:
+        out = []
+        for atoms, shift, perm in zip(structures, self.translations, self.permutations):
+            moved = rotate_atoms(atoms[perm], self.rotation)
+            moved.positions = moved.positions + shift
+            out.append(moved)
+        return out
+
+    def atom_rows(self, structures: Sequence[Atoms]) -> np.ndarray:
+        """Rows of the concatenated atom-level output that land at each new row."""
+        offsets = np.cumsum([0] + [len(a) for a in structures])
+        return np.concatenate([p + o for p, o in zip(self.permutations, offsets)])
+
+
+def _transforms(structures: Sequence[Atoms], seed: int, parity: bool) -> list[_Transform]:
+    """The combined check first, then each symmetry alone (used to name what broke)."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed)
+    rotation = random_rotation(torch.float64, generator).numpy()
+    shifts = tuple(rng.normal(scale=3.0, size=3) for _ in structures)
+    perms = tuple(rng.permutation(len(a)) for a in structures)
+    zero = tuple(np.zeros(3) for _ in structures)
+    same = tuple(np.arange(len(a)) for a in structures)
+    eye = np.eye(3)
+    out = [_Transform("proper rotation + translation + permutation", rotation, shifts, perms)]
+    if parity:
+        out.append(_Transform("improper rotation + translation + permutation", -rotation,
+                              shifts, perms))
+    out += [_Transform("proper rotation", rotation, zero, same),
+            _Transform("translation", eye, shifts, same),
+            _Transform("atom permutation", eye, zero, perms)]
+    if parity:
+        out.append(_Transform("inversion", -eye, zero, same))
+    return out
+
+
+def _evaluate(fn: Callable, structures: list[Atoms], names: Sequence[str]) -> dict[str, np.ndarray]:
+    result = fn(structures)
+    out = {}
+    for name in names:
+        if name not in result:
+            raise ValueError(f"fn returned no output {name!r} (it returned {sorted(result)})")
+        value = result[name]
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().to(torch.float64).numpy()
+        out[name] = np.asarray(value, dtype=np.float64)
+    return out
+
+
+def _is_atom_level(name: str, value: np.ndarray, n_atoms: int, n_structures: int,
+                   atom_level: dict[str, bool] | None) -> bool:
+    if atom_level is not None and name in atom_level:
+        return atom_level[name]
+    if n_atoms == n_structures:
+        raise ValueError(f"cannot tell whether output {name!r} is per atom or per structure "
+                         f"({n_atoms} atoms in {n_structures} structures): pass atom_level")
+    if value.shape[0] not in (n_atoms, n_structures):
+        raise ValueError(f"output {name!r} has {value.shape[0]} rows, expected {n_atoms} "
+                         f"(per atom) or {n_structures} (per structure)")
+    return value.shape[0] == n_atoms
+
+
+def assert_equivariant(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[Atoms],
+                       orders: dict[str, int], axial: dict[str, bool] | None = None,
+                       atol: float = 1e-8, rtol: float = 1e-8, *,
+                       atom_level: dict[str, bool] | None = None, parity: bool = True,
+                       seed: int = 0) -> None:
+    """Check that ``fn`` is equivariant under rotation, inversion, translation and permutation.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(list_of_atoms) -> {name: array [n, 3, ..., 3]}`` with ``n`` the number of
+        structures (per-structure output) or the total number of atoms (per-atom output, rows
+        in the order of the atoms, structure after structure).  Torch or numpy arrays.
+    atoms_list : sequence of ase.Atoms
+    orders : dict
+        Number of Cartesian indices of each output to check (0 for invariants).
+    axial : dict, optional
+        Outputs that pick up ``det R`` (pseudotensors); the rest are polar.
+    atol, rtol : float
+        Passes when ``|actual - expected| <= atol + rtol * |expected|`` everywhere.
+    atom_level : dict, optional
+        Per-atom (True) or per-structure (False) outputs; inferred from the number of rows
+        where that is unambiguous.
+    parity : bool
+        Also check improper rotations (set False for chiral models).
+    seed : int
+        Seeds the random rotation, translations and permutations.
+
+    Raises
+    ------
+    AssertionError
+        Naming the output, the transformations it breaks and the largest error.
+    """
+    structures = list(atoms_list)
+    axial = dict(axial or {})
+    names = list(orders)
+    n_atoms, n_structures = sum(len(a) for a in structures), len(structures)
+    reference = _evaluate(fn, structures, names)
+    per_atom = {name: _is_atom_level(name, reference[name], n_atoms, n_structures, atom_level)
+                for name in names}
+    failures: dict[str, list[tuple[str, float]]] = {}
+    for transform in _transforms(structures, seed, parity):
+        actual = _evaluate(fn, transform.apply(structures), names)
+        for name in names:
+            expected = reference[name]
+            if per_atom[name]:
+                expected = expected[transform.atom_rows(structures)]
+            expected = rotate_cartesian(expected, transform.rotation, axial.get(name, False),
+                                        order=orders[name])
+            if actual[name].shape != expected.shape:
+                raise AssertionError(f"output {name!r} changed shape under {transform.name}: "
+                                     f"{expected.shape} -> {actual[name].shape}")
+            error = np.abs(actual[name] - expected)
+            if not np.all(error <= atol + rtol * np.abs(expected)):
+                failures.setdefault(name, []).append((transform.name, float(error.max())))
+    if failures:
+        lines = []
+        for name, broken in failures.items():
+            kind = "axial" if axial.get(name, False) else "polar"
+            worst = max(err for _, err in broken)
+            what = "; ".join(f"{t} (max error {e:.3g})" for t, e in broken)
+            lines.append(f"output {name!r} (order {orders[name]}, {kind}) is not equivariant: "
+                         f"max error {worst:.3g} (atol={atol:g}, rtol={rtol:g}); fails under: "
+                         f"{what}")
+        raise AssertionError("\n".join(lines))
