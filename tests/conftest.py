@@ -44,19 +44,29 @@ def shared_data_dir() -> Path | None:
 
 
 def rotation_and_d(irreps, proper: bool = True, dtype=torch.float64):
-    """A random rotation R (times -1 when improper) and ``irreps``' D(R) from e3nn.
+    """A random rotation R (times -1 when improper) and ``irreps``' Wigner matrix D(R).
 
-    D comes from ``Irreps.D_from_angles`` on the angles that built R: it equals
-    ``Irreps.D_from_matrix(R)``, without the loss of precision of ``matrix_to_angles`` (an ``acos``
-    that amplifies rounding near beta = 0, pi to ~1e-10 in float64).
+    D is e3nn's: ``exp(a X_y) exp(b X_x) exp(c X_y)`` with e3nn's own generators
+    (``o3.so3_generators``, float64) on the angles that built R with ``o3.angles_to_matrix``, times
+    the parity for improper R -- the definition behind ``Irreps.D_from_angles``/``D_from_matrix``.
+    The exponentials are taken with scipy's ``expm``: e3nn's ``torch.matrix_exp`` path is only
+    accurate to ~1e-10 in float64 (measured against expm), which would hide 1e-12 checks, and
+    ``matrix_to_angles`` adds an ``acos`` that amplifies rounding near beta = 0, pi.
     """
+    import scipy.linalg
     from e3nn import o3
 
     with default_dtype(torch.float64):
-        a, b, c = o3.rand_angles()
-        r = o3.angles_to_matrix(a, b, c)
-        k = torch.tensor(0.0 if proper else 1.0)
-        d = o3.Irreps(irreps).D_from_angles(a, b, c, k)
+        a, b, c = (float(v) for v in o3.rand_angles())
+        r = o3.angles_to_matrix(torch.tensor(a), torch.tensor(b), torch.tensor(c))
+        blocks = []
+        for mul, ir in o3.Irreps(irreps):
+            x = o3.so3_generators(ir.l).numpy()
+            d = scipy.linalg.expm(a * x[1]) @ scipy.linalg.expm(b * x[0]) @ scipy.linalg.expm(c * x[1])
+            if not proper:
+                d = d * ir.p
+            blocks += [torch.from_numpy(d)] * mul
+        d = torch.block_diag(*blocks) if blocks else torch.zeros(0, 0)
         if not proper:
             r = -r
     return r.to(dtype), d.to(dtype)

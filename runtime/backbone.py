@@ -1,0 +1,316 @@
+"""XPaiNN, the equivariant message-passing backbone of tsym (PaiNN extended to any degree l).
+
+Follows XPaiNN of Chen et al. (XequiNet, J. Chem. Theory Comput. 2024), written for e3nn 0.6
+conventions: l = 1 in (x, y, z) order, ``component`` normalisation, no axis reordering.
+
+State of atom i: scalars ``s_i`` [num_scalars] and equivariant features ``v_i`` [irreps.dim]
+(``irreps`` sorted, one entry per l, parity (-1)^l, e.g. ``128x0e+64x1o+32x2e``), ``v_i = 0`` at start.
+With ``e_ij`` the edge embedding (spherical harmonics ``Y(r_ij)``, Bessel basis ``b(r_ij)``,
+envelope ``f(r_ij)``), each of the ``num_blocks`` blocks is::
+
+    message:  [g_v, g_Y, m] = MLP(LN(s)_j) * (W b(r_ij)) f(r_ij)          (split into K, K, S parts)
+              s_i += sum_j m ;  v_i += sum_j g_v * ELN(v)_j + g_Y * Y(r_ij)
+    update:   U, V = Linear_U(ELN(v_i)), Linear_V(ELN(v_i))                 (equivariant linear maps)
+              [a_vv, a_sv, a_ss] = MLP([LN(s_i), |V|])
+              v_i += a_vv * U ;  s_i += a_sv * Linear(<U, V>) + a_ss
+
+where K = irreps.num_irreps, a gate of K values scales each channel of each l (the harmonics of
+degree l broadcast to the channels of that l), ``|V|`` and ``<U, V>`` are per-channel norms and
+dot products (the latter scaled by 1/sqrt(2l+1)), LN is ``torch.nn.LayerNorm`` and ELN the
+equivariant layer norm.  In the first block ``v = 0``, so its message has no ``g_v`` part.
+
+Output: ``NODE_FEATURES = cat([s, v])`` with ``irreps_out = (Sx0e + irreps).simplify()``, e.g.
+``256x0e+64x1o+32x2e`` for the defaults (the 128 scalars, then the 128x0e of ``v``, ...).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from e3nn import o3
+
+from tsym.runtime import keys
+from tsym.runtime.embedding import (
+    BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
+)
+
+__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edge_vectors"]
+
+SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL = "scalars", "equivariant", "edge_sh", "edge_radial"
+
+
+def edge_vectors(graph: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Edge vectors r_ij [E, 3]: ``graph[EDGE_VECTORS]`` if present, else computed.
+
+    Computed as ``pos[j] - pos[i] + S_ij @ cell[batch[i]]`` with ``(j, i) = EDGE_INDEX`` (row 0 the
+    neighbour j, row 1 the centre i); the shift term only when ``EDGE_SHIFTS`` and ``CELL`` are in the
+    graph (``BATCH`` absent means one structure).
+    """
+    if keys.EDGE_VECTORS in graph:
+        return graph[keys.EDGE_VECTORS]
+    pos = graph[keys.POSITIONS]  # [N, 3]
+    src, dst = graph[keys.EDGE_INDEX]  # [E], [E]
+    vec = pos[src] - pos[dst]  # [E, 3]
+    if keys.EDGE_SHIFTS in graph and keys.CELL in graph:
+        cell = graph[keys.CELL].to(pos.dtype).reshape(-1, 3, 3)  # [G, 3, 3]
+        batch = graph.get(keys.BATCH)
+        structure = batch[dst] if batch is not None else torch.zeros_like(dst)  # [E]
+        shifts = graph[keys.EDGE_SHIFTS].to(pos.dtype)  # [E, 3]
+        vec = vec + torch.einsum("ek,ekc->ec", shifts, cell[structure])  # [E, 3]
+    return vec
+
+
+def _check_node_irreps(owner: str, field: str, irreps: o3.Irreps | str) -> o3.Irreps:
+    irreps = o3.Irreps(irreps)
+    canonical = irreps.sort().irreps.simplify()
+    if len(irreps) == 0 or any(mul < 1 for mul, _ in irreps):
+        raise BackboneConfigError(
+            f"{owner}: field '{field}' needs a non-empty irreps without zero multiplicities, "
+            f"got '{irreps}'")
+    if irreps != canonical:
+        raise BackboneConfigError(
+            f"{owner}: field '{field}' irreps '{irreps}' must be sorted by l with one entry per irrep;"
+            f" write '{canonical}'")
+    for _, ir in irreps:
+        if ir.p != (-1) ** ir.l:
+            good = o3.Irrep(ir.l, (-1) ** ir.l)
+            raise BackboneConfigError(
+                f"{owner}: field '{field}' irreps '{irreps}' contain {ir}, but the edge spherical "
+                f"harmonics of l={ir.l} are {good}; use {good}")
+    return irreps
+
+
+def _check_scalars(owner: str, field: str, irreps: o3.Irreps | str) -> int:
+    irreps = o3.Irreps(irreps)
+    if len(irreps) != 1 or irreps[0].ir != o3.Irrep("0e") or irreps[0].mul < 1:
+        raise BackboneConfigError(
+            f"{owner}: field '{field}' must be scalars 'Nx0e' with N >= 1, got '{irreps}'")
+    return irreps[0].mul
+
+
+def _irreps_in(owner: str, irreps_in: Mapping[str, o3.Irreps | str], fields: tuple[str, ...]):
+    missing = [f for f in fields if f not in irreps_in]
+    if missing:
+        raise BackboneConfigError(f"{owner}: irreps_in lacks field(s) {', '.join(missing)}")
+    return {f: o3.Irreps(irreps_in[f]) for f in fields}
+
+
+class _Layout(torch.nn.Module):
+    """Index buffers for per-channel work on a flat [..., irreps.dim] tensor (K = num_irreps).
+
+    ``channel`` [dim]: the channel (0..K-1) of each component; ``sh_col`` [dim]: the column of the
+    spherical harmonics vector (``sh_irreps_for(irreps)``) that component m of degree l reads.
+    """
+
+    def __init__(self, irreps: o3.Irreps):
+        super().__init__()
+        sh_irreps = sh_irreps_for(irreps)
+        sh_offset = {ir.l: sl.start for (_, ir), sl in zip(sh_irreps, sh_irreps.slices())}
+        channel, sh_col, degree, k = [], [], [], 0
+        for mul, ir in irreps:
+            channel += [k + u for u in range(mul) for _ in range(ir.dim)]
+            sh_col += [sh_offset[ir.l] + m for _ in range(mul) for m in range(ir.dim)]
+            degree += [ir.dim] * mul
+            k += mul
+        self.num_channels = k
+        self.register_buffer("channel", torch.tensor(channel, dtype=torch.long), persistent=False)
+        self.register_buffer("sh_col", torch.tensor(sh_col, dtype=torch.long), persistent=False)
+        self.register_buffer("degree", torch.tensor(degree, dtype=torch.get_default_dtype()),
+                             persistent=False)  # [K], 2l+1
+
+    def expand(self, gates: torch.Tensor) -> torch.Tensor:
+        return gates.index_select(-1, self.channel)  # [..., K] -> [..., dim]
+
+    def channel_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return x.new_zeros(x.shape[0], self.num_channels).index_add_(1, self.channel, x)  # [N, K]
+
+
+class EquivariantLayerNorm(torch.nn.Module):
+    """Layer norm of equivariant features [N, irreps.dim] (irreps sorted, one entry per l).
+
+    For each l: the 0e channels are centred; the channels are divided by the root mean square of
+    all their components (+ eps); then a learned per-channel scale and, for 0e, a learned bias.
+    """
+
+    def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-5):
+        super().__init__()
+        self.irreps = _check_node_irreps("EquivariantLayerNorm", EQUIVARIANT, irreps)
+        self.irreps_in = self.irreps_out = {EQUIVARIANT: self.irreps}
+        self.eps = eps
+        self.layout = _Layout(self.irreps)
+        self.weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))  # [K]
+        self.num_even_scalars = self.irreps.count("0e")
+        if self.num_even_scalars:
+            self.bias = torch.nn.Parameter(torch.zeros(self.num_even_scalars))  # [n_0e]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = []
+        for (mul, ir), sl in zip(self.irreps, self.irreps.slices()):  # one entry per l
+            f = x[:, sl].reshape(-1, mul, ir.dim)  # [N, mul, 2l+1]
+            if ir.l == 0:
+                f = f - f.mean(dim=1, keepdim=True)
+            f = f * torch.rsqrt(f.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)
+            parts.append(f.reshape(-1, mul * ir.dim))
+        y = torch.cat(parts, dim=-1) * self.layout.expand(self.weight)  # [N, dim]
+        if self.num_even_scalars:  # 0e comes first in a sorted irreps
+            n = self.num_even_scalars
+            y = torch.cat([y[:, :n] + self.bias, y[:, n:]], dim=-1)
+        return y
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int) -> torch.nn.Sequential:
+    mlp = torch.nn.Sequential(torch.nn.Linear(d_in, d_hidden), torch.nn.SiLU(),
+                              torch.nn.Linear(d_hidden, d_out))
+    torch.nn.init.zeros_(mlp[0].bias)
+    torch.nn.init.zeros_(mlp[2].bias)
+    return mlp
+
+
+class MessageBlock(torch.nn.Module):
+    """XPaiNN message: neighbours j -> centre i, summed with ``index_add``.
+
+    Parameters
+    ----------
+    irreps_in : mapping
+        ``{"scalars": "Sx0e", "equivariant": irreps, "edge_sh": sh_irreps_for(irreps),
+        "edge_radial": "Bx0e"}``; checked here.
+    first : bool
+        The first block, where ``v = 0``: no gate on the neighbours' equivariant features.
+    """
+
+    def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], first: bool = False):
+        super().__init__()
+        owner = "MessageBlock"
+        self.irreps_in = _irreps_in(owner, irreps_in, (SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL))
+        num_scalars = _check_scalars(owner, SCALARS, self.irreps_in[SCALARS])
+        irreps = _check_node_irreps(owner, EQUIVARIANT, self.irreps_in[EQUIVARIANT])
+        check_irreps(owner, EDGE_SH, sh_irreps_for(irreps), self.irreps_in[EDGE_SH])
+        num_basis = _check_scalars(owner, EDGE_RADIAL, self.irreps_in[EDGE_RADIAL])
+        self.irreps_out = {SCALARS: self.irreps_in[SCALARS], EQUIVARIANT: irreps}
+        k = irreps.num_irreps
+        self.split = (0 if first else k, k, num_scalars)  # gates on v_j, gates on Y, scalar message
+        self.layout = _Layout(irreps)
+        self.scalar_norm = torch.nn.LayerNorm(num_scalars)
+        self.equivariant_norm = None if first else EquivariantLayerNorm(irreps)
+        self.scalar_mlp = _mlp(num_scalars, num_scalars, sum(self.split))
+        self.radial_linear = torch.nn.Linear(num_basis, sum(self.split))
+        torch.nn.init.zeros_(self.radial_linear.bias)
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
+                envelope: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        src, dst = edge_index  # neighbour j, centre i
+        phi = self.scalar_mlp(self.scalar_norm(s))  # [N, hidden]
+        filt = self.radial_linear(radial) * envelope  # [E, hidden]
+        gate_v, gate_sh, msg_s = torch.split(phi[src] * filt, self.split, dim=-1)
+        msg_v = sh.index_select(1, self.layout.sh_col) * self.layout.expand(gate_sh)  # [E, dim]
+        if self.equivariant_norm is not None:
+            msg_v = msg_v + self.equivariant_norm(v)[src] * self.layout.expand(gate_v)  # [E, dim]
+        s = s.index_add(0, dst, msg_s)  # [N, S]
+        v = v.index_add(0, dst, msg_v)  # [N, dim]
+        return s, v
+
+
+class UpdateBlock(torch.nn.Module):
+    """XPaiNN update of each atom from its own state.
+
+    ``irreps_in`` = ``{"scalars": "Sx0e", "equivariant": irreps}``; checked here.
+    """
+
+    def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], eps: float = 1e-6):
+        super().__init__()
+        owner = "UpdateBlock"
+        self.irreps_in = _irreps_in(owner, irreps_in, (SCALARS, EQUIVARIANT))
+        num_scalars = _check_scalars(owner, SCALARS, self.irreps_in[SCALARS])
+        irreps = _check_node_irreps(owner, EQUIVARIANT, self.irreps_in[EQUIVARIANT])
+        self.irreps_out = dict(self.irreps_in)
+        k = irreps.num_irreps
+        self.split, self.eps = (k, num_scalars, num_scalars), eps  # a_vv, a_sv, a_ss
+        self.layout = _Layout(irreps)
+        self.scalar_norm = torch.nn.LayerNorm(num_scalars)
+        self.equivariant_norm = EquivariantLayerNorm(irreps)
+        has_bias = irreps.count("0e") > 0
+        self.linear_u = o3.Linear(irreps, irreps, biases=has_bias)
+        self.linear_v = o3.Linear(irreps, irreps, biases=has_bias)
+        self.update_mlp = _mlp(num_scalars + k, num_scalars, sum(self.split))
+        self.dot_linear = torch.nn.Linear(k, num_scalars, bias=False)
+
+    def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v_n = self.equivariant_norm(v)  # [N, dim]
+        u, w = self.linear_u(v_n), self.linear_v(v_n)  # [N, dim] each
+        norms = torch.sqrt(self.layout.channel_sum(w * w) + self.eps**2) - self.eps  # [N, K]
+        a_vv, a_sv, a_ss = torch.split(
+            self.update_mlp(torch.cat([self.scalar_norm(s), norms], dim=-1)), self.split, dim=-1)
+        dots = self.layout.channel_sum(u * w) * torch.rsqrt(self.layout.degree)  # [N, K]
+        s = s + a_sv * self.dot_linear(dots) + a_ss  # [N, S]
+        v = v + u * self.layout.expand(a_vv)  # [N, dim]
+        return s, v
+
+
+class XPaiNN(torch.nn.Module):
+    """The XPaiNN backbone: a graph dict in, the same dict plus ``NODE_FEATURES`` out.
+
+    Parameters
+    ----------
+    num_scalars : int
+        Width S of the scalar channel.
+    irreps : str or o3.Irreps
+        Equivariant features, sorted by l, one entry per l, parity (-1)^l.
+    num_blocks : int
+        Message + update blocks.
+    num_basis : int
+        Bessel radial functions.
+    cutoff : float
+        Cutoff radius (Angstrom); edges at or beyond it contribute exactly zero.
+    embedding : {"qc", "onehot"}
+        Element embedding, see :class:`~tsym.runtime.embedding.ElementEmbedding`.
+    max_z : int, optional
+        Largest atomic number (default 53, the end of the shipped STO-3G table).
+    cutoff_fn : {"cosine", "polynomial"}
+        The smooth envelope.
+
+    Attributes
+    ----------
+    irreps_out : o3.Irreps
+        ``(Sx0e + irreps).simplify()``, the layout of ``NODE_FEATURES`` [N, irreps_out.dim].
+
+    Examples
+    --------
+    >>> str(XPaiNN(num_scalars=16, irreps="16x0e+8x1o+4x2e", embedding="onehot").irreps_out)
+    '32x0e+8x1o+4x2e'
+    """
+
+    def __init__(self, num_scalars: int = 128, irreps: str | o3.Irreps = "128x0e+64x1o+32x2e",
+                 num_blocks: int = 3, num_basis: int = 20, cutoff: float = 5.0,
+                 embedding: str = "qc", max_z: int | None = None, cutoff_fn: str = "cosine"):
+        super().__init__()
+        if num_blocks < 1:
+            raise BackboneConfigError(f"XPaiNN: num_blocks must be >= 1, got {num_blocks}")
+        scalars = o3.Irreps([(int(num_scalars), (0, 1))])
+        _check_scalars("XPaiNN", "scalars (num_scalars)", scalars)
+        self.irreps = _check_node_irreps("XPaiNN", "irreps", irreps)
+        self.cutoff = float(cutoff)
+        self.node_embedding = ElementEmbedding(num_scalars, embedding, max_z)
+        self.edge_embedding = EdgeEmbedding(self.irreps, num_basis, cutoff, cutoff_fn)
+        state = {**self.node_embedding.irreps_out, EQUIVARIANT: self.irreps,
+                 **self.edge_embedding.irreps_out}
+        self.messages = torch.nn.ModuleList()
+        self.updates = torch.nn.ModuleList()
+        for b in range(num_blocks):
+            self.messages.append(MessageBlock(state, first=b == 0))
+            self.updates.append(UpdateBlock(self.messages[-1].irreps_out))
+            state = {**state, **self.updates[-1].irreps_out}
+        self.irreps_in = {keys.POSITIONS: o3.Irreps("1x1o"), keys.EDGE_VECTORS: o3.Irreps("1x1o")}
+        self.irreps_out = (scalars + self.irreps).simplify()
+
+    def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Return a shallow copy of ``graph`` with ``NODE_FEATURES`` [N, irreps_out.dim] added."""
+        edge_index = graph[keys.EDGE_INDEX]  # [2, E]
+        sh, radial, envelope = self.edge_embedding(edge_vectors(graph))  # [E, *]
+        s = self.node_embedding(graph[keys.ATOMIC_NUMBERS])  # [N, S]
+        v = s.new_zeros(s.shape[0], self.irreps.dim)  # [N, irreps.dim]
+        for message, update in zip(self.messages, self.updates):
+            s, v = message(s, v, sh, radial, envelope, edge_index)
+            s, v = update(s, v)
+        out = dict(graph)
+        out[keys.NODE_FEATURES] = torch.cat([s, v], dim=-1)  # [N, irreps_out.dim]
+        return out
