@@ -5,11 +5,15 @@ Every user error is a :class:`tsym.TsymError`, printed without a traceback (exit
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
+
+#: ``tsym/_cmd_<name>.py`` modules, each with ``register(subparsers)``.
+COMMAND_MODULES = ("data", "label", "train")
 
 
 def _plans(path: str):
@@ -96,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("table", help="compile every spec of a directory and print a table")
     p.add_argument("directory", nargs="?", default="specs")
     p.set_defaults(func=cmd_table)
+
+    # commands of the runtime (training, data, labelling, ...) live beside this file
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"tsym._cmd_{name}").register(sub)
     return parser
 
 
