@@ -19,10 +19,12 @@ from tsym.compiler import (
     parse_file,
     parse_text,
 )
+from tsym.runtime.model import TensorModel, build_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",
-    "compile_spec", "parse_file", "parse_text", "emit_module", "__version__",
+    "compile_spec", "parse_file", "parse_text", "emit_module", "build_model", "TensorModel",
+    "__version__",
 ]

@@ -1,0 +1,364 @@
+"""``TensorModel``: compiled heads on a backbone; ``build_model``; checkpoints that keep the specs.
+
+A :class:`TensorModel` holds one backbone (any module meeting the contract of
+:mod:`tsym.runtime.adapters`) and one :class:`~tsym.compiler.SelfMixHead` per
+:class:`~tsym.compiler.HeadPlan`, keyed by the spec's name::
+
+    graph -> backbone -> NODE_FEATURES [N, irreps_out.dim] -> head_k -> {name_k: [G|N, 3, ..., 3]}
+
+A checkpoint (:meth:`TensorModel.save`) is a plain dict that ``torch.load(path,
+weights_only=True)`` reads: the specs' canonical *sources* (plans are recompiled from them at
+load, never unpickled), the backbone's registered name and keyword arguments, the head keyword
+arguments, the cutoff, the dtype name and the state dict.
+
+Examples
+--------
+>>> import tsym
+>>> from ase.build import molecule
+>>> spec = "tensor alpha { indices ij; symmetry ij = ji; pool sum }"
+>>> model = tsym.build_model([spec], backbone_kwargs=dict(
+...     num_scalars=8, irreps="8x0e+4x1o+2x2e", num_blocks=1, embedding="onehot"),
+...     head_kwargs=dict(hidden_mul=2, mlp_hidden=4))
+>>> model.predict([molecule("H2O"), molecule("CH4")])["alpha"].shape
+(2, 3, 3)
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from tsym.compiler import HeadPlan, SelfMixHead, TsymError, compile_file, compile_text
+from tsym.runtime import keys
+from tsym.runtime.adapters import ModelConfigError, build_backbone, check_backbone
+from tsym.runtime.graph import collate
+
+__all__ = ["TensorModel", "build_model", "load_checkpoint", "CheckpointError", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "tsym-model/1"
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+_PLAIN = (str, int, float, bool, type(None))
+_CHECKPOINT_KEYS = ("specs", "spec_hashes", "backbone", "backbone_kwargs", "head_kwargs", "cutoff",
+                    "dtype", "state_dict")
+
+
+class CheckpointError(TsymError):
+    """A checkpoint file that is not a tsym model, or that disagrees with the arguments given."""
+
+
+@contextlib.contextmanager
+def _building(dtype: torch.dtype, seed: int | None):
+    """Default dtype ``dtype`` (e3nn computes its constants in it) and, if given, a private RNG
+    seeded with ``seed`` (the global RNG state is restored afterwards)."""
+    old = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(old)
+
+
+def _head_seed(seed: int, plan: HeadPlan) -> int:
+    """A head's seed from the model seed and its spec, so adding a spec changes no other head."""
+    digest = hashlib.sha256(f"{seed}:{plan.spec_hash}".encode()).digest()
+    return int.from_bytes(digest[:7], "little")
+
+
+class TensorModel(torch.nn.Module):
+    """A backbone plus one compiled head per spec.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        Meets the contract of :mod:`tsym.runtime.adapters` (``irreps_out``, ``NODE_FEATURES``).
+    plans : sequence of HeadPlan
+        One head per plan; names must be distinct.
+    head_kwargs : dict, optional
+        Extra arguments of every :class:`~tsym.compiler.SelfMixHead` (``hidden_mul``,
+        ``mlp_hidden``, ``skip``).
+    cutoff : float, optional
+        Graph radius used by :meth:`predict`; default ``backbone.cutoff``.
+    seed : int, optional
+        Seed the initial weights of each head (from ``seed`` and the spec's hash).
+
+    Raises
+    ------
+    ModelConfigError
+        The backbone breaks the contract, a head cannot read its features, or two specs share a
+        name; the message names the backbone and the head.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, plans: Sequence[HeadPlan],
+                 head_kwargs: Mapping | None = None, *, cutoff: float | None = None,
+                 seed: int | None = None):
+        super().__init__()
+        self.irreps_in = check_backbone(backbone)
+        bname = type(backbone).__name__
+        cutoff = getattr(backbone, "cutoff", None) if cutoff is None else cutoff
+        if cutoff is None or not float(cutoff) > 0:
+            raise ModelConfigError(f"backbone {bname} has no cutoff attribute: pass "
+                                   f"TensorModel(..., cutoff=...) (got {cutoff!r})")
+        self.cutoff = float(cutoff)
+        self.backbone = backbone
+        self.plans = tuple(plans)
+        self.head_kwargs = dict(head_kwargs or {})
+        self.heads = torch.nn.ModuleDict()
+        if not self.plans:
+            raise ModelConfigError(f"TensorModel needs at least one spec (backbone {bname})")
+        for plan in self.plans:
+            if not isinstance(plan, HeadPlan):
+                raise ModelConfigError(f"expected a HeadPlan, got {type(plan).__name__}")
+            if plan.name in self.heads:
+                raise ModelConfigError(f"two specs are named '{plan.name}'; head names must be "
+                                       "distinct")
+            with _building(torch.get_default_dtype(),
+                           None if seed is None else _head_seed(seed, plan)):
+                head = self._make_head(plan, bname)
+            try:
+                self.heads[plan.name] = head
+            except KeyError:
+                raise ModelConfigError(f"a spec cannot be named '{plan.name}' (a torch "
+                                       "ModuleDict attribute); rename the tensor") from None
+        self.build_info: dict | None = None  # set by build_model: what save() writes
+
+    def _make_head(self, plan: HeadPlan, bname: str) -> SelfMixHead:
+        try:
+            return SelfMixHead(self.irreps_in, plan.irreps, plan.change_of_basis, plan.level,
+                               plan.pool, **self.head_kwargs)
+        except (ValueError, TypeError) as err:
+            raise ModelConfigError(
+                f"head '{plan.name}' (irreps '{plan.irreps}') cannot be attached to backbone "
+                f"{bname} (irreps_out '{self.irreps_in}'): {err}") from None
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cartesian tensors by spec name.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            ``[G, 3, ..., 3]`` for a structure-level spec, ``[N, 3, ..., 3]`` (atoms in graph
+            order) for an atom-level one.
+        """
+        out = self.backbone(graph)
+        features = out[keys.NODE_FEATURES]  # [N, irreps_in.dim]
+        if features.dim() != 2 or features.shape[1] != self.irreps_in.dim:
+            raise ModelConfigError(
+                f"backbone {type(self.backbone).__name__} wrote NODE_FEATURES of shape "
+                f"{tuple(features.shape)}, but its irreps_out '{self.irreps_in}' has dim "
+                f"{self.irreps_in.dim}")
+        batch = out.get(keys.BATCH, graph.get(keys.BATCH))  # [N]
+        n_graphs = graph.get(keys.NUM_GRAPHS)
+        num_graphs = int(n_graphs) if n_graphs is not None else None
+        return {name: head(features, batch, num_graphs) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
+                ) -> dict[str, np.ndarray]:
+        """Predictions for ``ase.Atoms`` (graphs of the model's cutoff and dtype), in eval mode.
+
+        Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+        """
+        if isinstance(structures, Atoms):
+            structures = [structures]
+        structures = list(structures)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.heads}
+        was_training = self.training
+        self.eval()
+        try:
+            for start in range(0, len(structures), batch_size):
+                graph = collate(structures[start:start + batch_size], self.cutoff, self.dtype)
+                graph = {k: v.to(self.device) for k, v in graph.items()}
+                for name, value in self(graph).items():
+                    parts[name].append(value.cpu())
+        finally:
+            self.train(was_training)
+        empty = {p.name: np.zeros((0,) + (3,) * p.order, dtype=_NUMPY[self.dtype])
+                 for p in self.plans}
+        return {name: torch.cat(v).numpy() if v else empty[name] for name, v in parts.items()}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TensorModel:
+        """The model saved at ``path`` (same as ``tsym.build_model(checkpoint=path)``)."""
+        return build_model(checkpoint=path)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a checkpoint atomically (temp file in the same directory, then ``os.replace``)."""
+        if self.build_info is None:
+            raise ModelConfigError("only a model made by tsym.build_model can be saved (its "
+                                   "backbone must be registered by name)")
+        checkpoint = {
+            "format": CHECKPOINT_FORMAT,
+            "specs": [plan.source for plan in self.plans],
+            "spec_hashes": [plan.spec_hash for plan in self.plans],
+            **self.build_info,
+            "head_kwargs": dict(self.head_kwargs),
+            "cutoff": self.cutoff,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+def _plain(value, what: str):
+    """``value`` with e3nn Irreps turned into strings; only plain types (for weights_only)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, what) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, what) for v in value]
+    if isinstance(value, _PLAIN):
+        return value
+    if type(value).__name__ == "Irreps":
+        return str(value)
+    raise ModelConfigError(f"{what} must hold plain values (str, int, float, bool, None, lists, "
+                           f"dicts), got {type(value).__name__}: {value!r}")
+
+
+def _plans(specs) -> list[HeadPlan]:
+    if isinstance(specs, (str, os.PathLike, HeadPlan)):
+        specs = [specs]
+    plans: list[HeadPlan] = []
+    for spec in specs:
+        if isinstance(spec, HeadPlan):
+            plans.append(spec)
+        elif isinstance(spec, str) and ("{" in spec or "\n" in spec):
+            plans += compile_text(spec)
+        elif isinstance(spec, (str, os.PathLike)):
+            plans += compile_file(spec)
+        else:
+            raise ModelConfigError(f"a spec must be a .tsym path, spec source text or a HeadPlan, "
+                                   f"got {type(spec).__name__}")
+    return plans
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The checkpoint dict at ``path`` (read with ``weights_only=True``), its format checked."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
+    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
+        raise CheckpointError(f"{path}: not a tsym checkpoint ({type(err).__name__}: {err})"
+                              ) from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
+        raise CheckpointError(f"{path}: not a tsym checkpoint (format {found!r}, expected "
+                              f"{CHECKPOINT_FORMAT!r})")
+    missing = [k for k in _CHECKPOINT_KEYS if k not in checkpoint]
+    if missing or checkpoint["dtype"] not in _DTYPES:
+        raise CheckpointError(f"{path}: damaged tsym checkpoint (missing {missing}, dtype "
+                              f"{checkpoint.get('dtype')!r})")
+    return checkpoint
+
+
+def _from_checkpoint(path, specs, backbone, cutoff, dtype, backbone_kwargs, head_kwargs):
+    ckpt = load_checkpoint(path)
+    plans = [plan for source in ckpt["specs"] for plan in compile_text(source, f"{path}:spec")]
+    if [p.spec_hash for p in plans] != list(ckpt["spec_hashes"]):
+        raise CheckpointError(f"{path}: the stored specs no longer compile to the same canonical "
+                              "source (a different tsym version?)")
+    if specs is not None:
+        asked = [p.spec_hash for p in _plans(specs)]
+        if asked != list(ckpt["spec_hashes"]):
+            raise CheckpointError(
+                f"{path}: the specs given ({[p.name for p in _plans(specs)]}) differ from the "
+                f"checkpoint's ({[p.name for p in plans]}); pass specs=None to use the latter")
+    given = {"backbone": (backbone, "xpainn"), "cutoff": (cutoff, 5.0),
+             "dtype": (str(dtype).removeprefix("torch."), "float32"),
+             "backbone_kwargs": (_plain(backbone_kwargs or {}, "backbone_kwargs"), {}),
+             "head_kwargs": (_plain(head_kwargs or {}, "head_kwargs"), {})}
+    for name, (value, default) in given.items():
+        if value != default and value != ckpt[name]:
+            raise CheckpointError(f"{path}: {name}={value!r} disagrees with the checkpoint's "
+                                  f"{ckpt[name]!r}; leave it at its default to use the checkpoint")
+    model = _assemble(plans, ckpt["backbone"], ckpt["cutoff"], None, _DTYPES[ckpt["dtype"]],
+                      ckpt["backbone_kwargs"], ckpt["head_kwargs"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: the weights do not fit the model the checkpoint "
+                              f"describes: {err}") from None
+    return model
+
+
+def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs) -> TensorModel:
+    with _building(dtype, seed):
+        net = build_backbone(backbone, float(cutoff), backbone_kwargs)
+        model = TensorModel(net, plans, head_kwargs, cutoff=cutoff, seed=seed)
+    model.build_info = {"backbone": backbone, "backbone_kwargs": backbone_kwargs}
+    return model.to(dtype)
+
+
+def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed: int = 0,
+                checkpoint: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
+                backbone_kwargs: Mapping | None = None, head_kwargs: Mapping | None = None
+                ) -> TensorModel:
+    """A :class:`TensorModel` for ``specs`` on a registered backbone (untrained, or a checkpoint).
+
+    Parameters
+    ----------
+    specs : path, spec source, HeadPlan, or a list of them
+        ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
+        with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
+    backbone : str
+        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.adapters`).
+    cutoff : float
+        Graph radius in Angstrom, passed to the backbone.
+    seed : int
+        Seeds the initial weights (same seed, same weights); the global RNG is left untouched.
+    checkpoint : path, optional
+        Load this checkpoint: backbone, kwargs, cutoff and dtype come from it; an argument that
+        is not at its default and disagrees with the checkpoint raises :class:`CheckpointError`.
+    dtype : torch.float32 or torch.float64
+        Modules are built with this default dtype (e3nn constants at full precision) and cast.
+    backbone_kwargs, head_kwargs : dict, optional
+        Plain values (saved in checkpoints).
+
+    Raises
+    ------
+    TsymError
+        A bad spec (``SpecError``, ``SpecFileError``), an unknown backbone
+        (``UnknownBackboneError``), a head that does not fit the backbone (``ModelConfigError``),
+        a bad checkpoint (``CheckpointError``).
+    """
+    if dtype not in _DTYPES.values():
+        raise ModelConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if checkpoint is not None:
+        return _from_checkpoint(checkpoint, specs, backbone, cutoff, dtype, backbone_kwargs,
+                                head_kwargs)
+    if specs is None:
+        raise ModelConfigError("build_model needs specs (or a checkpoint)")
+    return _assemble(_plans(specs), backbone, cutoff, seed, dtype,
+                     _plain(backbone_kwargs or {}, "backbone_kwargs"),
+                     _plain(head_kwargs or {}, "head_kwargs"))
