@@ -171,8 +171,8 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
         raise SpecTooLargeError(
             spec.loc,
             f"tensor '{spec.name}' has order {n}: its 3^{n} = {3**n:,} Cartesian components "
-            f"(a dense tensor of {3**n * 8 / 1e9:.1f} GB in float64, and a change of basis of up to "
-            f"{9**n * 8 / 1e9:.3g} GB) are beyond what tsym builds (order <= {MAX_ORDER})",
+            f"(a dense tensor of {_human(3**n * 8)} in float64, and a change of basis of up to "
+            f"{_human(9**n * 8)}) are beyond what tsym builds (order <= {MAX_ORDER})",
             hint=f"use at most {MAX_ORDER} indices",
         )
     group = _group(spec)

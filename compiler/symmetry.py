@@ -134,6 +134,8 @@ class SignedPermutationGroup:
     @cached_property
     def order(self) -> int:
         """Number of elements (Schreier-Sims through sympy; never enumerates the group)."""
+        if not self.generators:
+            return 1
         return int(self._sympy_group.order())
 
     @cached_property
@@ -141,6 +143,8 @@ class SignedPermutationGroup:
         """True when ``-1`` is in the group, i.e. only the zero tensor is symmetric."""
         from sympy.combinatorics import Permutation
 
+        if not self.generators:
+            return False
         n = self.n
         flip = Permutation([(k + n) % (2 * n) for k in range(2 * n)])
         return bool(self._sympy_group.contains(flip))

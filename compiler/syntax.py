@@ -154,6 +154,13 @@ def _string(token: Token, source: Source) -> Word:
             f"invalid escape in the string {token}",
             r'inside a string write \" for a quote and \\ for a backslash (JSON escapes)',
         ) from None
+    bad = next((k for k, ch in enumerate(value) if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    if bad is not None:
+        raise SpecSyntaxError(
+            source.at(token),
+            f"the string {token} holds a lone surrogate (U+{ord(value[bad]):04X}), which is not text",
+            "write the character itself, or a JSON surrogate pair such as \\ud83d\\ude00",
+        )
     return Word(value, source.at(token))
 
 

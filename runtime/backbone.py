@@ -132,7 +132,7 @@ class EquivariantLayerNorm(torch.nn.Module):
     all their components (+ eps); then a learned per-channel scale and, for 0e, a learned bias.
     """
 
-    def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-5):
+    def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-2):
         super().__init__()
         self.irreps = _check_node_irreps("EquivariantLayerNorm", EQUIVARIANT, irreps)
         self.irreps_in = self.irreps_out = {EQUIVARIANT: self.irreps}

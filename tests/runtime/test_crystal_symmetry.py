@@ -11,8 +11,10 @@ Tolerances: every entry of ``R . T - T`` within 1e-5 (float32) or 1e-10 (float64
 norm of ``T`` (see ``test_model.py`` for why the norm).  Crystals: rocksalt NaCl and perovskite
 SrTiO3 (cubic), wurtzite ZnO (hexagonal), rutile TiO2 (tetragonal), alpha-quartz (trigonal).
 
-Backbones: XPaiNN in float64 and float32, the NequIP-style backbone in float32.  XPaiNN in float32
-is a known failure of that backbone's layer norm (see ``_XPAINN_ELN``).
+Backbones: XPaiNN in float64 and float32 (before and after a few training steps), the NequIP-style
+backbone in float32.  Feature blocks that vanish by site symmetry carry only rounding noise; a layer
+norm with a small eps would amplify it (eps=1e-5 gave float32 errors of 1e-4..3e-2), which is why
+XPaiNN's equivariant layer norm uses eps=1e-2.
 """
 from __future__ import annotations
 
@@ -39,12 +41,6 @@ BACKBONES = {
                    num_attrs=4),
 }
 HEADS = dict(hidden_mul=4, mlp_hidden=8)
-# Known failure of the XPaiNN backbone (runtime/backbone.py, not of tsym's heads or compiler)
-_XPAINN_ELN = pytest.mark.xfail(strict=True, reason=(
-    "XPaiNN's EquivariantLayerNorm (eps=1e-5) rescales feature blocks that vanish by site "
-    "symmetry (rounding noise only) by up to 1/sqrt(eps) ~ 300x per norm, several norms in a "
-    "row: float32 symmetry errors of 1e-4..3e-2 on SrTiO3, TiO2, ZnO (float64: ~1e-11; "
-    "with eps=1e-2: ~1e-5 in float32, ~4e-14 in float64)"))
 XPAINN64, NEQUIP32 = ("xpainn", torch.float64), ("nequip", torch.float32)
 XPAINN32 = ("xpainn", torch.float32)
 CENTROSYMMETRIC = {"NaCl": True, "SrTiO3": True, "ZnO": False, "TiO2": True, "quartz": False}
@@ -95,7 +91,7 @@ def _model(backbone: str, dtype, trained: bool = False):
     return _MODELS[key]
 
 
-def _train_on_random_targets(model, steps: int = 3):
+def _train_on_random_targets(model, steps: int = 10):
     """A few Adam steps towards random (symmetry-breaking) targets: must break nothing."""
     structures = list(CRYSTALS.values())
     graph = collate(structures, CUTOFF, model.dtype)
@@ -103,7 +99,7 @@ def _train_on_random_targets(model, steps: int = 3):
     targets = {name: torch.randn((len(structures),) + (3,) * n, generator=gen, dtype=model.dtype)
                for name, n in PROPERTIES.items()}
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-2)
     model.train()
     losses = []
     for _ in range(steps):
@@ -157,13 +153,13 @@ def test_point_groups_found():
 
 
 def _cases() -> list:
-    """(backbone, dtype, trained) cases; XPaiNN in float32 (untrained only) is a known failure."""
+    """(backbone, dtype, trained) cases."""
     cases = []
     for backbone, dtype, trained in (XPAINN64 + (False,), XPAINN64 + (True,),
                                      NEQUIP32 + (False,), NEQUIP32 + (True,),
-                                     XPAINN32 + (False,)):
+                                     XPAINN32 + (False,), XPAINN32 + (True,)):
         name = f"{backbone}-{str(dtype)[6:]}-{'after-training' if trained else 'untrained'}"
-        marks = [_XPAINN_ELN] if (backbone, dtype) == XPAINN32 else []
+        marks = []
         cases.append(pytest.param(backbone, dtype, trained, id=name, marks=marks))
     return cases
 
@@ -224,7 +220,7 @@ def test_expected_zero_patterns(backbone, dtype):
     for name in ("ZnO", "TiO2", "quartz"):  # uniaxial along z: eps_xx = eps_yy, no off-diagonal
         eps = predictions[name]["dielectric"]
         scale = np.linalg.norm(eps)
-        assert close(eps[0, 0], eps[1, 1], scale) and not close(eps[0, 0], eps[2, 2], scale)
+        assert close(eps[0, 0], eps[1, 1], scale)  # (eps_zz may differ by any amount, even ~0)
         assert np.abs(eps - np.diag(np.diag(eps))).max() <= tol * scale, name
     # wurtzite (6mm): only e31 = e32, e33, e15 = e24 survive (e_iJ, Voigt J)
     e = predictions["ZnO"]["piezoelectric"]
