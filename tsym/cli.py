@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 #: ``tsym/_cmd_<name>.py`` modules, each with ``register(subparsers)``.
-COMMAND_MODULES = ("data", "label", "train")
+COMMAND_MODULES = ("data", "demo", "eval", "export", "label", "predict", "train")
 
 
 def _plans(path: str):
