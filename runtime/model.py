@@ -340,6 +340,8 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
     checkpoint : path, optional
         Load this checkpoint: backbone, kwargs, cutoff and dtype come from it; an argument that
         is not at its default and disagrees with the checkpoint raises :class:`CheckpointError`.
+        A ``tsym train`` run directory or its ``best.pt``/``last.pt`` gives the trained model
+        (EMA weights, predictions in data units; see :func:`tsym.runtime.checkpoint.load_trained`).
     dtype : torch.float32 or torch.float64
         Modules are built with this default dtype (e3nn constants at full precision) and cast.
     backbone_kwargs, head_kwargs : dict, optional
@@ -355,7 +357,22 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
     if dtype not in _DTYPES.values():
         raise ModelConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if checkpoint is not None:
-        return _from_checkpoint(checkpoint, specs, backbone, cutoff, dtype, backbone_kwargs,
+        from .checkpoint import TRAIN_FORMAT, load_trained
+        from .predict import resolve_checkpoint
+
+        path = resolve_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
+        try:  # a training checkpoint? (anything unreadable is reported by _from_checkpoint)
+            fmt = torch.load(path, map_location="cpu", weights_only=True).get("format")
+        except Exception:  # noqa: BLE001
+            fmt = None
+        if fmt == TRAIN_FORMAT:
+            trained = load_trained(path)  # EMA weights; predictions in data units
+            if specs is not None and sorted(p.spec_hash for p in _plans(specs)) != sorted(
+                    p.spec_hash for p in trained.plans.values()):
+                raise CheckpointError(f"{path}: the specs given differ from the trained run's; "
+                                      "pass specs=None to use the latter")
+            return trained
+        return _from_checkpoint(path, specs, backbone, cutoff, dtype, backbone_kwargs,
                                 head_kwargs)
     if specs is None:
         raise ModelConfigError("build_model needs specs (or a checkpoint)")

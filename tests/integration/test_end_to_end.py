@@ -117,3 +117,21 @@ def test_shared_dielectric_and_born_charges_run(tmp_path):
              "born_charges": {"spec": str(SPECS_DIR / "born_charges.tsym")}}
     # the shipped quantum-chemistry embedding covers H..I (STO-3G); these crystals hold Cs, Ba, ...
     _train_eval_predict_export_resume(tmp_path, _config(heads, data, embedding="onehot"), data)
+
+
+def test_build_model_loads_a_trained_run(tmp_path):
+    from tsym._cmd_demo import demo_data_path
+    from tsym.runtime.train import train
+
+    import ase.io
+
+    data = tmp_path / "small.extxyz"
+    frames = ase.io.read(demo_data_path(), index=":12")
+    ase.io.write(data, frames, format="extxyz")
+    heads = {"polarizability": {"spec": str(SPECS_DIR / "polarizability.tsym")}}
+    train(_config(heads, data, epochs=1), tmp_path / "run")
+    model = tsym.build_model(checkpoint=tmp_path / "run")
+    again = tsym.build_model(checkpoint=tmp_path / "run" / "best.pt")
+    a, b = model.predict(frames[:3]), again.predict(frames[:3])
+    assert a["polarizability"].shape == (3, 3, 3)
+    assert np.array_equal(a["polarizability"], b["polarizability"])
