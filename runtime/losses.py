@@ -39,7 +39,6 @@ from e3nn import o3
 from tsym.compiler import HeadPlan
 from tsym.runtime import keys
 from tsym.runtime.config import ConfigError
-from tsym.runtime.graph import collate
 
 __all__ = ["Normalisation", "fit_normalisations", "HeadLoss", "TrainedModel",
            "l_of_components"]
@@ -236,25 +235,12 @@ class TrainedModel(torch.nn.Module):
                 out[name] = plan.to_cartesian(y)  # [G or N, 3, ..., 3]
         return out
 
-    @torch.no_grad()
     def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
                 ) -> dict[str, np.ndarray]:
         """Predictions in data units, ``{name: [n_structures or total atoms, 3, ..., 3]}``."""
-        if isinstance(structures, Atoms):
-            structures = [structures]
-        structures = list(structures)
-        parts: dict[str, list] = {name: [] for name in self.plans}
-        was_training = self.training
-        self.eval()
-        try:
-            for start in range(0, len(structures), batch_size):
-                graph = collate(structures[start:start + batch_size], self.cutoff, self.dtype)
-                graph = {k: v.to(self.device) for k, v in graph.items()}
-                for name, value in self(graph).items():
-                    parts[name].append(value.cpu())
-        finally:
-            self.train(was_training)
-        return {name: torch.cat(v).numpy() if v else np.zeros((0,)) for name, v in parts.items()}
+        from .model import predict_batched
+
+        return predict_batched(self, list(self.plans.values()), structures, batch_size)
 
 
 def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]

@@ -177,25 +177,7 @@ class TensorModel(torch.nn.Module):
 
         Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
         """
-        if isinstance(structures, Atoms):
-            structures = [structures]
-        structures = list(structures)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        parts: dict[str, list[torch.Tensor]] = {name: [] for name in self.heads}
-        was_training = self.training
-        self.eval()
-        try:
-            for start in range(0, len(structures), batch_size):
-                graph = collate(structures[start:start + batch_size], self.cutoff, self.dtype)
-                graph = {k: v.to(self.device) for k, v in graph.items()}
-                for name, value in self(graph).items():
-                    parts[name].append(value.cpu())
-        finally:
-            self.train(was_training)
-        empty = {p.name: np.zeros((0,) + (3,) * p.order, dtype=_NUMPY[self.dtype])
-                 for p in self.plans}
-        return {name: torch.cat(v).numpy() if v else empty[name] for name, v in parts.items()}
+        return predict_batched(self, self.plans, structures, batch_size)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TensorModel:
@@ -260,6 +242,35 @@ def _plans(specs) -> list[HeadPlan]:
             raise ModelConfigError(f"a spec must be a .tsym path, spec source text or a HeadPlan, "
                                    f"got {type(spec).__name__}")
     return plans
+
+
+@torch.no_grad()
+def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
+                    structures: Atoms | Sequence[Atoms], batch_size: int = 32
+                    ) -> dict[str, np.ndarray]:
+    """Run ``model`` (with ``cutoff``, ``dtype``, ``device``) on ``ase.Atoms`` in eval mode.
+
+    Graphs are built per batch with the model's cutoff and dtype; the train/eval mode is restored.
+    Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+    """
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    structures = list(structures)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    parts: dict[str, list[torch.Tensor]] = {p.name: [] for p in plans}
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(structures), batch_size):
+            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype)
+            graph = {k: v.to(model.device) for k, v in graph.items()}
+            for name, value in model(graph).items():
+                parts[name].append(value.cpu())
+    finally:
+        model.train(was_training)
+    empty = {p.name: np.zeros((0,) + (3,) * p.order, dtype=_NUMPY[model.dtype]) for p in plans}
+    return {name: torch.cat(v).numpy() if v else empty[name] for name, v in parts.items()}
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
