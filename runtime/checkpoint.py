@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from tsym.runtime.losses import Normalisation, TrainedModel
-from tsym.runtime.model import CheckpointError, build_model
+from tsym.runtime.model import CheckpointError, build_model, read_checkpoint
 
 __all__ = ["TRAIN_FORMAT", "save_atomic", "load_checkpoint", "remove_stale_temps", "rng_state",
            "set_rng_state", "load_trained", "write_text_atomic"]
@@ -81,18 +81,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """The training checkpoint at ``path``, read with ``weights_only=True``, format checked."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
-                              ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != TRAIN_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: not a tsym training checkpoint (format {found!r}, "
-                              f"expected {TRAIN_FORMAT!r})")
-    return ckpt
+    return read_checkpoint(path, (TRAIN_FORMAT,))
 
 
 def rng_state() -> dict:

@@ -273,19 +273,26 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     return {name: torch.cat(v).numpy() if v else empty[name] for name, v in parts.items()}
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint dict at ``path`` (read with ``weights_only=True``), its format checked."""
+def read_checkpoint(path: str | os.PathLike, formats: Sequence[str]) -> dict:
+    """The dict saved at ``path`` (``torch.load`` with ``weights_only=True``) if its ``format``
+    is one of ``formats``; a :class:`CheckpointError` naming the file otherwise."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint file") from None
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CheckpointError(f"{path}: not a tsym checkpoint ({type(err).__name__}: {err})"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
                               ) from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint)
+    found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+    if found not in formats:
         raise CheckpointError(f"{path}: not a tsym checkpoint (format {found!r}, expected "
-                              f"{CHECKPOINT_FORMAT!r})")
+                              f"{' or '.join(repr(f) for f in formats)})")
+    return checkpoint
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """The model checkpoint at ``path`` (see :meth:`TensorModel.save`), its keys checked."""
+    checkpoint = read_checkpoint(path, (CHECKPOINT_FORMAT,))
     missing = [k for k in _CHECKPOINT_KEYS if k not in checkpoint]
     if missing or checkpoint["dtype"] not in _DTYPES:
         raise CheckpointError(f"{path}: damaged tsym checkpoint (missing {missing}, dtype "

@@ -48,7 +48,8 @@ from tsym.compiler import HeadPlan
 from tsym.runtime.checkpoint import TRAIN_FORMAT, load_trained
 from tsym.runtime.data import LabelSpec
 from tsym.runtime.losses import TrainedModel
-from tsym.runtime.model import CHECKPOINT_FORMAT, CheckpointError, TensorModel, build_model
+from tsym.runtime.model import (CHECKPOINT_FORMAT, CheckpointError, TensorModel, build_model,
+                                 read_checkpoint)
 
 __all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "model_plans", "checkpoint_labels",
            "predict_structures", "TsymCalculator"]
@@ -82,16 +83,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def _read(path: Path) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
-                              ) from None
-    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
-    if fmt not in (TRAIN_FORMAT, CHECKPOINT_FORMAT):
-        raise CheckpointError(f"{path}: not a tsym checkpoint (format {fmt!r}, expected "
-                              f"{TRAIN_FORMAT!r} or {CHECKPOINT_FORMAT!r})")
-    return ckpt
+    return read_checkpoint(path, (TRAIN_FORMAT, CHECKPOINT_FORMAT))
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"

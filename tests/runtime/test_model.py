@@ -198,7 +198,7 @@ def test_load_rejects_disagreeing_arguments(tmp_path):
     with pytest.raises(CheckpointError, match=r"^.*model\.pt: backbone='nequip' disagrees"):
         tsym.build_model(checkpoint=path, backbone="nequip")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"^.*junk\.pt: not a tsym checkpoint"):
+    with pytest.raises(CheckpointError, match=r"^.*junk\.pt: not a readable checkpoint"):
         tsym.build_model(checkpoint=tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match=r"^.*missing\.pt: no such checkpoint file"):
         tsym.build_model(checkpoint=tmp_path / "missing.pt")
