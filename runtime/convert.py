@@ -33,6 +33,7 @@ from pathlib import Path
 from tsym.compiler.errors import DataError
 
 from ._convert_common import INDEX_SYMMETRY, LABEL_KEYS, ConversionReport
+from ._convert_magres import convert_nmr_shiftml
 from ._convert_crystals import (convert_abo3_piezo, convert_becs_epsilon, convert_elastic_matten,
                                 convert_nmr_si_matten, convert_piezo_mp_matminer)
 from ._convert_molecules import (BOHR_IN_ANGSTROM, convert_qm7x_cookbook,
@@ -42,7 +43,7 @@ from ._convert_molecules import (BOHR_IN_ANGSTROM, convert_qm7x_cookbook,
 __all__ = [
     "ConversionReport", "CONVERTERS", "LABEL_KEYS", "INDEX_SYMMETRY", "BOHR_IN_ANGSTROM",
     "convert", "write_extxyz",
-    "convert_becs_epsilon", "convert_elastic_matten", "convert_nmr_si_matten",
+    "convert_becs_epsilon", "convert_nmr_shiftml", "convert_elastic_matten", "convert_nmr_si_matten",
     "convert_piezo_mp_matminer", "convert_abo3_piezo", "convert_water_sagpr",
     "convert_water_apt", "convert_qm9_alpha_slice", "convert_qm7x_cookbook",
     "convert_water_gamma_tensoap",
@@ -60,6 +61,7 @@ CONVERTERS: dict[str, Callable] = {
     "abo3_piezo": convert_abo3_piezo,
     "qm7x_cookbook": convert_qm7x_cookbook,
     "water_gamma_tensoap": convert_water_gamma_tensoap,
+    "nmr_shiftml_s546": convert_nmr_shiftml,
 }
 
 

@@ -390,3 +390,17 @@ def test_abo3_piezo():
     for atoms in frames[:3]:
         assert _invariance(atoms, atoms.info["elastic"].reshape(3, 3, 3, 3), 1e-3) < 1e-2
         assert _invariance(atoms, atoms.info["piezoelectric"].reshape(3, 3, 3), 1e-3) < 1e-2
+
+
+@needs_shared
+def test_nmr_shiftml_magres_against_the_isotropic_column():
+    """Every tensor's trace/3 equals the CS column of CSD-S546.xyz (an independent file)."""
+    frames, report = convert("nmr_shiftml_s546", SHARED / "nmr_shiftml_s546" / "magres.zip", limit=40)
+    assert report.n_read == 40 and len(frames) >= 38
+    check = report.checks["isotropic_vs_CSD-S546.xyz"]
+    assert check["structures"] == len(frames)
+    assert check["max_abs_ppm"] < 0.01  # the xyz file rounds to 0.01 ppm
+    for atoms in frames[:5]:
+        ms = atoms.arrays["nmr_shielding"]
+        assert ms.shape == (len(atoms), 9) and atoms.pbc.all()
+        assert np.isfinite(ms).all()
