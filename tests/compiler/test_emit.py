@@ -43,8 +43,10 @@ def emitted(plans, tmp_path_factory):
 
 
 def _load(path):
-    spec = importlib.util.spec_from_file_location(path.stem + "_emitted", path)
+    name = path.stem + "_emitted"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that pickle finds the head class by reference
     spec.loader.exec_module(module)
     return module
 
@@ -141,3 +143,22 @@ def test_axial_atom_head_picks_up_det(emitted, dtype, tol):
     out = head(x)
     expected = torch.det(r) * torch.einsum("ia,jb,nab->nij", r, r, out)
     assert (head(x @ d.T) - expected).abs().max() <= tol * out.abs().max()
+
+
+def test_emitted_head_scripts_pickles_and_reloads(emitted, tmp_path):
+    import copy
+    import pickle
+
+    module = _load(emitted[0])
+    torch.manual_seed(2)
+    head = module.ElasticStiffnessHead("8x0e+4x1o+2x2e", hidden_mul=4, mlp_hidden=8)
+    x = torch.randn(5, 30)
+    batch = torch.tensor([0, 0, 1, 1, 1])
+    ref = head(x, batch, 2)
+    assert torch.equal(torch.jit.script(head)(x, batch, 2), ref)
+    assert torch.equal(pickle.loads(pickle.dumps(head))(x, batch, 2), ref)
+    assert torch.equal(copy.deepcopy(head)(x, batch, 2), ref)
+    torch.save(head.state_dict(), tmp_path / "head.pt")
+    fresh = module.ElasticStiffnessHead("8x0e+4x1o+2x2e", hidden_mul=4, mlp_hidden=8)
+    fresh.load_state_dict(torch.load(tmp_path / "head.pt", weights_only=True))
+    assert torch.equal(fresh(x, batch, 2), ref)
