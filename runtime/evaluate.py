@@ -108,12 +108,16 @@ def _rank2(pred: np.ndarray, true: np.ndarray) -> dict:
 
 
 def is_elastic(plan: HeadPlan) -> bool:
-    """Order 4 with the minor symmetries ``ijkl = jikl = ijlk`` (every basis tensor has them)."""
-    if plan.order != 4:
+    """A stiffness-like tensor: order 4 with the minor and major symmetries ``ijkl = jikl = ijlk
+    = klij`` (every basis tensor has them) and no more, i.e. the 21 independent components of a
+    triclinic stiffness -- not a fully symmetric rank-4 property such as the second
+    hyperpolarizability (15 components), whose Voigt moduli would mean nothing."""
+    if plan.order != 4 or plan.num_components != 21:
         return False
     q = plan.change_of_basis.numpy()  # [d, 3, 3, 3, 3]
     return bool(np.allclose(q, q.swapaxes(1, 2), atol=1e-12)
-                and np.allclose(q, q.swapaxes(3, 4), atol=1e-12))
+                and np.allclose(q, q.swapaxes(3, 4), atol=1e-12)
+                and np.allclose(q, q.transpose(0, 3, 4, 1, 2), atol=1e-12))
 
 
 def vrh_moduli(c: np.ndarray) -> dict[str, np.ndarray]:

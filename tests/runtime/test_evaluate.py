@@ -25,6 +25,8 @@ from tsym.runtime.evaluate import (evaluate, point_group_deviation, positive_def
                                    tensor_metrics, vrh_moduli)
 from tsym.runtime.plots import parity_plots
 
+import tsym
+
 from ..conftest import SPECS_DIR
 
 SYM2 = compile_text("tensor alpha { indices ij; symmetry ij = ji }")[0]
@@ -314,3 +316,14 @@ def test_cli_eval_run_directory(tmp_path, capsys):
     with pytest.raises(Exception, match=r"^--labels 'polar=beta': the model has no head 'beta'"):
         args = parser.parse_args(["eval", str(run), str(test), "--labels", "polar=beta"])
         args.func(args)
+
+
+def test_is_elastic_only_for_stiffness_like_specs():
+    from tsym.runtime.evaluate import is_elastic
+
+    elastic, = tsym.compile_file(SPECS_DIR / "elastic.tsym")
+    gamma, = tsym.compile_file(SPECS_DIR / "second_hyperpolarizability.tsym")
+    minor_only, = tsym.compile_text("tensor c { indices ijkl; symmetry ijkl = jikl = ijlk }")
+    assert is_elastic(elastic)
+    assert not is_elastic(gamma)  # fully symmetric: no Voigt moduli
+    assert not is_elastic(minor_only)  # 36 components, no major symmetry

@@ -1,0 +1,256 @@
+"""Train and test one model per shared DFT / quantum-chemistry data set; print a results table.
+
+For each data set (``benchmarks/shared/<name>.yaml``, in the order of :data:`SETS`):
+
+1. convert the source file with :func:`tsym.runtime.convert.convert` into
+   ``OUT/converted/<name>.extxyz`` (skipped when that file exists; ``--reconvert`` redoes it);
+2. train with :func:`tsym.runtime.train.train` into ``OUT/runs/<name>`` (a run directory that
+   already holds ``results.json`` is reused unless ``--retrain``);
+3. evaluate the best checkpoint (EMA weights) on the test split with
+   :func:`tsym.runtime.evaluate.evaluate` and write ``test_metrics.json`` and ``results.json``.
+
+Then one markdown table over all run directories under ``OUT/runs`` that hold ``results.json``
+(so runs of separate ``--only`` invocations end up in one table; ``--table`` prints it alone).
+
+The committed YAML files give the data paths relative to ``OUT`` (``converted/<name>.extxyz``)
+and the spec paths relative to the YAML file; the runner rewrites both to absolute paths, so the
+run directory's ``config.yaml`` is complete.  The shared data folder comes from the environment
+variable ``TSYM_SHARED_DATA`` (``/work/shared/data`` in the project's checkout)::
+
+    TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 \\
+        python benchmarks/run_shared.py --only qm9_alpha_slice --out /tmp/shared_runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+CONFIG_DIR = HERE / "shared"
+
+#: name -> (converter kind, source files relative to TSYM_SHARED_DATA keyed by the converted
+#: file name, converter options).  Priority order: the runner works through them in this order.
+SETS: dict[str, tuple[str, dict[str, str], dict]] = {
+    "becs_epsilon_e3nn": ("becs_epsilon_e3nn",
+                          {"becs_epsilon_e3nn": "becs_epsilon_e3nn/phonon_becs_epsilon.xyz"}, {}),
+    "elastic_matten": ("elastic_matten", {"elastic_matten":
+                       "elastic_matten/example_crystal_elasticity_tensor_n100.json"}, {}),
+    "nmr_si_matten": ("nmr_si_matten", {"nmr_si_matten": "nmr_si_matten/si_nmr_data.json"}, {}),
+    "piezo_mp_matminer": ("piezo_mp_matminer", {"piezo_mp_matminer":
+                          "piezo_mp_matminer/piezoelectric_tensor.csv"}, {}),
+    "piezo_mp_matminer_l3": ("piezo_mp_matminer", {"piezo_mp_matminer":
+                             "piezo_mp_matminer/piezoelectric_tensor.csv"}, {}),
+    "water_sagpr_monomer": ("water_sagpr",
+                            {"water_sagpr_monomer": "water_sagpr/water_monomer.xyz"}, {}),
+    "qm9_alpha_slice": ("qm9_alpha_slice",
+                        {"qm9_alpha_slice": "qm9_alpha_slice/qm9_alpha_slice400.extxyz"}, {}),
+    "qm7x_cookbook": ("qm7x_cookbook",
+                      {"qm7x_cookbook": "qm7x_cookbook/qm7x_reduced_100_CHNO.xyz"}, {}),
+    "water_gamma_tensoap": ("water_gamma_tensoap", {"water_gamma_tensoap":
+                            "water_gamma_tensoap/water_monomer_gamma.xyz"}, {}),
+    "water_apt": ("water_apt", {"water_apt_train": "water_apt/train.xyz",
+                                "water_apt_test": "water_apt/test.xyz"}, {}),
+    "abo3_piezo": ("abo3_piezo", {"abo3_piezo": "abo3_piezo/ABO3_P4mm_piezo.db"}, {}),
+    "water_sagpr_bulk": ("water_sagpr", {"water_sagpr_bulk": "water_sagpr/water_bulk.xyz"}, {}),
+    "nmr_shiftml_s546": ("nmr_shiftml_s546", {"nmr_shiftml_s546": "nmr_shiftml_s546/magres.zip"},
+                         {}),
+}
+
+# Voigt pairs (IEEE order xx, yy, zz, yz, xz, xy) for the compact per-component columns.
+_VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+_AX = "xyz"
+
+
+def convert_set(name: str, data_root: Path, out: Path, reconvert: bool = False) -> dict:
+    """Convert the source files of ``name`` into ``out/converted``; the report summaries."""
+    from tsym.runtime.convert import convert, write_extxyz
+
+    kind, files, options = SETS[name]
+    conv = out / "converted"
+    conv.mkdir(parents=True, exist_ok=True)
+    summaries = {}
+    for stem, rel in files.items():
+        target = conv / f"{stem}.extxyz"
+        report_path = conv / f"{stem}.report.txt"
+        if target.is_file() and not reconvert:
+            summaries[stem] = report_path.read_text() if report_path.is_file() else "(exists)"
+            continue
+        frames, report = convert(kind, data_root / rel, **options)
+        write_extxyz(target, frames)
+        report_path.write_text(report.summary() + "\n")
+        summaries[stem] = report.summary()
+    return summaries
+
+
+def config_for(name: str, out: Path, epochs_scale: float = 1.0) -> dict:
+    """The committed YAML of ``name`` with absolute data and spec paths, epochs scaled."""
+    path = CONFIG_DIR / f"{name}.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for key in ("train", "valid", "test"):
+        if raw["data"].get(key):
+            raw["data"][key] = str((out / raw["data"][key]).resolve())
+    for head in raw["heads"].values():
+        if "{" not in head["spec"]:
+            head["spec"] = str((path.parent / head["spec"]).resolve())
+    training = raw.setdefault("training", {})
+    training["epochs"] = max(1, round(training.get("epochs", 100) * epochs_scale))
+    return raw
+
+
+def train_and_test(name: str, out: Path, epochs_scale: float) -> dict:
+    """Train ``name`` into ``out/runs/name``, evaluate the best checkpoint on the test split."""
+    from tsym.runtime.data import read_dataset
+    from tsym.runtime.evaluate import evaluate
+    from tsym.runtime.predict import checkpoint_labels, load_model
+    from tsym.runtime.train import train
+
+    cfg = config_for(name, out, epochs_scale)
+    run_dir = out / "runs" / name
+    start = time.perf_counter()
+    summary = train(cfg, run_dir)
+    wall_train = time.perf_counter() - start
+    model = load_model(run_dir)
+    labels = list(checkpoint_labels(run_dir, model).values())
+    split = json.loads((run_dir / "split.json").read_text())
+    main = read_dataset(cfg["data"]["train"], labels, model.plans, verbose=False)
+    if cfg["data"].get("test"):
+        test = read_dataset(cfg["data"]["test"], labels, model.plans, verbose=False)
+    else:
+        test = main.subset(split["test"])
+    n_valid = (len(read_dataset(cfg["data"]["valid"], labels, model.plans, verbose=False))
+               if cfg["data"].get("valid") else len(split.get("val", split.get("valid", []))))
+    report = evaluate(model, test)
+    report.write_json(run_dir / "test_metrics.json")
+    print(report.summary())
+    heads = json.loads((run_dir / "test_metrics.json").read_text())["heads"]
+    result = {"name": name, "n_train": len(split["train"]), "n_valid": n_valid,
+              "n_test": len(test), "epochs": cfg["training"]["epochs"],
+              "steps": summary.get("steps"), "best_step": summary.get("best_step"),
+              "wall_train_s": wall_train, "wall_total_s": time.perf_counter() - start,
+              "heads": heads}
+    (run_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+# ------------------------------------------------------------------------------- the table
+def _g(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def _component_mae(head: dict) -> str:
+    """Per-component test MAE, compact: row-major for rank <= 2, Voigt (i,J) / (I,J) above."""
+    comp = np.asarray(head["component_mae"], dtype=float)
+    order = comp.ndim
+    if order == 1:
+        return ", ".join(f"{_AX[i]}={_g(comp[i])}" for i in range(3))
+    if order == 2:
+        return ", ".join(f"{_AX[i]}{_AX[j]}={_g(comp[i, j])}" for i in range(3) for j in range(3))
+    if order == 3:
+        return ", ".join(f"{_AX[i]}{b + 1}={_g(comp[i][p][q])}" for i in range(3)
+                        for b, (p, q) in enumerate(_VOIGT))
+    if order == 4:
+        return ", ".join(f"{a + 1}{b + 1}={_g(comp[p][q][r][s])}"
+                        for a, (p, q) in enumerate(_VOIGT) for b, (r, s) in enumerate(_VOIGT)
+                        if b >= a)
+    return "n/a"
+
+
+def _irreps_dim(irreps: str) -> int:
+    from e3nn import o3
+
+    return o3.Irreps(irreps).dim
+
+
+def _derived(head: dict) -> str:
+    parts, d, unit = [], head.get("derived", {}), head.get("unit") or ""
+    if "isotropic_mae" in d:
+        parts.append(f"iso MAE {_g(d['isotropic_mae'])}")
+        parts.append(f"aniso MAE {_g(d['anisotropy_mae'])}")
+    # evaluate's is_elastic also accepts any fully symmetric rank-4 tensor (e.g. the second
+    # hyperpolarizability); VRH moduli only mean something for a stiffness (21 components).
+    if "K_H_mae" in d and _irreps_dim(head["irreps"]) == 21:
+        parts += [f"K_VRH MAE {_g(d['K_H_mae'])} {unit}", f"G_VRH MAE {_g(d['G_H_mae'])} {unit}",
+                  f"pos.-def. {_g(100 * d['positive_definite_share'])}% (labels "
+                  f"{_g(100 * d['positive_definite_share_true'])}%)"]
+    if "symmetry" in head:
+        s = head["symmetry"]
+        parts.append(f"pt-group dev. mean {_g(s['pred_mean'], 2)} max {_g(s['pred_max'], 2)} "
+                     f"({s['n_crystals']} crystals)")
+    return "; ".join(parts) or "-"
+
+
+def results_table(results: list[dict]) -> str:
+    """Markdown: one row per head, then the per-component MAE of each head."""
+    rows = ["| data set | head (level, unit) | n train/valid/test | epochs | wall | test MAE | "
+            "Frobenius RMSE (label RMS norm) | per-l RMSE | derived |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    comps = ["| data set | head | test MAE per component |", "|---|---|---|"]
+    for r in results:
+        for k, (hname, h) in enumerate(r["heads"].items()):
+            first = k == 0
+            what = f"{hname} ({h['level']}, {h.get('unit') or '-'})"
+            n_items = f" [{h['n']} atoms]" if h["level"] == "atom" else ""
+            per_l = " ".join(f"{ir} {_g(v['rmse'])}" for ir, v in h.get("per_l", {}).items())
+            rows.append(
+                f"| {r['name'] if first else ''} | {what} | "
+                + (f"{r['n_train']}/{r['n_valid']}/{r['n_test']}" if first else "") + n_items
+                + f" | {r['epochs'] if first else ''} | "
+                + (f"{r['wall_total_s'] / 60:.1f} min" if first else "")
+                + f" | {_g(h['mae'])} | {_g(h['norm_rmse'])} ({_g(h['true_norm_rms'])}) | "
+                f"{per_l} | {_derived(h)} |")
+            comps.append(f"| {r['name'] if first else ''} | {hname} | {_component_mae(h)} |")
+    return "\n".join(rows) + "\n\n" + "\n".join(comps)
+
+
+def collect(out: Path) -> list[dict]:
+    found = {p.parent.name: json.loads(p.read_text())
+             for p in sorted((out / "runs").glob("*/results.json"))}
+    order = [n for n in SETS if n in found] + sorted(n for n in found if n not in SETS)
+    return [found[n] for n in order]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", action="append", choices=list(SETS), metavar="NAME",
+                   help=f"run only this set (repeatable); one of {', '.join(SETS)}")
+    p.add_argument("--epochs-scale", type=float, default=1.0,
+                   help="multiply each config's epochs by this (e.g. 4 for a longer run)")
+    p.add_argument("--out", type=Path, default=Path("/tmp/shared_runs"),
+                   help="converted data, run directories and results (outside the repository)")
+    p.add_argument("--reconvert", action="store_true", help="convert again even if present")
+    p.add_argument("--retrain", action="store_true",
+                   help="train again even if OUT/runs/NAME/results.json exists (the run "
+                        "directory must then be removed first)")
+    p.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = p.parse_args(argv)
+    out = args.out.resolve()
+    if not args.table:
+        root = os.environ.get("TSYM_SHARED_DATA")
+        if not root or not Path(root).is_dir():
+            p.error("set TSYM_SHARED_DATA to the shared data folder (e.g. /work/shared/data)")
+        import torch
+
+        torch.set_num_threads(args.threads)
+        for name in args.only or list(SETS):
+            print(f"== {name}", flush=True)
+            for stem, text in convert_set(name, Path(root), out, args.reconvert).items():
+                print(f"   converted {stem}:\n      " + text.replace("\n", "\n      "))
+            if (out / "runs" / name / "results.json").is_file() and not args.retrain:
+                print("   results.json exists: reused (--retrain to train again)")
+                continue
+            r = train_and_test(name, out, args.epochs_scale)
+            print(f"   {name}: {r['epochs']} epochs, {r['wall_total_s']:.0f} s", flush=True)
+    print(results_table(collect(out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
