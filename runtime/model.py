@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.compiler import HeadPlan, SelfMixHead, TsymError, compile_file, compile_text
+from tsym.compiler import HeadPlan, TsymError, compile_file, compile_text
 from tsym.runtime import keys
 from tsym.runtime.adapters import ModelConfigError, build_backbone, check_backbone
+from tsym.runtime.baselines import make_head
 from tsym.runtime.graph import collate
 
 __all__ = ["TensorModel", "build_model", "load_checkpoint", "CheckpointError", "CHECKPOINT_FORMAT"]
@@ -86,7 +87,8 @@ class TensorModel(torch.nn.Module):
         One head per plan; names must be distinct.
     head_kwargs : dict, optional
         Extra arguments of every :class:`~tsym.compiler.SelfMixHead` (``hidden_mul``,
-        ``mlp_hidden``, ``skip``).
+        ``mlp_hidden``, ``skip``); ``kind`` ``"linear"`` or ``"invariant"`` picks a baseline
+        head of :mod:`tsym.runtime.baselines` instead.
     cutoff : float, optional
         Graph radius used by :meth:`predict`; default ``backbone.cutoff``.
     seed : int, optional
@@ -132,10 +134,10 @@ class TensorModel(torch.nn.Module):
                                        "ModuleDict attribute); rename the tensor") from None
         self.build_info: dict | None = None  # set by build_model: what save() writes
 
-    def _make_head(self, plan: HeadPlan, bname: str) -> SelfMixHead:
-        try:
-            return SelfMixHead(self.irreps_in, plan.irreps, plan.change_of_basis, plan.level,
-                               plan.pool, **self.head_kwargs)
+    def _make_head(self, plan: HeadPlan, bname: str) -> torch.nn.Module:
+        try:  # head_kwargs["kind"] picks a baseline head (tsym.runtime.baselines)
+            return make_head(self.irreps_in, plan.irreps, plan.change_of_basis, plan.level,
+                             plan.pool, **self.head_kwargs)
         except (ValueError, TypeError) as err:
             raise ModelConfigError(
                 f"head '{plan.name}' (irreps '{plan.irreps}') cannot be attached to backbone "
