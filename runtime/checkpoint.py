@@ -24,42 +24,20 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from tsym.runtime.losses import Normalisation, TrainedModel
+from tsym.runtime._atomic import TEMP_SUFFIX, save_atomic
 from tsym.runtime.model import CheckpointError, build_model, read_checkpoint
 
 __all__ = ["TRAIN_FORMAT", "save_atomic", "load_checkpoint", "remove_stale_temps", "rng_state",
            "set_rng_state", "load_trained", "write_text_atomic"]
 
 TRAIN_FORMAT = "tsym-train/1"
-_TEMP_SUFFIX = ".tmp"
-
-
-def save_atomic(obj: dict, path: str | os.PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, ``os.replace``, fsync dir)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not on every OS)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+_TEMP_SUFFIX = TEMP_SUFFIX
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

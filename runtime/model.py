@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from ase import Atoms
 
 from tsym.compiler import HeadPlan, TsymError, compile_file, compile_text
 from tsym.runtime import keys
+from tsym.runtime._atomic import save_atomic
 from tsym.runtime.adapters import ModelConfigError, build_backbone, check_backbone
 from tsym.runtime.baselines import make_head
 from tsym.runtime.graph import collate
@@ -201,18 +201,7 @@ class TensorModel(torch.nn.Module):
             "dtype": str(self.dtype).removeprefix("torch."),
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
         }
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        save_atomic(checkpoint, path)
 
 
 def _plain(value, what: str):
