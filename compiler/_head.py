@@ -34,7 +34,7 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-__all__ = ["SelfMixHead"]
+__all__ = ["SelfMixHead", "CartesianReadout"]
 
 _Ir = Tuple[int, int]  # (l, parity) of an irrep, parity +1 (e) or -1 (o)
 
@@ -182,7 +182,93 @@ class _EquivariantLayerNorm(torch.nn.Module):
         return x
 
 
-class SelfMixHead(torch.nn.Module):
+def _scalar_indices(irreps: o3.Irreps) -> List[int]:
+    """Positions of the ``0e`` components in the layout of ``irreps``."""
+    idx: List[int] = []
+    for (mul, ir), sl in zip(irreps, irreps.slices()):
+        if (ir.l, ir.p) == (0, 1):
+            idx += list(range(sl.start, sl.stop))
+    return idx
+
+
+class CartesianReadout(torch.nn.Module):
+    """What every head shares: argument checks, the change of basis ``Q``, pooling, ``y @ Q``.
+
+    ``Q`` [irreps_out.dim, 3, ..., 3] is one float64 buffer that stays float64 through
+    ``.float()``/``.double()``; a float32 copy (not saved) serves float32 inputs.  Subclasses
+    compute per-node rows ``y`` and call :meth:`pooled` and :meth:`to_cartesian`.
+    """
+
+    def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
+                 pool: str = "sum"):
+        super().__init__()
+        irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
+        if irreps_out.dim == 0:
+            raise ValueError(f"irreps_out is empty ({both})")
+        if level not in ("structure", "atom"):
+            raise ValueError(f"level must be 'structure' or 'atom', got {level!r}")
+        if pool not in ("sum", "mean"):
+            raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
+        q = torch.as_tensor(change_of_basis).detach().to(torch.float64).clone()
+        if q.dim() < 1 or q.shape[0] != irreps_out.dim or any(s != 3 for s in q.shape[1:]):
+            raise ValueError(
+                f"change_of_basis must have shape [irreps_out.dim={irreps_out.dim}, 3, ..., 3], "
+                f"got {list(q.shape)} ({both})"
+            )
+        self.irreps_in, self.irreps_out = irreps_in, irreps_out
+        self.level, self.pool = level, pool
+        self.is_atom, self.is_mean = level == "atom", pool == "mean"
+        self.cart_shape: List[int] = [3] * (q.dim() - 1)
+        self.out_dim = irreps_out.dim
+        self.register_buffer("change_of_basis", q)  # [out_dim, 3, ..., 3], float64 always
+        # float32 copy for the common case, not saved in the state dict (rebuilt from Q)
+        self.register_buffer("_q32", q.reshape(q.shape[0], -1).float(), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        """``.to()``/``.double()``/``.float()``/...: ``Q`` stays float64 (its device follows)."""
+        q64 = self.change_of_basis  # [out_dim, 3, ..., 3] float64
+        super()._apply(fn, recurse)
+        if self.change_of_basis.dtype != torch.float64:
+            self.change_of_basis = q64.to(self.change_of_basis.device)
+        self._q32 = self.change_of_basis.reshape(self.out_dim, -1).float()  # [out_dim, 3**n]
+        return self
+
+    def q_matrix(self, like: torch.Tensor) -> torch.Tensor:
+        """``Q`` as ``[out_dim, 3**n]`` in the dtype of ``like``."""
+        if like.dtype == torch.float32:
+            return self._q32
+        return self.change_of_basis.reshape(self.out_dim, -1).to(like.dtype)
+
+    def pooled(self, y: torch.Tensor, batch: Optional[torch.Tensor],
+               num_graphs: Optional[int]) -> torch.Tensor:
+        """Rows per node ``[n_nodes, d]`` -> per structure ``[num_graphs, d]`` (sum or mean);
+        unchanged for ``level="atom"``.  ``batch`` None: one structure."""
+        if self.is_atom:
+            return y
+        n_nodes = y.shape[0]
+        if batch is None:
+            batch = torch.zeros(n_nodes, dtype=torch.long, device=y.device)
+            if num_graphs is None:
+                num_graphs = 1
+        if num_graphs is None:
+            num_graphs = int(batch.max().item()) + 1 if n_nodes > 0 else 0
+        out = torch.zeros(num_graphs, y.shape[1], dtype=y.dtype, device=y.device)
+        out = out.index_add_(0, batch, y)  # [num_graphs, d]
+        if self.is_mean:
+            ones = torch.ones(n_nodes, dtype=y.dtype, device=y.device)
+            count = torch.zeros(num_graphs, dtype=y.dtype, device=y.device)
+            count = count.index_add_(0, batch, ones).clamp_min(1.0)  # [num_graphs]
+            out = out / count[:, None]  # [num_graphs, d]
+        return out
+
+    def to_cartesian(self, y: torch.Tensor) -> torch.Tensor:
+        """Irreps rows ``[n, out_dim]`` -> Cartesian ``[n, 3, ..., 3]``."""
+        shape: List[int] = [y.shape[0]] + self.cart_shape
+        return (y @ self.q_matrix(y)).reshape(shape)
+
+
+class SelfMixHead(CartesianReadout):
     """Node-wise self-mix head: node features -> target irreps -> pooling -> Cartesian tensor.
 
     Parameters
@@ -228,45 +314,20 @@ class SelfMixHead(torch.nn.Module):
 
     def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
                  pool: str = "sum", hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True):
-        super().__init__()
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
-        n_scalars = sum(mul for mul, ir in irreps_in if (ir.l, ir.p) == (0, 1))
+        scalar_idx = _scalar_indices(irreps_in)
+        n_scalars = len(scalar_idx)
         if n_scalars == 0:
             raise ValueError(f"irreps_in has no 0e scalars to drive the node-wise weights ({both})")
         if irreps_in.lmax < 1:
             raise ValueError(f"irreps_in needs lmax >= 1 for a self-mix head, got lmax 0 ({both})")
-        if irreps_out.dim == 0:
-            raise ValueError(f"irreps_out is empty ({both})")
-        if level not in ("structure", "atom"):
-            raise ValueError(f"level must be 'structure' or 'atom', got {level!r}")
-        if pool not in ("sum", "mean"):
-            raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
         if hidden_mul < 1 or mlp_hidden < 1:
             raise ValueError(
                 f"hidden_mul and mlp_hidden must be >= 1, got {hidden_mul}, {mlp_hidden}"
             )
-        q = torch.as_tensor(change_of_basis).detach().to(torch.float64).clone()
-        if q.dim() < 1 or q.shape[0] != irreps_out.dim or any(s != 3 for s in q.shape[1:]):
-            raise ValueError(
-                f"change_of_basis must have shape [irreps_out.dim={irreps_out.dim}, 3, ..., 3], "
-                f"got {list(q.shape)} ({both})"
-            )
+        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool)
         hidden, tp1, mid, tp2, targets = _plan_paths(irreps_in, irreps_out)
-
-        self.irreps_in, self.irreps_out = irreps_in, irreps_out
-        self.level, self.pool = level, pool
-        self.is_atom, self.is_mean = level == "atom", pool == "mean"
-        self.cart_shape: List[int] = [3] * (q.dim() - 1)
-        self.out_dim = irreps_out.dim
-        self.register_buffer("change_of_basis", q)  # [out_dim, 3, ..., 3], float64 always
-        # float32 copy for the common case, not saved in the state dict (rebuilt from Q)
-        self.register_buffer("_q32", q.reshape(q.shape[0], -1).float(), persistent=False)
-
-        scalar_idx: List[int] = []
-        for (mul, ir), sl in zip(irreps_in, irreps_in.slices()):
-            if (ir.l, ir.p) == (0, 1):
-                scalar_idx += list(range(sl.start, sl.stop))
         scalar_idx_t = torch.tensor(scalar_idx, dtype=torch.long)  # [n_0e]
         self.register_buffer("scalar_idx", scalar_idx_t, persistent=False)
 
@@ -304,14 +365,8 @@ class SelfMixHead(torch.nn.Module):
         _exact_w3j(self)
 
     def _apply(self, fn, recurse=True):
-        """``.to()``/``.double()``/``.float()``/...: ``Q`` stays float64 (only its device follows)
-        and e3nn's Clebsch-Gordan constants are recomputed in their new dtype (rounded once)."""
-        q64 = self.change_of_basis  # [out_dim, 3, ..., 3] float64
+        """Also recompute e3nn's Clebsch-Gordan constants in their new dtype (rounded once)."""
         super()._apply(fn, recurse)
-        q = self.change_of_basis
-        if q.dtype != torch.float64:
-            self.change_of_basis = q64.to(q.device)
-        self._q32 = self.change_of_basis.reshape(self.out_dim, -1).float()  # [out_dim, 3**n]
         _exact_w3j(self)
         return self
 
@@ -350,25 +405,5 @@ class SelfMixHead(torch.nn.Module):
         torch.Tensor
             ``[num_graphs, 3, ..., 3]`` (``"structure"``) or ``[n_nodes, 3, ..., 3]`` (``"atom"``).
         """
-        y = self.node_irreps(node_features)  # [n_nodes, out_dim]
-        if not self.is_atom:
-            n_nodes = y.shape[0]
-            if batch is None:
-                batch = torch.zeros(n_nodes, dtype=torch.long, device=y.device)
-                if num_graphs is None:
-                    num_graphs = 1
-            if num_graphs is None:
-                num_graphs = int(batch.max().item()) + 1 if n_nodes > 0 else 0
-            pooled = torch.zeros(num_graphs, self.out_dim, dtype=y.dtype, device=y.device)
-            y = pooled.index_add_(0, batch, y)  # [num_graphs, out_dim]
-            if self.is_mean:
-                ones = torch.ones(n_nodes, dtype=y.dtype, device=y.device)
-                count = torch.zeros(num_graphs, dtype=y.dtype, device=y.device)
-                count = count.index_add_(0, batch, ones).clamp_min(1.0)  # [num_graphs]
-                y = y / count[:, None]  # [num_graphs, out_dim]
-        if y.dtype == torch.float32:
-            q = self._q32  # [out_dim, 3**n]
-        else:
-            q = self.change_of_basis.reshape(self.out_dim, -1).to(y.dtype)  # [out_dim, 3**n]
-        shape: List[int] = [y.shape[0]] + self.cart_shape
-        return (y @ q).reshape(shape)  # [n_graphs or n_nodes, 3, ..., 3]
+        y = self.pooled(self.node_irreps(node_features), batch, num_graphs)  # [G|N, out_dim]
+        return self.to_cartesian(y)  # [n_graphs or n_nodes, 3, ..., 3]

@@ -32,7 +32,7 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from tsym.compiler import SelfMixHead
+from tsym.compiler._head import CartesianReadout, SelfMixHead, _scalar_indices
 
 __all__ = ["HEAD_KINDS", "LinearHead", "InvariantHead", "make_head"]
 
@@ -40,70 +40,7 @@ __all__ = ["HEAD_KINDS", "LinearHead", "InvariantHead", "make_head"]
 HEAD_KINDS = ("selfmix", "linear", "invariant")
 
 
-def _pool(y: torch.Tensor, batch: Optional[torch.Tensor], num_graphs: Optional[int],
-          mean: bool) -> torch.Tensor:
-    """Sum (or mean) of the rows ``y`` [n_nodes, d] per structure -> [num_graphs, d]."""
-    n_nodes = y.shape[0]
-    if batch is None:
-        batch = torch.zeros(n_nodes, dtype=torch.long, device=y.device)
-        num_graphs = 1 if num_graphs is None else num_graphs
-    if num_graphs is None:
-        num_graphs = int(batch.max().item()) + 1 if n_nodes > 0 else 0
-    out = torch.zeros(num_graphs, y.shape[1], dtype=y.dtype, device=y.device)
-    out = out.index_add_(0, batch, y)  # [num_graphs, d]
-    if mean:
-        ones = torch.ones(n_nodes, dtype=y.dtype, device=y.device)
-        count = torch.zeros(num_graphs, dtype=y.dtype, device=y.device)
-        count = count.index_add_(0, batch, ones).clamp_min(1.0)  # [num_graphs]
-        out = out / count[:, None]  # [num_graphs, d]
-    return out
-
-
-class _Readout(torch.nn.Module):
-    """What both baselines share: argument checks, the float64 ``Q`` buffer, pooling."""
-
-    def __init__(self, irreps_in, irreps_out, change_of_basis, level: str, pool: str):
-        super().__init__()
-        irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
-        if irreps_out.dim == 0:
-            raise ValueError(f"irreps_out is empty (irreps_in '{irreps_in}')")
-        if level not in ("structure", "atom"):
-            raise ValueError(f"level must be 'structure' or 'atom', got {level!r}")
-        if pool not in ("sum", "mean"):
-            raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
-        q = torch.as_tensor(change_of_basis).detach().to(torch.float64).clone()
-        if q.dim() < 1 or q.shape[0] != irreps_out.dim or any(s != 3 for s in q.shape[1:]):
-            raise ValueError(f"change_of_basis must have shape [irreps_out.dim={irreps_out.dim}, "
-                             f"3, ..., 3], got {list(q.shape)}")
-        self.irreps_in, self.irreps_out = irreps_in, irreps_out
-        self.level, self.pool = level, pool
-        self.is_atom, self.is_mean = level == "atom", pool == "mean"
-        self.cart_shape: List[int] = [3] * (q.dim() - 1)
-        self.out_dim = irreps_out.dim
-        self.register_buffer("change_of_basis", q)  # [out_dim, 3, ..., 3], float64 always
-        self.register_buffer("_q32", q.reshape(q.shape[0], -1).float(), persistent=False)
-
-    def _apply(self, fn, recurse=True):
-        """``.to()``/``.double()``/``.float()``: ``Q`` stays float64 (its device follows)."""
-        q64 = self.change_of_basis  # [out_dim, 3, ..., 3] float64
-        super()._apply(fn, recurse)
-        if self.change_of_basis.dtype != torch.float64:
-            self.change_of_basis = q64.to(self.change_of_basis.device)
-        self._q32 = self.change_of_basis.reshape(self.out_dim, -1).float()  # [out_dim, 3**n]
-        return self
-
-    def _q(self, like: torch.Tensor) -> torch.Tensor:
-        """``Q`` as ``[out_dim, 3**n]`` in the dtype of ``like``."""
-        if like.dtype == torch.float32:
-            return self._q32
-        return self.change_of_basis.reshape(self.out_dim, -1).to(like.dtype)
-
-    def _pooled(self, y: torch.Tensor, batch: Optional[torch.Tensor],
-                num_graphs: Optional[int]) -> torch.Tensor:
-        return y if self.is_atom else _pool(y, batch, num_graphs, self.is_mean)
-
-
-class LinearHead(_Readout):
+class LinearHead(CartesianReadout):
     """Equivariant linear readout: ``y = W x`` per node, pooled, then ``T = y Q``.
 
     Parameters
@@ -132,12 +69,11 @@ class LinearHead(_Readout):
     def forward(self, node_features: torch.Tensor, batch: Optional[torch.Tensor] = None,
                 num_graphs: Optional[int] = None) -> torch.Tensor:
         """``[n_nodes, irreps_in.dim]`` -> ``[num_graphs or n_nodes, 3, ..., 3]``."""
-        y = self._pooled(self.linear(node_features), batch, num_graphs)  # [G|N, out_dim]
-        shape: List[int] = [y.shape[0]] + self.cart_shape
-        return (y @ self._q(y)).reshape(shape)  # [G|N, 3, ..., 3]
+        y = self.pooled(self.linear(node_features), batch, num_graphs)  # [G|N, out_dim]
+        return self.to_cartesian(y)  # [G|N, 3, ..., 3]
 
 
-class InvariantHead(_Readout):
+class InvariantHead(CartesianReadout):
     """Non-equivariant baseline: an MLP of the ``0e`` features predicts the ``3^n`` components.
 
     Per node ``c = MLP(x_0e)`` ``[3^n]``, pooled per the plan, then projected onto the declared
@@ -160,10 +96,7 @@ class InvariantHead(_Readout):
         super().__init__(irreps_in, irreps_out, change_of_basis, level, pool)
         if mlp_hidden < 1:
             raise ValueError(f"mlp_hidden must be >= 1, got {mlp_hidden}")
-        scalar_idx: List[int] = []
-        for (mul, ir), sl in zip(self.irreps_in, self.irreps_in.slices()):
-            if (ir.l, ir.p) == (0, 1):
-                scalar_idx += list(range(sl.start, sl.stop))
+        scalar_idx = _scalar_indices(self.irreps_in)
         if not scalar_idx:
             raise ValueError(f"irreps_in '{self.irreps_in}' has no 0e scalars for an invariant "
                              "head")
@@ -180,8 +113,8 @@ class InvariantHead(_Readout):
                 num_graphs: Optional[int] = None) -> torch.Tensor:
         """``[n_nodes, irreps_in.dim]`` -> ``[num_graphs or n_nodes, 3, ..., 3]``."""
         c = self.mlp(node_features[:, self.scalar_idx])  # [n_nodes, 3**n]
-        c = self._pooled(c, batch, num_graphs)  # [G|N, 3**n]
-        q = self._q(c)  # [out_dim, 3**n]
+        c = self.pooled(c, batch, num_graphs)  # [G|N, 3**n]
+        q = self.q_matrix(c)  # [out_dim, 3**n]
         shape: List[int] = [c.shape[0]] + self.cart_shape
         return ((c @ q.T) @ q).reshape(shape)  # [G|N, 3, ..., 3]  symmetric part of c
 
