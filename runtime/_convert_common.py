@@ -149,6 +149,13 @@ def check_crystal(report: ConversionReport, entry: int, atoms, tensors: dict,
     return ops
 
 
+def read_frames(path, limit: int | None = None) -> list:
+    """The frames of an extended XYZ file (the first ``limit`` of them when given)."""
+    import ase.io
+
+    return ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
+
+
 def finish(report: ConversionReport, frames: list) -> list:
     """Record ``n_written`` and the max index-symmetry deviation of every known label key."""
     report.n_written = len(frames)

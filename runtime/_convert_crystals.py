@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ._convert_common import (ConversionReport, check_crystal, finish,
+from ._convert_common import (ConversionReport, check_crystal, finish, read_frames,
                               record_point_group)
 from ._crystal import (atoms_from_pymatgen, crystal_system, ieee_candidates,
                        point_group_deviation, rotate, symmetry_ops)
@@ -36,10 +36,8 @@ def convert_becs_epsilon(path, *, limit: int | None = None, check_symmetry: bool
                          symprec: float = 1e-2, tol: float = 1e-2):
     """``phonon_becs_epsilon.xyz`` (already extxyz): ``eps`` -> ``dielectric``, ``becs`` ->
     ``born_charges``; checks the charge sum rule and point-group / site-symmetry invariance."""
-    import ase.io
-
     report = ConversionReport("becs_epsilon_e3nn", str(path))
-    frames = ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
+    frames = read_frames(path, limit)
     out, worst_sum = [], 0.0
     for k, src in enumerate(frames):
         report.n_read += 1

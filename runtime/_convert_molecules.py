@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ._convert_common import ConversionReport, finish
+from ._convert_common import ConversionReport, finish, read_frames
 
 __all__ = ["convert_water_sagpr", "convert_water_apt", "convert_qm9_alpha_slice",
            "convert_qm7x_cookbook", "convert_water_gamma_tensoap", "BOHR_IN_ANGSTROM"]
@@ -146,11 +146,9 @@ def convert_qm9_alpha_slice(path, *, limit: int | None = None, min_sign_margin: 
     Molecules whose frame sign choice is uncertain (``sign_margin < min_sign_margin``) are
     dropped and counted; ``min_sign_margin=0`` keeps all of them.
     """
-    import ase.io
-
     report = ConversionReport("qm9_alpha_slice", str(path))
     out = []
-    frames = ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
+    frames = read_frames(path, limit)
     for k, src in enumerate(frames):
         report.n_read += 1
         alpha = np.asarray(src.info.get("alpha", []), dtype=np.float64).reshape(-1)
@@ -176,11 +174,9 @@ def convert_qm9_alpha_slice(path, *, limit: int | None = None, min_sign_margin: 
 def convert_qm7x_cookbook(path, *, limit: int | None = None):
     """QM7-X extracts of the atomistic cookbook: ``polarizability`` or ``alpha`` ->
     ``polarizability``; ``mu`` -> ``mu`` (kept as given)."""
-    import ase.io
-
     report = ConversionReport("qm7x_cookbook", str(path))
     out = []
-    frames = ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
+    frames = read_frames(path, limit)
     for k, src in enumerate(frames):
         report.n_read += 1
         alpha = src.info.get("polarizability", src.info.get("alpha"))
@@ -201,11 +197,9 @@ def convert_qm7x_cookbook(path, *, limit: int | None = None):
 def convert_water_gamma_tensoap(path, *, limit: int | None = None):
     """TENSOAP water monomers: ``gamma`` (81, a.u.) -> ``second_hyperpolarizability``; the
     header says ``pbc="T T T"`` without a Lattice, so the frames are made molecules (pbc False)."""
-    import ase.io
-
     report = ConversionReport("water_gamma_tensoap", str(path))
     out = []
-    frames = ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
+    frames = read_frames(path, limit)
     for k, src in enumerate(frames):
         report.n_read += 1
         gamma = np.asarray(src.info.get("gamma", []), dtype=np.float64).reshape(-1)

@@ -25,6 +25,15 @@ def tol(dtype):
     return TOLERANCES[dtype]
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: faster on a shared 2-core machine, and reproducible sums."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @contextlib.contextmanager
 def default_dtype(dtype):
     """e3nn builds its Wigner matrices in torch's default dtype: float64 checks need float64 there."""

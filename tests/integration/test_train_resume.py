@@ -24,15 +24,7 @@ import yaml
 from tests.runtime.test_train import make_config, write_dataset
 from tsym.runtime.train import train
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def _records(run):

@@ -76,13 +76,7 @@ def make_config(data, dtype="float64", shield=False, **training):
             "training": train_cfg}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: faster on a shared 2-core machine, and reproducible sums."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
