@@ -23,7 +23,6 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule

@@ -136,18 +136,20 @@ class HeadPlan:
         }
 
 
+def _equation_generators(spec: TensorSpec, eq) -> list:
+    return generators_from_terms(spec.indices, [(t.sign, t.letters) for t in eq.terms])
+
+
 def _group(spec: TensorSpec) -> SignedPermutationGroup:
-    gens = []
-    for eq in spec.symmetries:
-        gens += generators_from_terms(spec.indices, [(t.sign, t.letters) for t in eq.terms])
+    gens = [g for eq in spec.symmetries for g in _equation_generators(spec, eq)]
     return SignedPermutationGroup(len(spec.indices), gens)
 
 
-def _zero_error(spec: TensorSpec, group: SignedPermutationGroup) -> ZeroTensorError:
+def _zero_error(spec: TensorSpec) -> ZeroTensorError:
     # find the first equation after which -1 is in the group, to point at it
     gens = []
     for eq in spec.symmetries:
-        gens += generators_from_terms(spec.indices, [(t.sign, t.letters) for t in eq.terms])
+        gens += _equation_generators(spec, eq)
         if SignedPermutationGroup(len(spec.indices), gens).contains_minus_identity:
             return ZeroTensorError(
                 eq.terms[0].loc if eq.terms[0].loc.line else eq.loc,
@@ -178,7 +180,7 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
     group = _group(spec)
     orbits = group.orbits()
     if orbits.dim == 0:
-        raise _zero_error(spec, group)
+        raise _zero_error(spec)
     pairs = [(spec.indices.index(p.letters[0]), spec.indices.index(p.letters[1])) for p in spec.traceless]
     size = orbits.dim * 3**n * (8 + 4)  # upper bound: traces only lower the dimension
     if size > max_basis_bytes():

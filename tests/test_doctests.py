@@ -7,8 +7,6 @@ import pkgutil
 
 import pytest
 
-import tsym
-
 
 def _modules():
     names = ["tsym"]
