@@ -19,21 +19,12 @@ SPEC_FILES = sorted(SPECS_DIR.glob("*.tsym"))
 
 
 def _formula(spec) -> str:
-    terms = [spec.indices] + [
-        ("-" if t.sign < 0 else "") + t.letters for eq in spec.symmetries for t in eq.terms[1:]
-    ]
-    # every term of one equation equals its first term; chain them through the identity term
-    equations = []
+    """e3nn's formula for a spec whose equations all start with the identity term."""
+    parts = [spec.indices]
     for eq in spec.symmetries:
         first = eq.terms[0]
         for t in eq.terms[1:]:
-            sign = first.sign * t.sign
-            equations.append((first.letters, ("-" if sign < 0 else "") + t.letters))
-    parts = [spec.indices]
-    for a, b in equations:
-        if a == spec.indices:
-            parts.append(b)
-    del terms
+            parts.append(("-" if first.sign * t.sign < 0 else "") + t.letters)
     return "=".join(parts)
 
 
