@@ -250,7 +250,7 @@ class NequIPBackbone(torch.nn.Module):
 
     def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Return a shallow copy of ``graph`` with ``NODE_FEATURES`` [N, irreps_out.dim] added."""
-        vectors = graph[keys.EDGE_VECTORS] if keys.EDGE_VECTORS in graph else edge_vectors(graph)
+        vectors = edge_vectors(graph)  # [E, 3]
         r = torch.linalg.vector_norm(vectors, dim=-1)  # [E]
         sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True,
                                     normalization="component")  # [E, sh.dim]

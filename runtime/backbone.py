@@ -30,6 +30,7 @@ import torch
 from e3nn import o3
 
 from tsym.runtime import keys
+from tsym.runtime.graph import edge_vectors
 from tsym.runtime.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
@@ -37,27 +38,6 @@ from tsym.runtime.embedding import (
 __all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edge_vectors"]
 
 SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL = "scalars", "equivariant", "edge_sh", "edge_radial"
-
-
-def edge_vectors(graph: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Edge vectors r_ij [E, 3]: ``graph[EDGE_VECTORS]`` if present, else computed.
-
-    Computed as ``pos[j] - pos[i] + S_ij @ cell[batch[i]]`` with ``(j, i) = EDGE_INDEX`` (row 0 the
-    neighbour j, row 1 the centre i); the shift term only when ``EDGE_SHIFTS`` and ``CELL`` are in the
-    graph (``BATCH`` absent means one structure).
-    """
-    if keys.EDGE_VECTORS in graph:
-        return graph[keys.EDGE_VECTORS]
-    pos = graph[keys.POSITIONS]  # [N, 3]
-    src, dst = graph[keys.EDGE_INDEX]  # [E], [E]
-    vec = pos[src] - pos[dst]  # [E, 3]
-    if keys.EDGE_SHIFTS in graph and keys.CELL in graph:
-        cell = graph[keys.CELL].to(pos.dtype).reshape(-1, 3, 3)  # [G, 3, 3]
-        batch = graph.get(keys.BATCH)
-        structure = batch[dst] if batch is not None else torch.zeros_like(dst)  # [E]
-        shifts = graph[keys.EDGE_SHIFTS].to(pos.dtype)  # [E, 3]
-        vec = vec + torch.einsum("ek,ekc->ec", shifts, cell[structure])  # [E, 3]
-    return vec
 
 
 def _check_node_irreps(owner: str, field: str, irreps: o3.Irreps | str) -> o3.Irreps:

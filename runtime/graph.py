@@ -289,11 +289,19 @@ def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:
     """``r_ij = positions[j] - positions[i] + S @ cell[batch[i]]``, shape ``[E, 3]``.
 
     Differentiable in ``graph[POSITIONS]`` and ``graph[CELL]``; points from the centre ``i``
-    (``EDGE_INDEX[1]``) to the neighbour ``j`` (``EDGE_INDEX[0]``).
+    (``EDGE_INDEX[1]``) to the neighbour ``j`` (``EDGE_INDEX[0]``).  ``graph[EDGE_VECTORS]`` is
+    returned as it is when present; the image-shift term is added only when ``EDGE_SHIFTS`` and
+    ``CELL`` are in the graph (``BATCH`` absent: one structure).
     """
+    if keys.EDGE_VECTORS in graph:
+        return graph[keys.EDGE_VECTORS]
     positions = graph[keys.POSITIONS]  # [N, 3]
     source, target = graph[keys.EDGE_INDEX]  # [E], [E]
-    cell = graph[keys.CELL][graph[keys.BATCH][target]]  # [E, 3, 3]
-    shifts = graph[keys.EDGE_SHIFTS].to(positions.dtype)  # [E, 3]
-    offsets = torch.einsum("ek,ekc->ec", shifts, cell.to(positions.dtype))  # [E, 3]
-    return positions[source] - positions[target] + offsets  # [E, 3]
+    vectors = positions[source] - positions[target]  # [E, 3]
+    if keys.EDGE_SHIFTS in graph and keys.CELL in graph:
+        cell = graph[keys.CELL].to(positions.dtype).reshape(-1, 3, 3)  # [G, 3, 3]
+        batch = graph.get(keys.BATCH)
+        structure = batch[target] if batch is not None else torch.zeros_like(target)  # [E]
+        shifts = graph[keys.EDGE_SHIFTS].to(positions.dtype)  # [E, 3]
+        vectors = vectors + torch.einsum("ek,ekc->ec", shifts, cell[structure])  # [E, 3]
+    return vectors
