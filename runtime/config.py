@@ -10,6 +10,7 @@ key is checked up front (an unknown key, a wrong type or a value out of range ra
       head_kwargs: {hidden_mul: 4, mlp_hidden: 8}
       cutoff: 4.0
       dtype: float32                # or float64
+      compile: false                # torch.compile the backbone's edge loop (~2x, C++ compiler)
     heads:                          # tensor name -> HeadConfig
       alpha:
         spec: specs/polarizability.tsym   # a .tsym file (relative to the config) or spec text
@@ -64,10 +65,13 @@ class ModelConfig:
     head_kwargs: dict = field(default_factory=dict)
     cutoff: float = 5.0
     dtype: str = "float32"
+    compile: bool = False
 
     def check(self, where: str) -> None:
         _choice(where, "dtype", self.dtype, ("float32", "float64"))
         _positive(where, "cutoff", self.cutoff)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"{where}: 'compile' must be true or false, got {self.compile!r}")
 
 
 @dataclass(frozen=True)
