@@ -39,10 +39,12 @@ __all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edg
 
 SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL = "scalars", "equivariant", "edge_sh", "edge_radial"
 
-#: Edges per chunk of a message block when gradients are off (``XPaiNN(edge_chunk=None)``): the
-#: ``[chunk, hidden]`` temporaries stay within a few MB (cache-sized) and a 10^5-atom cell needs
-#: no more memory per edge than its edge list and embedding (``benchmarks/scale.py``).
-INFERENCE_EDGE_CHUNK = 8192
+#: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
+#: temporaries then stay in the CPU caches (~2.4 MB at the default widths): 1.3-2x faster than
+#: one pass over all edges, with and without gradients (``benchmarks/backbone_vs_e3nn.py``); and
+#: without gradients a large cell needs no per-edge memory beyond its edge list and embedding
+#: (``benchmarks/scale.py``).
+EDGE_CHUNK = 1024
 
 
 def _check_node_irreps(owner: str, field: str, irreps: o3.Irreps | str) -> o3.Irreps:
@@ -164,12 +166,13 @@ class MessageBlock(torch.nn.Module):
 
     Notes
     -----
-    The per-edge work is the cost of the whole backbone (see ``benchmarks/backbone_vs_e3nn.py``),
-    so the edge part is written per degree l on ``[E, mul, 2l+1]`` views: the gates broadcast over
-    m and the harmonics over the channels instead of being expanded to ``[E, dim]`` copies, and
-    gathers are ``index_select`` (whose backward is a dense ``index_add``).  ``edge_chunk`` edges
-    are processed at a time, so the ``[E, hidden]`` and ``[E, dim]`` temporaries of a large
-    structure never exist whole (the result is the same sum, in chunks).
+    The per-edge work is most of the backbone's time (``benchmarks/backbone_vs_e3nn.py``), so:
+    the edge products are written per degree l in an m-major layout ``[E, 2l+1, mul]`` (channels
+    innermost; see :meth:`_messages`); gathers are ``index_select`` and splits ``torch.split``
+    (dense backward); and ``edge_chunk`` edges are processed at a time (``forward``'s argument,
+    None = all at once), which keeps the ``[chunk, hidden]`` temporaries in the caches and, without
+    gradients, means the per-edge temporaries of a large structure never exist whole.  Chunks
+    accumulate into the node sums in place; the result is the same sum.
     """
 
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], first: bool = False):
@@ -206,13 +209,17 @@ class MessageBlock(torch.nn.Module):
         num_edges = edge_index.shape[1]
         if edge_chunk is None or num_edges <= edge_chunk:
             ds, dv_t = self._edges(phi, v_t, sh, radial, envelope, edge_index, s.shape[0])
-        else:
-            ds, dv_t = torch.zeros_like(s), torch.zeros_like(v)
+        else:  # accumulate in place: the work per chunk is O(chunk), not O(N)
+            ds = torch.zeros_like(s)  # [N, S]
+            dv_blocks = [v.new_zeros(v.shape[0], size) for size in self.feature_sizes]  # m-major
             for start in range(0, num_edges, edge_chunk):
                 sl = slice(start, start + edge_chunk)
-                ds_c, dv_c = self._edges(phi, v_t, sh[sl], radial[sl], envelope[sl],
-                                         edge_index[:, sl], s.shape[0])
-                ds, dv_t = ds + ds_c, dv_t + dv_c
+                src, dst = edge_index[:, sl]
+                msg_s, msg_v = self._messages(phi, v_t, sh[sl], radial[sl], envelope[sl], src)
+                ds.index_add_(0, dst, msg_s)
+                for block, msg in zip(dv_blocks, msg_v):
+                    block.index_add_(0, dst, msg)
+            dv_t = torch.cat(dv_blocks, dim=-1)  # [N, dim]
         return s + ds, v + self._transpose(dv_t, to_m_major=False)
 
     def _transpose(self, x: torch.Tensor, to_m_major: bool) -> torch.Tensor:
@@ -226,13 +233,22 @@ class MessageBlock(torch.nn.Module):
     def _edges(self, phi: torch.Tensor, v_t: torch.Tensor | None, sh: torch.Tensor,
                radial: torch.Tensor, envelope: torch.Tensor, edge_index: torch.Tensor,
                num_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sum of the messages of these edges at each centre: [N, S] and [N, dim] (m-major).
+        """Sum of the messages of these edges at each centre: [N, S] and [N, dim] (m-major)."""
+        src, dst = edge_index  # neighbour j, centre i
+        msg_s, msg_v = self._messages(phi, v_t, sh, radial, envelope, src)
+        ds = phi.new_zeros(num_nodes, msg_s.shape[1]).index_add_(0, dst, msg_s)  # [N, S]
+        dv = [phi.new_zeros(num_nodes, m.shape[1]).index_add_(0, dst, m) for m in msg_v]
+        return ds, torch.cat(dv, dim=-1)  # [N, S], [N, dim] (m-major)
+
+    def _messages(self, phi: torch.Tensor, v_t: torch.Tensor | None, sh: torch.Tensor,
+                  radial: torch.Tensor, envelope: torch.Tensor, src: torch.Tensor
+                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The message of each edge: scalars [E, S] and per l [E, (2l+1) mul] (m-major).
 
         Per degree l the message is ``[E, 2l+1, mul]``: channels innermost, so the gates
         broadcast over a contiguous axis and their gradients reduce over a middle one (both
         vectorise; with e3nn's ``[mul, 2l+1]`` order they run 1.5-3x slower on CPU).
         """
-        src, dst = edge_index  # neighbour j, centre i
         num_edges = src.shape[0]
         filt = self.radial_linear(radial) * envelope  # [E, hidden]
         # torch.split, not slicing: its backward is one cat, where each slice's backward would
@@ -242,8 +258,7 @@ class MessageBlock(torch.nn.Module):
         harmonics = torch.split(sh, self.dims, dim=-1)  # [E, 2l+1] each
         if gates_v:
             v_j = torch.split(v_t.index_select(0, src), self.feature_sizes, dim=-1)
-        ds = phi.new_zeros(num_nodes, msg_s.shape[1]).index_add_(0, dst, msg_s)  # [N, S]
-        parts = []
+        msg_v = []
         for b, (mul, dim) in enumerate(zip(self.muls, self.dims)):
             if dim == 1:  # l = 0: Y_0 = 1 ('component' normalisation)
                 msg = gates_sh[b].unsqueeze(1)  # [E, 1, mul]
@@ -251,9 +266,8 @@ class MessageBlock(torch.nn.Module):
                 msg = gates_sh[b].unsqueeze(1) * harmonics[b].unsqueeze(-1)  # [E, 2l+1, mul]
             if gates_v:
                 msg = msg + gates_v[b].unsqueeze(1) * v_j[b].view(num_edges, dim, mul)
-            parts.append(phi.new_zeros(num_nodes, mul * dim).index_add_(
-                0, dst, msg.reshape(num_edges, mul * dim)))  # [N, (2l+1) mul]
-        return ds, torch.cat(parts, dim=-1)  # [N, S], [N, dim] (m-major)
+            msg_v.append(msg.reshape(num_edges, mul * dim))
+        return msg_s, msg_v
 
 
 class UpdateBlock(torch.nn.Module):
@@ -313,11 +327,10 @@ class XPaiNN(torch.nn.Module):
         Largest atomic number (default 53, the end of the shipped STO-3G table).
     cutoff_fn : {"cosine", "polynomial"}
         The smooth envelope.
-    edge_chunk : int, optional
-        Edges processed at a time by each message block (same result, less memory).  Default:
-        :data:`INFERENCE_EDGE_CHUNK` when gradients are off (prediction), all edges at once when
-        they are on (training keeps every edge's activations for backward anyway).  Also an
-        attribute that may be changed after construction; it is not part of the weights.
+    edge_chunk : int
+        Edges processed at a time by each message block (the same sums, in chunks; default
+        :data:`EDGE_CHUNK`).  Also an attribute that may be changed after construction; it is
+        not part of the weights.
 
     Attributes
     ----------
@@ -333,14 +346,13 @@ class XPaiNN(torch.nn.Module):
     def __init__(self, num_scalars: int = 128, irreps: str | o3.Irreps = "128x0e+64x1o+32x2e",
                  num_blocks: int = 3, num_basis: int = 20, cutoff: float = 5.0,
                  embedding: str = "qc", max_z: int | None = None, cutoff_fn: str = "cosine",
-                 edge_chunk: int | None = None):
+                 edge_chunk: int = EDGE_CHUNK):
         super().__init__()
         if num_blocks < 1:
             raise BackboneConfigError(f"XPaiNN: num_blocks must be >= 1, got {num_blocks}")
-        if edge_chunk is not None and (isinstance(edge_chunk, bool) or not isinstance(
-                edge_chunk, int) or edge_chunk < 1):
+        if isinstance(edge_chunk, bool) or not isinstance(edge_chunk, int) or edge_chunk < 1:
             raise BackboneConfigError(
-                f"XPaiNN: edge_chunk must be a positive integer or None, got {edge_chunk!r}")
+                f"XPaiNN: edge_chunk must be a positive integer, got {edge_chunk!r}")
         self.edge_chunk = edge_chunk
         scalars = o3.Irreps([(int(num_scalars), (0, 1))])
         _check_scalars("XPaiNN", "scalars (num_scalars)", scalars)
@@ -370,7 +382,9 @@ class XPaiNN(torch.nn.Module):
         """
         kwargs.setdefault("dynamic", True)
         for message in self.messages:
-            message._edges = torch.compile(type(message)._edges.__get__(message), **kwargs)
+            for name in ("_edges", "_messages"):  # all edges at once / chunks (no gradients)
+                setattr(message, name, torch.compile(getattr(type(message), name).__get__(message),
+                                                     **kwargs))
         return self
 
     def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -379,11 +393,8 @@ class XPaiNN(torch.nn.Module):
         sh, radial, envelope = self.edge_embedding(edge_vectors(graph))  # [E, *]
         s = self.node_embedding(graph[keys.ATOMIC_NUMBERS])  # [N, S]
         v = s.new_zeros(s.shape[0], self.irreps.dim)  # [N, irreps.dim]
-        chunk = self.edge_chunk
-        if chunk is None and not torch.is_grad_enabled():
-            chunk = INFERENCE_EDGE_CHUNK
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, sh, radial, envelope, edge_index, chunk)
+            s, v = message(s, v, sh, radial, envelope, edge_index, self.edge_chunk)
             s, v = update(s, v)
         out = dict(graph)
         out[keys.NODE_FEATURES] = torch.cat([s, v], dim=-1)  # [N, irreps_out.dim]

@@ -19,6 +19,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from e3nn import o3
 
+import tsym
 from tsym.compiler import compile_text
 from tsym.runtime import keys
 from tsym.runtime.export import (INPUTS, ExportError, export_model, graph_inputs,
@@ -148,6 +149,22 @@ def test_export_check_catches_an_unfaithful_trace(tmp_path):
     model = TensorModel(_FrozenBackbone(), [plan], {"hidden_mul": 2, "mlp_hidden": 4})
     with pytest.raises(ExportError, match=r"^.*m.pt: the exported module differs from the model"):
         export_model(model, tmp_path / "m.pt")
+
+
+def test_export_of_a_chunked_backbone(tmp_path):
+    """XPaiNN's edge chunks (a loop over E / chunk) must not be frozen into the trace: with a
+    chunk of 3 edges the check structures need other chunk counts than the traced one."""
+    plan = compile_text("tensor v { indices i }")[0]
+    model = tsym.build_model([plan], cutoff=3.0, backbone_kwargs={
+        "num_scalars": 8, "irreps": "8x0e+4x1o", "num_blocks": 1, "edge_chunk": 3})
+    export_model(model, tmp_path / "m.pt")  # raises ExportError if the outputs differ
+    assert model.backbone.edge_chunk == 3
+    module, _ = load_exported(tmp_path / "m.pt")
+    frames = [molecule("CH3CH2OH")]
+    got = module(*graph_inputs(frames, 3.0, torch.float32))["v"]
+    with torch.no_grad():
+        want = model.predict(frames)["v"]
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=0, atol=1e-5 * np.abs(want).max())
 
 
 def test_cli_export(tmp_path, capsys):
