@@ -136,7 +136,7 @@ def test_model_chunking_is_invisible():
 @pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
                     reason="torch.compile (inductor) needs a C++ compiler")
 def test_compiled_messages_equal_eager(tmp_path, monkeypatch):
-    """compile_messages: same outputs and gradients as eager, also for a second graph size."""
+    """compile_blocks: same outputs and gradients as eager, also for a second graph size."""
     from ase.build import molecule
     from tsym.runtime.graph import collate
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
@@ -144,7 +144,7 @@ def test_compiled_messages_equal_eager(tmp_path, monkeypatch):
     eager = XPaiNN(num_scalars=8, irreps="8x0e+4x1o+2x2e", num_blocks=2, num_basis=6)
     compiled = XPaiNN(num_scalars=8, irreps="8x0e+4x1o+2x2e", num_blocks=2, num_basis=6)
     compiled.load_state_dict(eager.state_dict())
-    compiled.compile_messages()
+    compiled.compile_blocks()
     for names in (["CH3CH2OH", "C6H6"], ["H2O", "CH4", "C2H6", "CH3CH2OH"]):
         graph = collate([molecule(n) for n in names], 4.0, torch.float32)
         outs = []
@@ -156,3 +156,21 @@ def test_compiled_messages_equal_eager(tmp_path, monkeypatch):
         assert (f_c - f_e).abs().max().item() <= 1e-5 * f_e.abs().max().item()
         for a, b in zip(g_e, g_c):
             assert (a - b).abs().max().item() <= 1e-4 * max(a.abs().max().item(), 1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile (inductor) needs a C++ compiler")
+def test_training_with_model_compile(tmp_path, monkeypatch):
+    """``model.compile: true`` trains like eager: same step losses (float64, 1e-9 relative)."""
+    from tsym.runtime.train import train
+    from .test_train import make_config, write_dataset
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    write_dataset(tmp_path / "d.extxyz", n=8)
+    losses = []
+    for compile_ in (False, True):
+        cfg = make_config(tmp_path / "d.extxyz", max_steps=3)
+        cfg["model"]["compile"] = compile_
+        losses.append(train(cfg, tmp_path / f"run{compile_}")["step_losses"])
+    assert len(losses[0]) == 3
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-9)
