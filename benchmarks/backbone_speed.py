@@ -1,6 +1,6 @@
 """CPU speed of XPaiNN (default widths) with the elastic, dielectric and polarizability heads.
 
-Run: ``python benchmarks/backbone_speed.py [--quick] [--repeats N] [--threads T]``.
+Run: ``python benchmarks/backbone_speed.py [--quick] [--repeats N] [--threads T] [--compile]``.
 
 1. Batches of 32 QM9-sized molecules (~17 atoms: the larger ase G2 / extra molecules and
    n-pentane to n-heptane, rattled) and of 16 crystals of ~40 atoms (supercells of 8 structure
@@ -17,6 +17,7 @@ pass ``--threads 1``: OpenMP threads competing for busy cores make times erratic
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -180,6 +181,8 @@ def main() -> None:
                         help="fewer repeats, scaling up to ~1,700 atoms")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the model after compile_for_speed() (torch.compile)")
     args = parser.parse_args()
     repeats = args.repeats or (2 if args.quick else 5)
     if args.threads:
@@ -193,6 +196,18 @@ def main() -> None:
           f"{n_backbone:,} parameters; heads {', '.join(model.heads)}: {n_heads:,} parameters")
     batch_table(model, "32 molecules", molecules(32), repeats)
     batch_table(model, "16 crystals", crystals(16), repeats)
+    if args.compile:
+        compiled = copy.deepcopy(model).compile_for_speed()
+        graph = collate(crystals(16), CUTOFF, torch.float32)
+        start = time.perf_counter()
+        with torch.no_grad():
+            want, got = model(graph), compiled(graph)
+        worst = max(float((got[k] - w).abs().max() / w.abs().max()) for k, w in want.items())
+        print(f"\nthe same after model.compile_for_speed() (torch.compile): first call (compiling) "
+              f"{time.perf_counter() - start:.0f} s; max |compiled - eager| / max |eager| = "
+              f"{worst:.1e} (float32)")
+        batch_table(compiled, "32 molecules, compiled", molecules(32), repeats)
+        batch_table(compiled, "16 crystals, compiled", crystals(16), repeats)
     scaling_table(model, repeats, args.quick)
 
 

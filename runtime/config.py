@@ -10,7 +10,7 @@ key is checked up front (an unknown key, a wrong type or a value out of range ra
       head_kwargs: {hidden_mul: 4, mlp_hidden: 8}
       cutoff: 4.0
       dtype: float32                # or float64
-      compile: false                # torch.compile the backbone blocks (faster, C++ compiler)
+      compile: false                # torch.compile backbone and heads (faster; C++ compiler)
     heads:                          # tensor name -> HeadConfig
       alpha:
         spec: specs/polarizability.tsym   # a .tsym file (relative to the config) or spec text

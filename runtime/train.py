@@ -114,10 +114,7 @@ class _Trainer:
                           backbone_kwargs=cfg.model.backbone_kwargs,
                           head_kwargs=cfg.model.head_kwargs)
         if cfg.model.compile:
-            if not hasattr(net.backbone, "compile_blocks"):
-                raise TrainError(f"{cfg.source}: model.compile: the backbone "
-                                 f"'{cfg.model.backbone}' has no compiled path; remove the key")
-            net.backbone.compile_blocks()
+            net.compile_for_speed()
         self.net = TrainedModel(net, norms).to(self.dist.device)
         self.losses = {p.name: HeadLoss(p, norms[p.name], self.heads[p.name].loss_space,
                                         self.heads[p.name].l_weights) for p in plans}
