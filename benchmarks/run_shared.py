@@ -12,6 +12,17 @@ For each data set (``benchmarks/shared/<name>.yaml``, in the order of :data:`SET
 Then one markdown table over all run directories under ``OUT/runs`` that hold ``results.json``
 (so runs of separate ``--only`` invocations end up in one table; ``--table`` prints it alone).
 
+Head-kind comparison (issue #5): ``--kind linear|invariant|selfmix`` overrides
+``model.head_kwargs.kind`` of every head and trains into ``OUT/runs/<name>__<kind>`` with the same
+split, epochs, optimiser and schedule (a selfmix run reuses ``OUT/runs/<name>`` when its
+``config.yaml`` still matches the committed YAML); each such run also gets
+``rotated_metrics.json`` (the test split, every structure and its labels randomly rotated).
+``--compare`` prints, per set and head, selfmix / linear / invariant side by side (see
+:mod:`shared_compare`)::
+
+    python benchmarks/run_shared.py --only elastic_matten --kind linear --out /tmp/shared_runs
+    python benchmarks/run_shared.py --compare --out /tmp/shared_runs
+
 The committed YAML files give the data paths relative to ``OUT`` (``converted/<name>.extxyz``)
 and the spec paths relative to the YAML file; the runner rewrites both to absolute paths, so the
 run directory's ``config.yaml`` is complete.  The shared data folder comes from the environment
@@ -33,6 +44,8 @@ import numpy as np
 import yaml
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from shared_compare import KINDS, comparison_table, run_dir_for, with_kind  # noqa: E402
 CONFIG_DIR = HERE / "shared"
 
 #: name -> (converter kind, source files relative to TSYM_SHARED_DATA keyed by the converted
@@ -104,19 +117,11 @@ def config_for(name: str, out: Path, epochs_scale: float = 1.0) -> dict:
     return raw
 
 
-def train_and_test(name: str, out: Path, epochs_scale: float) -> dict:
-    """Train ``name`` into ``out/runs/name``, evaluate the best checkpoint on the test split."""
+def _test_split(cfg: dict, run_dir: Path, model):
+    """The test split of the run in ``run_dir`` and the number of validation structures."""
     from tsym.runtime.data import read_dataset
-    from tsym.runtime.evaluate import evaluate
-    from tsym.runtime.predict import checkpoint_labels, load_model
-    from tsym.runtime.train import train
+    from tsym.runtime.predict import checkpoint_labels
 
-    cfg = config_for(name, out, epochs_scale)
-    run_dir = out / "runs" / name
-    start = time.perf_counter()
-    summary = train(cfg, run_dir)
-    wall_train = time.perf_counter() - start
-    model = load_model(run_dir)
     labels = list(checkpoint_labels(run_dir, model).values())
     split = json.loads((run_dir / "split.json").read_text())
     main = read_dataset(cfg["data"]["train"], labels, model.plans, verbose=False)
@@ -126,17 +131,52 @@ def train_and_test(name: str, out: Path, epochs_scale: float) -> dict:
         test = main.subset(split["test"])
     n_valid = (len(read_dataset(cfg["data"]["valid"], labels, model.plans, verbose=False))
                if cfg["data"].get("valid") else len(split.get("val", split.get("valid", []))))
+    return test, n_valid, split
+
+
+def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None = None) -> dict:
+    """Train ``name`` (head ``kind``; None: the YAML's) into its run directory, then test.
+
+    Writes ``test_metrics.json``, ``rotated_metrics.json`` (randomly rotated test split) and
+    ``results.json`` into ``OUT/runs/name`` (``OUT/runs/name__kind`` with a ``kind``).
+    """
+    from shared_compare import add_rotated, with_kind
+
+    from tsym.runtime.evaluate import evaluate
+    from tsym.runtime.predict import load_model
+    from tsym.runtime.train import train
+
+    cfg = with_kind(config_for(name, out, epochs_scale), kind)
+    run_dir = out / "runs" / (name if kind is None else f"{name}__{kind}")
+    start = time.perf_counter()
+    summary = train(cfg, run_dir)
+    wall_train = time.perf_counter() - start
+    model = load_model(run_dir)
+    test, n_valid, split = _test_split(cfg, run_dir, model)
     report = evaluate(model, test)
     report.write_json(run_dir / "test_metrics.json")
     print(report.summary())
+    add_rotated(run_dir, model, test)
     heads = json.loads((run_dir / "test_metrics.json").read_text())["heads"]
-    result = {"name": name, "n_train": len(split["train"]), "n_valid": n_valid,
-              "n_test": len(test), "epochs": cfg["training"]["epochs"],
+    result = {"name": name, "kind": kind or "selfmix", "n_train": len(split["train"]),
+              "n_valid": n_valid, "n_test": len(test), "epochs": cfg["training"]["epochs"],
               "steps": summary.get("steps"), "best_step": summary.get("best_step"),
               "wall_train_s": wall_train, "wall_total_s": time.perf_counter() - start,
               "heads": heads}
     (run_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
+
+
+def rotate_existing(name: str, out: Path, run_dir: Path) -> dict:
+    """Add ``rotated_metrics.json`` to an earlier run directory (its own ``config.yaml``)."""
+    from shared_compare import add_rotated
+
+    from tsym.runtime.predict import load_model
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    model = load_model(run_dir)
+    test, _, _ = _test_split(cfg, run_dir, model)
+    return add_rotated(run_dir, model, test)
 
 
 # ------------------------------------------------------------------------------- the table
@@ -211,7 +251,8 @@ def results_table(results: list[dict]) -> str:
 
 def collect(out: Path) -> list[dict]:
     found = {p.parent.name: json.loads(p.read_text())
-             for p in sorted((out / "runs").glob("*/results.json"))}
+             for p in sorted((out / "runs").glob("*/results.json"))
+             if "__" not in p.parent.name}  # NAME__KIND: head-kind comparison runs
     order = [n for n in SETS if n in found] + sorted(n for n in found if n not in SETS)
     return [found[n] for n in order]
 
@@ -229,9 +270,18 @@ def main(argv=None) -> int:
                    help="train again even if OUT/runs/NAME/results.json exists (the run "
                         "directory must then be removed first)")
     p.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    p.add_argument("--kind", choices=KINDS, default=None,
+                   help="override model.head_kwargs.kind of every head and train into "
+                        "OUT/runs/NAME__KIND (selfmix reuses OUT/runs/NAME when its config.yaml "
+                        "matches the committed YAML at this --epochs-scale)")
+    p.add_argument("--compare", action="store_true",
+                   help="only print the selfmix / linear / invariant comparison table")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = p.parse_args(argv)
     out = args.out.resolve()
+    if args.compare:
+        print(comparison_table(out, list(SETS)))
+        return 0
     if not args.table:
         root = os.environ.get("TSYM_SHARED_DATA")
         if not root or not Path(root).is_dir():
@@ -243,12 +293,16 @@ def main(argv=None) -> int:
             print(f"== {name}", flush=True)
             for stem, text in convert_set(name, Path(root), out, args.reconvert).items():
                 print(f"   converted {stem}:\n      " + text.replace("\n", "\n      "))
-            if (out / "runs" / name / "results.json").is_file() and not args.retrain:
-                print("   results.json exists: reused (--retrain to train again)")
+            run_dir = run_dir_for(out, name, args.kind, with_kind(
+                config_for(name, out, args.epochs_scale), args.kind))
+            if (run_dir / "results.json").is_file() and not args.retrain:
+                print(f"   {run_dir}/results.json exists: reused (--retrain to train again)")
+                if args.kind is not None:
+                    rotate_existing(name, out, run_dir)
                 continue
-            r = train_and_test(name, out, args.epochs_scale)
+            r = train_and_test(name, out, args.epochs_scale, args.kind)
             print(f"   {name}: {r['epochs']} epochs, {r['wall_total_s']:.0f} s", flush=True)
-    print(results_table(collect(out)))
+    print(comparison_table(out, list(SETS)) if args.kind else results_table(collect(out)))
     return 0
 
 
