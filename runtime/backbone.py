@@ -40,10 +40,10 @@ __all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edg
 SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL = "scalars", "equivariant", "edge_sh", "edge_radial"
 
 #: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
-#: temporaries then stay in the CPU caches (~2.4 MB at the default widths): 1.3-2x faster than
-#: one pass over all edges, with and without gradients (``benchmarks/backbone_vs_e3nn.py``); and
-#: without gradients a large cell needs no per-edge memory beyond its edge list and embedding
-#: (``benchmarks/scale.py``).
+#: temporaries then stay in the CPU caches (~2.4 MB at the default widths), so the time per edge
+#: stays flat as structures grow (``benchmarks/backbone_speed.py``); and without gradients a large
+#: cell needs no per-edge memory beyond its edge list and embedding (``benchmarks/scale.py``,
+#: ``--no-chunk`` for all edges at once).
 EDGE_CHUNK = 1024
 
 
@@ -85,23 +85,19 @@ def _irreps_in(owner: str, irreps_in: Mapping[str, o3.Irreps | str], fields: tup
 class _Layout(torch.nn.Module):
     """Index buffers for per-channel work on a flat [..., irreps.dim] tensor (K = num_irreps).
 
-    ``channel`` [dim]: the channel (0..K-1) of each component; ``sh_col`` [dim]: the column of the
-    spherical harmonics vector (``sh_irreps_for(irreps)``) that component m of degree l reads.
+    ``channel`` [dim]: the channel (0..K-1) of each component; ``degree`` [K]: 2l+1 of each
+    channel.
     """
 
     def __init__(self, irreps: o3.Irreps):
         super().__init__()
-        sh_irreps = sh_irreps_for(irreps)
-        sh_offset = {ir.l: sl.start for (_, ir), sl in zip(sh_irreps, sh_irreps.slices())}
-        channel, sh_col, degree, k = [], [], [], 0
+        channel, degree, k = [], [], 0
         for mul, ir in irreps:
             channel += [k + u for u in range(mul) for _ in range(ir.dim)]
-            sh_col += [sh_offset[ir.l] + m for _ in range(mul) for m in range(ir.dim)]
             degree += [ir.dim] * mul
             k += mul
         self.num_channels = k
         self.register_buffer("channel", torch.tensor(channel, dtype=torch.long), persistent=False)
-        self.register_buffer("sh_col", torch.tensor(sh_col, dtype=torch.long), persistent=False)
         self.register_buffer("degree", torch.tensor(degree, dtype=torch.get_default_dtype()),
                              persistent=False)  # [K], 2l+1
 
@@ -188,8 +184,6 @@ class MessageBlock(torch.nn.Module):
         check_irreps(owner, EDGE_SH, sh_irreps, self.irreps_in[EDGE_SH])
         num_basis = _check_scalars(owner, EDGE_RADIAL, self.irreps_in[EDGE_RADIAL])
         self.irreps_out = {SCALARS: self.irreps_in[SCALARS], EQUIVARIANT: irreps}
-        k = irreps.num_irreps
-        self.split = (0 if first else k, k, num_scalars)  # gates on v_j, gates on Y, scalar message
         # per degree l (sorted, one entry each; sh_irreps has the same degrees in the same order)
         self.muls = [mul for mul, _ in irreps]
         self.dims = [ir.dim for _, ir in irreps]
@@ -198,8 +192,8 @@ class MessageBlock(torch.nn.Module):
         self.pieces = ([] if first else self.muls) + self.muls + [num_scalars]
         self.scalar_norm = torch.nn.LayerNorm(num_scalars)
         self.equivariant_norm = None if first else EquivariantLayerNorm(irreps)
-        self.scalar_mlp = _mlp(num_scalars, num_scalars, sum(self.split))
-        self.radial_linear = torch.nn.Linear(num_basis, sum(self.split))
+        self.scalar_mlp = _mlp(num_scalars, num_scalars, sum(self.pieces))
+        self.radial_linear = torch.nn.Linear(num_basis, sum(self.pieces))
         torch.nn.init.zeros_(self.radial_linear.bias)
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
@@ -250,7 +244,7 @@ class MessageBlock(torch.nn.Module):
 
         Per degree l the message is ``[E, 2l+1, mul]``: channels innermost, so the gates
         broadcast over a contiguous axis and their gradients reduce over a middle one (both
-        vectorise; with e3nn's ``[mul, 2l+1]`` order they run 1.5-3x slower on CPU).
+        vectorise; e3nn's ``[mul, 2l+1]`` order puts an axis of 1-5 elements innermost).
         """
         num_edges = src.shape[0]
         filt = self.radial_linear(radial) * envelope  # [E, hidden]
@@ -406,8 +400,11 @@ class XPaiNN(torch.nn.Module):
         sh, radial, envelope = self.edge_embedding(edge_vectors(graph))  # [E, *]
         s = self.node_embedding(graph[keys.ATOMIC_NUMBERS])  # [N, S]
         v = s.new_zeros(s.shape[0], self.irreps.dim)  # [N, irreps.dim]
+        # the loop over chunks depends on the number of edges, which a trace would freeze: a
+        # traced XPaiNN (tsym export) takes all edges at once
+        chunk = None if torch.jit.is_tracing() else self.edge_chunk
         for message, update in zip(self.messages, self.updates):
-            s, v = message(s, v, sh, radial, envelope, edge_index, self.edge_chunk)
+            s, v = message(s, v, sh, radial, envelope, edge_index, chunk)
             s, v = update(s, v)
         out = dict(graph)
         out[keys.NODE_FEATURES] = torch.cat([s, v], dim=-1)  # [N, irreps_out.dim]

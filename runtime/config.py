@@ -70,8 +70,6 @@ class ModelConfig:
     def check(self, where: str) -> None:
         _choice(where, "dtype", self.dtype, ("float32", "float64"))
         _positive(where, "cutoff", self.cutoff)
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"{where}: 'compile' must be true or false, got {self.compile!r}")
 
 
 @dataclass(frozen=True)

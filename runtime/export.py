@@ -171,20 +171,12 @@ def _build(model, net, plans, trace_on, max_z: int) -> torch.jit.ScriptModule:
     """Trace the backbone on ``trace_on``, script the heads, the de-normalisation, the wrapper."""
     dtype = net.dtype
     inputs = tuple(t.to(net.device) for t in graph_inputs(trace_on, net.cutoff, dtype))
-    # XPaiNN's loop over edge chunks depends on the number of edges: a trace would freeze the
-    # example's chunk count, so the backbone is traced with all edges in one chunk
-    chunk = getattr(net.backbone, "edge_chunk", None)
     try:
-        if chunk is not None:
-            net.backbone.edge_chunk = 2**62
         backbone = torch.jit.trace(_Backbone(net.backbone), inputs[:-1], check_trace=False)
         heads = torch.nn.ModuleDict({n: torch.jit.script(h) for n, h in net.heads.items()})
     except Exception as err:  # noqa: BLE001 - torch raises many kinds here
         raise ExportError(f"cannot export the model: {type(err).__name__}: {str(err)[:400]}"
                           ) from None
-    finally:
-        if chunk is not None:
-            net.backbone.edge_chunk = chunk
     denorm = torch.nn.ModuleDict()
     if isinstance(model, TrainedModel):
         for name, plan in plans.items():
