@@ -7,8 +7,15 @@ lattice vectors), so an equivariant, permutation- and cell-choice-invariant mode
 coordinates) and are converted with ``R_cart = L^T W L^{-T}`` (``L`` the row-vector lattice
 matrix of ase); ``test_fractional_to_cartesian_convention`` checks that conversion on hcp Mg.
 
-Tolerances: every entry of ``R . T - T`` within 1e-5 (float32) or 1e-10 (float64) of the Frobenius
-norm of ``T`` (see ``test_model.py`` for why the norm).  Crystals: rocksalt NaCl and perovskite
+Tolerances.  float64: every entry of ``R . T - T`` within 1e-10 of the Frobenius norm of ``T`` (see
+``test_model.py`` for why the norm): ~5e5 times float64's epsilon, room for any summation order.
+float32: no fixed number (rounding noise depends on the CPU's kernels, and layer norms amplify it in
+blocks that vanish by symmetry).  Each float32 model has a float64 twin with the same weights (cast
+exactly) and full-precision constants; with ``delta = ||T32 - T64||_F`` measured per prediction,
+``||R.T32 - T32||_F <= ||R.(T32 - T64)|| + ||R.T64 - T64|| + ||T64 - T32|| = 2 delta + ||R.T64 - T64||``
+(``R`` is orthogonal, so ``R.`` keeps the Frobenius norm).  That bound holds on every machine; the
+twin is held to the float64 tolerance, and ``delta`` to 1e-3 of the norm (a float32 path that far
+off is a bug, not rounding).  Crystals: rocksalt NaCl and perovskite
 SrTiO3 (cubic), wurtzite ZnO (hexagonal), rutile TiO2 (tetragonal), alpha-quartz (trigonal).
 
 Backbones: XPaiNN in float64 and float32 (before and after a few training steps), the NequIP-style
@@ -114,10 +121,60 @@ def _train_on_random_targets(model, steps: int = 10):
     assert not all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def _predictions(backbone, dtype, trained=False):
-    out = _model(backbone, dtype, trained).predict(list(CRYSTALS.values()))
+def _twin(backbone: str, trained: bool):
+    """A float64 model with the float32 model's weights (cast exactly) and float64 constants."""
+    key = (backbone, "twin", trained)
+    if key not in _MODELS:
+        twin = tsym.build_model([SPECS_DIR / f"{name}.tsym" for name in PROPERTIES],
+                                backbone=backbone, cutoff=CUTOFF, dtype=torch.float64,
+                                backbone_kwargs=BACKBONES[backbone], head_kwargs=HEADS, seed=1)
+        weights = dict(_model(backbone, torch.float32, trained).named_parameters())
+        with torch.no_grad():
+            for name, p in twin.named_parameters():
+                p.copy_(weights[name].to(torch.float64))
+        _MODELS[key] = twin
+    return _MODELS[key]
+
+
+def _predict(model) -> dict:
+    out = model.predict(list(CRYSTALS.values()))
     return {name: {k: out[k][i].astype(np.float64) for k in PROPERTIES}
             for i, name in enumerate(CRYSTALS)}
+
+
+def _predictions(backbone, dtype, trained=False):
+    return _predict(_model(backbone, dtype, trained))
+
+
+def _symmetry_error(tensor: np.ndarray, order: int, ops) -> float:
+    """max over the operations R of ||R.T - T||_F."""
+    return max(float(np.linalg.norm(rotate_cartesian(tensor, r, order=order) - tensor))
+               for r in ops)
+
+
+def _allowed(backbone, dtype, trained=False) -> dict:
+    """{crystal: {property: allowed ||R.T - T||_F}} (see the module docstring)."""
+    predictions = _predictions(backbone, dtype, trained)
+    tol64 = TOLERANCES[torch.float64]
+    if dtype == torch.float64:
+        return {n: {k: tol64 * np.linalg.norm(t) for k, t in p.items()}
+                for n, p in predictions.items()}
+    twin = _predict(_twin(backbone, trained))
+    # a tensor that vanishes by symmetry (centrosymmetric piezo) is measured against its
+    # property's scale over all crystals
+    scale = {k: max(np.linalg.norm(twin[n][k]) for n in CRYSTALS) for k in PROPERTIES}
+    allowed = {}
+    for name, atoms in CRYSTALS.items():
+        ops, allowed[name] = point_group(atoms), {}
+        for prop, order in PROPERTIES.items():
+            t32, t64 = predictions[name][prop], twin[name][prop]
+            delta = float(np.linalg.norm(t32 - t64))
+            norm = max(float(np.linalg.norm(t64)), scale[prop])
+            assert delta <= 1e-3 * norm, (name, prop, delta, norm)
+            err64 = _symmetry_error(t64, order, ops)
+            assert err64 <= tol64 * norm, (name, prop, "float64 twin", err64 / norm)
+            allowed[name][prop] = 2 * delta + err64 + tol64 * norm  # + rounding of R. in float64
+    return allowed
 
 
 def test_fractional_to_cartesian_convention():
@@ -168,7 +225,7 @@ def _cases() -> list:
 def test_point_group_invariance(backbone, dtype, trained):
     """T = R . T for every point-group operation R, for every crystal and property."""
     predictions = _predictions(backbone, dtype, trained)
-    tol = TOLERANCES[dtype]
+    allowed = _allowed(backbone, dtype, trained)
     for name, atoms in CRYSTALS.items():
         ops = point_group(atoms)
         for prop, order in PROPERTIES.items():
@@ -177,9 +234,8 @@ def test_point_group_invariance(backbone, dtype, trained):
             tensor = predictions[name][prop]
             norm = np.linalg.norm(tensor)
             assert norm > 1e-3, (name, prop)
-            worst = max(np.abs(rotate_cartesian(tensor, r, order=order) - tensor).max()
-                        for r in ops)
-            assert worst <= tol * norm, f"{name} {prop}: {worst / norm:.3g} relative"
+            worst = _symmetry_error(tensor, order, ops)
+            assert worst <= allowed[name][prop], f"{name} {prop}: {worst / norm:.3g} relative"
 
 
 @pytest.mark.parametrize("backbone, dtype, trained", _cases())
@@ -188,9 +244,11 @@ def test_centrosymmetric_piezoelectric_vanishes(backbone, dtype, trained):
     polar = max(np.linalg.norm(predictions[n]["piezoelectric"])
                 for n, centro in CENTROSYMMETRIC.items() if not centro)
     assert polar > 1e-3
+    allowed = _allowed(backbone, dtype, trained)
     for name, centro in CENTROSYMMETRIC.items():
-        if centro:
-            assert np.abs(predictions[name]["piezoelectric"]).max() <= TOLERANCES[dtype] * polar
+        if centro:  # T = -T under inversion, so ||T|| = ||R.T - T|| / 2 for R = -1
+            bound = max(allowed[name]["piezoelectric"] / 2, TOLERANCES[torch.float64] * polar)
+            assert np.linalg.norm(predictions[name]["piezoelectric"]) <= bound, name
 
 
 def _voigt(c: np.ndarray) -> np.ndarray:
@@ -202,7 +260,14 @@ def _voigt(c: np.ndarray) -> np.ndarray:
 def test_expected_zero_patterns(backbone, dtype):
     """The textbook shapes (Nye) of the tensors of each crystal class."""
     predictions = _predictions(backbone, dtype)
-    tol = TOLERANCES[dtype]
+    tol = TOLERANCES[torch.float64]
+    if dtype == torch.float32:  # each check is |T_a - T_b| or |T_a|: off the twin's by <= 2 delta
+        allowed = _allowed(backbone, dtype)
+        twin = _predict(_twin(backbone, False))
+        slack = max(2 * np.linalg.norm(predictions[n][k] - twin[n][k]) / np.linalg.norm(twin[n][k])
+                    for n in CRYSTALS for k in PROPERTIES if np.linalg.norm(twin[n][k]) > 1e-3)
+        assert allowed  # the twin itself passed the float64 point-group checks
+        tol = tol + slack
 
     def close(a, b, scale):
         return abs(a - b) <= tol * scale
