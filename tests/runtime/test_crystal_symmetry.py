@@ -35,7 +35,7 @@ import tsym
 from tsym.runtime.graph import collate
 from tsym.runtime.testing import rotate_cartesian
 
-from ..conftest import SPECS_DIR, TOLERANCES
+from ..conftest import SPECS_DIR, TOLERANCES, float64_twin
 
 PROPERTIES = {"dielectric": 2, "piezoelectric": 3, "elastic": 4}
 CUTOFF = 4.5
@@ -125,14 +125,9 @@ def _twin(backbone: str, trained: bool):
     """A float64 model with the float32 model's weights (cast exactly) and float64 constants."""
     key = (backbone, "twin", trained)
     if key not in _MODELS:
-        twin = tsym.build_model([SPECS_DIR / f"{name}.tsym" for name in PROPERTIES],
-                                backbone=backbone, cutoff=CUTOFF, dtype=torch.float64,
-                                backbone_kwargs=BACKBONES[backbone], head_kwargs=HEADS, seed=1)
-        weights = dict(_model(backbone, torch.float32, trained).named_parameters())
-        with torch.no_grad():
-            for name, p in twin.named_parameters():
-                p.copy_(weights[name].to(torch.float64))
-        _MODELS[key] = twin
+        _MODELS[key] = float64_twin(_model(backbone, torch.float32, trained), lambda: tsym.build_model(
+            [SPECS_DIR / f"{name}.tsym" for name in PROPERTIES], backbone=backbone, cutoff=CUTOFF,
+            dtype=torch.float64, backbone_kwargs=BACKBONES[backbone], head_kwargs=HEADS, seed=1))
     return _MODELS[key]
 
 

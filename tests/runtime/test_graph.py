@@ -1,6 +1,7 @@
 """Radius graphs against brute-force numpy references, batching, edge vectors and bad input.
 
-``dtype`` and ``tol`` (absolute tolerance on edge vectors, Angstrom) come from tests/conftest.py.
+``dtype`` comes from tests/conftest.py.  Edge vectors are checked to an absolute tolerance derived
+from the arithmetic (:func:`edge_tol`), not to a fixed number.
 """
 from __future__ import annotations
 
@@ -60,6 +61,21 @@ def graph_edges(graph: dict, dtype=torch.float64) -> dict[tuple, np.ndarray]:
     return out
 
 
+def edge_tol(dtype: torch.dtype, *structures: Atoms) -> float:
+    """Absolute rounding bound (Angstrom) on an edge vector ``r_j - r_i + S @ cell`` in ``dtype``.
+
+    Positions and cell are rounded to ``dtype`` (relative ``u = eps / 2`` each) and the vector is
+    2 subtractions plus a 3-term dot product: at most ``~6 u`` times the sum of the magnitudes
+    involved, ``|r_j| + |r_i| + |S @ cell| <= 2 |r_j| + 2 |r_i| + |r_ij|``.  With ``M`` the largest
+    coordinate norm (plus the largest cell row for atoms outside the cell) and the cutoff bound on
+    ``|r_ij|``: ``8 u (4 M + cutoff)``, cutoff <= 5 here.
+    """
+    u = torch.finfo(dtype).eps / 2
+    m = max(float(np.linalg.norm(a.positions, axis=1).max()) + float(np.abs(a.cell).sum(1).max())
+            for a in structures)
+    return 8 * u * (4 * m + 5.0)
+
+
 def assert_same_edges(graph, reference, tol):
     got = graph_edges(graph)
     assert set(got) == set(reference)
@@ -74,8 +90,9 @@ def triclinic() -> Atoms:
 
 
 @pytest.mark.parametrize("cutoff", [1.6, 5.0])
-def test_molecule_matches_brute_force(backend, dtype, tol, cutoff):
+def test_molecule_matches_brute_force(backend, dtype, cutoff):
     mol = molecule("CH3CH2OH")
+    tol = edge_tol(dtype, mol)
     graph = atoms_to_graph(mol, cutoff, dtype, neighbour_backend=backend)
     reference = brute_force(mol, cutoff)
     assert all(key[2:] == (0, 0, 0) and key[0] != key[1] for key in reference)
@@ -93,8 +110,9 @@ def test_spread_molecule_matches_brute_force(backend):
                       brute_force(mol, 2.5), 1e-10)
 
 
-def test_periodic_matches_brute_force(backend, dtype, tol):
-    crystal = triclinic()  # cutoff 4.5 exceeds every cell edge: several images, self-images
+def test_periodic_matches_brute_force(backend, dtype):
+    crystal = triclinic()
+    tol = edge_tol(dtype, crystal)  # cutoff 4.5 exceeds every cell edge: several images, self-images
     reference = brute_force(crystal, 4.5)
     keys_ = np.array(list(reference))
     assert np.abs(keys_[:, 2:]).max() >= 2 and np.any(keys_[:, 0] == keys_[:, 1])
@@ -143,12 +161,15 @@ def _orthogonal(seed: int, proper: bool) -> np.ndarray:
 
 
 @pytest.mark.parametrize("proper", [True, False])
-def test_rotation_rotates_edge_vectors(backend, dtype, tol, proper):
+def test_rotation_rotates_edge_vectors(backend, dtype, proper):
     rot = _orthogonal(3, proper)
     for atoms, cutoff in [(triclinic(), 4.5), (molecule("CH3CH2OH"), 2.0)]:
         turned = atoms.copy()
         turned.positions = atoms.positions @ rot.T
         turned.set_cell(np.array(atoms.cell) @ rot.T)
+        # |after - R before| <= |after - R r| + |R (r - before)|, the second up to sqrt(3) x the
+        # per-component bound once R mixes the components: 1 + sqrt(3) < 3
+        tol = 3 * edge_tol(dtype, atoms, turned)
         before = graph_edges(atoms_to_graph(atoms, cutoff, dtype, neighbour_backend=backend))
         after = graph_edges(atoms_to_graph(turned, cutoff, dtype, neighbour_backend=backend))
         assert set(before) == set(after)
@@ -177,8 +198,9 @@ def test_translation_keeps_edge_vectors(backend):
                 np.testing.assert_allclose(got[pair], vecs, rtol=0, atol=1e-10)
 
 
-def test_batch_molecule_and_crystal(backend, dtype, tol):
+def test_batch_molecule_and_crystal(backend, dtype):
     mol, crystal = molecule("CH3CH2OH"), triclinic()
+    tol = edge_tol(dtype, mol, crystal)
     batch = collate([mol, crystal], 4.5, dtype, neighbour_backend=backend)
     singles = [atoms_to_graph(a, 4.5, dtype, neighbour_backend=backend) for a in (mol, crystal)]
     assert int(batch[keys.NUM_GRAPHS]) == 2 and batch[keys.NUM_GRAPHS].dim() == 0

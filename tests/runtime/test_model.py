@@ -4,8 +4,9 @@ Expected values come from the symmetry alone: an output rotates as ``R^{(x)n}`` 
 for an axial spec), does not move under translations and atom permutations, and an intensive
 (pool mean) tensor does not depend on the choice of unit cell.
 
-Tolerances: every entry within 1e-5 (float32) or 1e-10 (float64) of the expected value, relative
-to the Frobenius norm of that output (all its entries in the batch).  Why the norm and not the
+Tolerances: every entry within 1e-10 of the expected value, relative to the Frobenius norm of that
+output (all its entries in the batch); float32 models also get their own rounding, measured against a
+float64 twin (``assert_equivariant(reference=...)``), in the equivariance test; 1e-5 elsewhere.  Why the norm and not the
 largest entry: one float32 forward pass of these small untrained models is already ~5e-6 off the
 float64 result relative to the largest entry (1e-7 rounding of the positions grows ~20x through
 the Bessel basis and the layer norms), so a rotated-vs-unrotated comparison of two float32 passes
@@ -26,7 +27,7 @@ from tsym.runtime.graph import collate
 from tsym.runtime.model import CHECKPOINT_FORMAT, CheckpointError, TensorModel
 from tsym.runtime.testing import assert_equivariant
 
-from ..conftest import SPECS_DIR, TOLERANCES
+from ..conftest import SPECS_DIR, TOLERANCES, float64_twin
 
 NAMES = ("dielectric", "elastic", "piezoelectric", "born_charges", "gyration")
 SPECS = [SPECS_DIR / f"{name}.tsym" for name in NAMES]
@@ -65,9 +66,10 @@ def _zno():
     return atoms
 
 
-def _scaled(model, structures):
-    """Predictions divided by the Frobenius norm of each output on ``structures``."""
-    scale = {k: float(np.linalg.norm(v)) for k, v in model.predict(structures).items()}
+def _scaled(model, structures, like=None):
+    """Predictions divided by the Frobenius norm of each output of ``like`` (default: ``model``)
+    on ``structures``."""
+    scale = {k: float(np.linalg.norm(v)) for k, v in (like or model).predict(structures).items()}
     assert all(s > 1e-3 for s in scale.values()), scale  # no trivially zero output
 
     def fn(atoms_list):
@@ -88,9 +90,14 @@ def test_equivariance_end_to_end(dtype):
     """Rotations, reflections, translations and atom permutations of a molecule and a crystal
     (batched together: a molecule's zero cell and a crystal's cell in one graph)."""
     structures = [_ethanol(), _zno()]
-    fn = _scaled(_model(dtype), structures)
-    assert_equivariant(fn, structures, ORDERS, AXIAL, atol=TOLERANCES[dtype], rtol=0.0,
-                       atom_level=ATOM_LEVEL, seed=3)
+    model = _model(dtype)
+    fn, twin = _scaled(model, structures), None
+    if dtype == torch.float32:  # float32: allow the model's own rounding, measured (conftest)
+        twin = _scaled(float64_twin(model, lambda: tsym.build_model(
+            SPECS, cutoff=CUTOFF, dtype=torch.float64, backbone_kwargs=BACKBONE,
+            head_kwargs=HEADS)), structures, like=model)
+    assert_equivariant(fn, structures, ORDERS, AXIAL, atol=TOLERANCES[torch.float64], rtol=0.0,
+                       atom_level=ATOM_LEVEL, seed=3, reference=twin)
 
 
 def test_equivariance_check_is_not_vacuous():

@@ -148,3 +148,37 @@ def test_usage_errors():
     with pytest.raises(ValueError, match="pass atom_level"):
         assert_equivariant(per_atom, one_atom, {"v": 1})
     assert_equivariant(per_atom, one_atom, {"v": 1}, atom_level={"v": True})
+
+
+def _in_float32(fn):
+    """``fn`` computed from float32-rounded positions, its outputs rounded to float32."""
+    def rounded(structs):
+        moved = []
+        for atoms in structs:
+            copy = atoms.copy()
+            copy.positions = atoms.positions.astype(np.float32).astype(np.float64)
+            moved.append(copy)
+        return {k: v.astype(np.float32) for k, v in fn(moved).items()}
+    return rounded
+
+
+def test_reference_twin_allows_measured_rounding_only():
+    """A float32 version of an equivariant function fails a float64 atol on its own, passes with
+    its float64 twin as reference, and a broken twin is named."""
+    scale = {k: float(np.abs(v).max()) for k, v in toy(structures()).items()}
+
+    def scaled(fn):
+        return lambda s: {k: np.asarray(v, np.float64) / scale[k] for k, v in fn(s).items()}
+    f32, f64 = scaled(_in_float32(toy)), scaled(toy)
+    axial = {"twist": True}
+    with pytest.raises(AssertionError):
+        assert_equivariant(f32, structures(), ORDERS, axial, atol=1e-12, rtol=0)
+    assert_equivariant(f32, structures(), ORDERS, axial, atol=1e-12, rtol=0, reference=f64)
+
+    def broken(s):
+        out = f64(s)
+        out["pairs"] = out["pairs"] + np.eye(3)[0]  # a fixed direction: not equivariant
+        return out
+    with pytest.raises(AssertionError, match="reference twin"):
+        assert_equivariant(f32, structures(), ORDERS, axial, atol=1e-12, rtol=0,
+                           reference=broken)
