@@ -68,8 +68,9 @@ SETS: dict[str, tuple[str, dict[str, str], dict]] = {
                       {"qm7x_cookbook": "qm7x_cookbook/qm7x_reduced_100_CHNO.xyz"}, {}),
     "water_gamma_tensoap": ("water_gamma_tensoap", {"water_gamma_tensoap":
                             "water_gamma_tensoap/water_monomer_gamma.xyz"}, {}),
+    # the shared files carry no cell: the cubic box of the APTNN repository's run script
     "water_apt": ("water_apt", {"water_apt_train": "water_apt/train.xyz",
-                                "water_apt_test": "water_apt/test.xyz"}, {}),
+                                "water_apt_test": "water_apt/test.xyz"}, {"cell": 15.6627}),
     "abo3_piezo": ("abo3_piezo", {"abo3_piezo": "abo3_piezo/ABO3_P4mm_piezo.db"}, {}),
     "water_sagpr_bulk": ("water_sagpr", {"water_sagpr_bulk": "water_sagpr/water_bulk.xyz"}, {}),
     "nmr_shiftml_s546": ("nmr_shiftml_s546", {"nmr_shiftml_s546": "nmr_shiftml_s546/magres.zip"},

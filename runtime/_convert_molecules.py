@@ -3,6 +3,7 @@ QM7-X (atomistic cookbook), TENSOAP water gamma."""
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -132,9 +133,13 @@ def convert_water_apt(path, *, limit: int | None = None, cell=None):
         out.append(atoms)
     report.checks["born_charge_sum_rule_max_abs"] = worst_sum
     report.checks["max_coordinate_extent_angstrom"] = extent
-    if cell is None:
-        report.notes.append("no cell in the file and none given: frames written as clusters "
-                            "(pbc False); pass cell=... for periodic liquid water")
+    if cell is None and out and not out[0].pbc.any():
+        # a periodic liquid read as an isolated cluster is a silent physics error: say it loudly
+        message = (f"{path}: no cell in the file and none given: {len(out)} frames of liquid "
+                   f"water written as isolated clusters (pbc False); pass the box, e.g. "
+                   f"cell=15.6627 (Angstrom, the APTNN liquid-water box; `--set cell=15.6627`)")
+        report.notes.append(message)
+        warnings.warn(message, UserWarning, stacklevel=2)
     report.notes.append("Z*_ij = dM_i / dr_j (row: dipole component, column: displacement), "
                         "row-major as written by the source's compute-apt.py; units e")
     return finish(report, out), report

@@ -193,7 +193,8 @@ H 0.9 0.0 0.0 0.5 0.0 0.0 0.0 0.5 0.0 0.0 0.0 0.75
 def test_water_apt_parser(tmp_path):
     src = tmp_path / "apt.xyz"
     src.write_text(APT * 2)
-    frames, report = convert_water_apt(src)
+    with pytest.warns(UserWarning, match="isolated clusters"):  # a liquid without its box
+        frames, report = convert_water_apt(src)
     assert report.n_written == 2 and not frames[0].pbc.any()
     np.testing.assert_array_equal(frames[0].arrays["born_charges"][0],
                                   [-1.0, 0.1, 0, 0, -1.0, 0, 0, 0, -1.5])
@@ -371,8 +372,16 @@ def test_molecular_sources_counts_and_symmetry():
                              SHARED / "qm9_alpha_slice" / "qm9_alpha_slice400.extxyz")
     assert (report.n_read, report.n_written, report.n_dropped) == (400, 337, 63)
     assert report.symmetry["polarizability"] < 1e-12
-    frames, report = convert("water_apt", SHARED / "water_apt" / "train.xyz")
+    frames, report = convert("water_apt", SHARED / "water_apt" / "train.xyz", cell=15.6627)
     assert report.n_written == 30 and all(len(a) == 384 for a in frames)
+    assert all(a.pbc.all() and np.allclose(a.cell.lengths(), 15.6627) for a in frames)
+    # the box fits the liquid: 128 molecules at ~1 g/cm^3, and no two oxygens closer than
+    # 2.2 Angstrom through the periodic images (a wrong box would overlap the images)
+    grams = 128 * 18.015 / 6.02214076e23
+    assert grams / (frames[0].get_volume() * 1e-24) == pytest.approx(1.0, abs=0.01)
+    oxygens = frames[0][frames[0].numbers == 8]
+    pair = oxygens.get_all_distances(mic=True)
+    assert pair[~np.eye(len(oxygens), dtype=bool)].min() > 2.2
     assert 0.5 < report.checks["born_charge_sum_rule_max_abs"] < 0.6  # README: up to 0.54
     frames, report = convert("water_gamma_tensoap",
                              SHARED / "water_gamma_tensoap" / "water_monomer_gamma.xyz", limit=100)
