@@ -103,7 +103,7 @@ def convert_set(name: str, data_root: Path, out: Path, reconvert: bool = False) 
     return summaries
 
 
-def config_for(name: str, out: Path, epochs_scale: float = 1.0) -> dict:
+def config_for(name: str, out: Path, epochs_scale: float = 1.0, seed: int | None = None) -> dict:
     """The committed YAML of ``name`` with absolute data and spec paths, epochs scaled."""
     path = CONFIG_DIR / f"{name}.yaml"
     raw = yaml.safe_load(path.read_text())
@@ -115,6 +115,8 @@ def config_for(name: str, out: Path, epochs_scale: float = 1.0) -> dict:
             head["spec"] = str((path.parent / head["spec"]).resolve())
     training = raw.setdefault("training", {})
     training["epochs"] = max(1, round(training.get("epochs", 100) * epochs_scale))
+    if seed is not None:  # the model's and training's seed; the data split stays the YAML's
+        training["seed"] = seed
     return raw
 
 
@@ -135,7 +137,8 @@ def _test_split(cfg: dict, run_dir: Path, model):
     return test, n_valid, split
 
 
-def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None = None) -> dict:
+def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None = None,
+                   seed: int | None = None) -> dict:
     """Train ``name`` (head ``kind``; None: the YAML's) into its run directory, then test.
 
     Writes ``test_metrics.json``, ``rotated_metrics.json`` (randomly rotated test split) and
@@ -147,7 +150,7 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     from tsym.runtime.predict import load_model
     from tsym.runtime.train import train
 
-    cfg = with_kind(config_for(name, out, epochs_scale), kind)
+    cfg = with_kind(config_for(name, out, epochs_scale, seed), kind)
     run_dir = out / "runs" / (name if kind is None else f"{name}__{kind}")
     start = time.perf_counter()
     summary = train(cfg, run_dir)
@@ -278,6 +281,9 @@ def main(argv=None) -> int:
     p.add_argument("--compare", action="store_true",
                    help="only print the selfmix / linear / invariant comparison table")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=None,
+                   help="override training.seed (model and batches; the split is the YAML's): "
+                        "one --out folder per seed")
     args = p.parse_args(argv)
     out = args.out.resolve()
     if args.compare:
@@ -295,13 +301,13 @@ def main(argv=None) -> int:
             for stem, text in convert_set(name, Path(root), out, args.reconvert).items():
                 print(f"   converted {stem}:\n      " + text.replace("\n", "\n      "))
             run_dir = run_dir_for(out, name, args.kind, with_kind(
-                config_for(name, out, args.epochs_scale), args.kind))
+                config_for(name, out, args.epochs_scale, args.seed), args.kind))
             if (run_dir / "results.json").is_file() and not args.retrain:
                 print(f"   {run_dir}/results.json exists: reused (--retrain to train again)")
                 if args.kind is not None:
                     rotate_existing(name, out, run_dir)
                 continue
-            r = train_and_test(name, out, args.epochs_scale, args.kind)
+            r = train_and_test(name, out, args.epochs_scale, args.kind, args.seed)
             print(f"   {name}: {r['epochs']} epochs, {r['wall_total_s']:.0f} s", flush=True)
     print(comparison_table(out, list(SETS)) if args.kind else results_table(collect(out)))
     return 0
