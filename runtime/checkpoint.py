@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tsym.runtime.losses import Normalisation, TrainedModel
+from tsym.runtime.training.losses import Normalisation, TrainedModel
 from tsym.runtime._atomic import TEMP_SUFFIX, save_atomic
 from tsym.runtime.model import CheckpointError, build_model, read_checkpoint
 
