@@ -34,14 +34,15 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.compiler import HeadPlan, TsymError, compile_file, compile_text
+from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime import keys
 from tsym.runtime._atomic import save_atomic
-from tsym.runtime.nn.nequip import ModelConfigError, build_backbone, check_backbone
+from tsym.runtime.errors import CheckpointError, ModelConfigError
+from tsym.runtime.nn.nequip import build_backbone, check_backbone
 from tsym.runtime.nn.heads import make_head
 from tsym.runtime.graph import collate
 
-__all__ = ["TensorModel", "build_model", "load_checkpoint", "CheckpointError", "CHECKPOINT_FORMAT"]
+__all__ = ["TensorModel", "build_model", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "tsym-model/1"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -49,10 +50,6 @@ _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _PLAIN = (str, int, float, bool, type(None))
 _CHECKPOINT_KEYS = ("specs", "spec_hashes", "backbone", "backbone_kwargs", "head_kwargs", "cutoff",
                     "dtype", "state_dict")
-
-
-class CheckpointError(TsymError):
-    """A checkpoint file that is not a tsym model, or that disagrees with the arguments given."""
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_label():
-    """Import runtime/data/label.py standalone (the labelling env need not have torch or tsym)."""
+    """Import runtime/data/label.py, standalone where tsym cannot be imported (the labelling env
+    need not have torch): its one tsym import, ``LabelError``, then stands for a plain exception."""
+    try:
+        from tsym.runtime.data import label
+        return label
+    except ImportError:
+        pass
+    errors = types.ModuleType("tsym.runtime.errors")
+    errors.LabelError = type("LabelError", (Exception,), {})
+    for name in ("tsym", "tsym.runtime"):
+        if sys.modules.get(name) is None:
+            sys.modules[name] = types.ModuleType(name)
+    sys.modules["tsym.runtime.errors"] = errors
     spec = importlib.util.spec_from_file_location("tsym_label", ROOT / "runtime" / "data" / "label.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -10,12 +10,12 @@
 """
 from __future__ import annotations
 
-from .dataset import (VOIGT_PAIRS, DataReport, Dataset, LabelSpec, LabelSpecError, Record,
+from .dataset import (VOIGT_PAIRS, DataReport, Dataset, LabelSpec, Record,
                       collate_records, load_split, read_dataset, save_split, split,
                       tensor3_to_voigt, tensor4_to_voigt, voigt_to_tensor3, voigt_to_tensor4)
 
 __all__ = [
-    "LabelSpec", "LabelSpecError", "Record", "Dataset", "DataReport", "read_dataset",
+    "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
     "collate_records", "split", "save_split", "load_split",
     "VOIGT_PAIRS", "voigt_to_tensor4", "tensor4_to_voigt", "voigt_to_tensor3", "tensor3_to_voigt",
 ]

@@ -11,7 +11,7 @@ the row-major list of the ``3**n`` Cartesian components.  :func:`read_dataset` r
 :class:`Dataset` whose records hold float64 tensors ``[3, ..., 3]`` (structure) or
 ``[n_atoms, 3, ..., 3]`` (atom), plus a ``[n_atoms]`` bool mask per atom-level label: an atom is
 unlabelled when its row is all NaN or when a ``<key>_mask`` array says so (its row is then zero).
-Bad records raise :class:`~tsym.compiler.errors.DataError` (``FILE:record N: ...``, ``N`` the
+Bad records raise :class:`~tsym.runtime.errors.DataError` (``FILE:record N: ...``, ``N`` the
 0-based frame index) or, with ``on_error="skip"``, are skipped and counted by reason in
 ``Dataset.report``; nothing is dropped silently.
 
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tsym.compiler.errors import DataError, TsymError
+from tsym.runtime.errors import DataError, LabelSpecError
 from tsym.runtime import graph as _graph
 from tsym.runtime.data.records import (Reject, check_geometry, parse_label,
                                        symmetry_deviation)
@@ -54,7 +54,7 @@ from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_v
                                      voigt_to_tensor3, voigt_to_tensor4)
 
 __all__ = [
-    "LabelSpec", "LabelSpecError", "Record", "Dataset", "DataReport", "read_dataset",
+    "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
     "collate_records", "split", "save_split", "load_split",
     "VOIGT_PAIRS", "voigt_to_tensor4", "tensor4_to_voigt", "voigt_to_tensor3", "tensor3_to_voigt",
 ]
@@ -64,10 +64,6 @@ LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
 REASONS = ("bad structure", "atoms too close", "missing key", "not numeric", "wrong length",
            "non-finite", "symmetry")
-
-class LabelSpecError(TsymError, ValueError):
-    """A label configuration that cannot be right (unknown format, level or order mismatch)."""
-
 
 
 # ------------------------------------------------------------------------------------ label specs

@@ -38,6 +38,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from tsym.runtime.errors import LabelError
+
 __all__ = ["PROPERTIES", "STORAGE_KEYS", "label_molecule", "label_structures", "attach_labels",
            "level_of_theory"]
 
@@ -53,14 +55,12 @@ _NMR_HINT = ("GIAO NMR shielding (pyscf.prop.nmr) works only with PySCF < 2.5, e
              "pip install --no-deps pyscf-properties==0.1.0")
 
 
-def _error(message: str, hint: str | None = None) -> Exception:
-    from tsym.compiler.errors import TsymError  # lazy: lets scripts use this file standalone
-
-    return TsymError(message + (f"\nhint: {hint}" if hint else ""))
+def _error(message: str, hint: str | None = None) -> LabelError:
+    return LabelError(message + (f"\nhint: {hint}" if hint else ""))
 
 
 def _import_pyscf():
-    """Return ``(pyscf, gto, scf, polarizability_rhf)`` or raise a TsymError with the hint."""
+    """Return ``(pyscf, gto, scf, polarizability_rhf)`` or raise a LabelError with the hint."""
     try:
         import pyscf
         from pyscf import gto, scf

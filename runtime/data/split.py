@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 
 __all__ = ["SPLIT_NAMES", "split", "save_split", "load_split"]
 

@@ -349,13 +349,13 @@ def evaluate(model, data: str | os.PathLike | Dataset,
             labels = [LabelSpec(name=n, key=n, level=p.level) for n, p in plans.items()]
         unknown = [s.name for s in labels if s.name not in plans]
         if unknown:
-            from tsym.runtime.data.dataset import LabelSpecError
+            from tsym.runtime.errors import LabelSpecError
 
             raise LabelSpecError(f"{data}: labels {unknown} name no head of the model (heads: "
                                  f"{sorted(plans)})")
         dataset = read_dataset(data, labels, plans, on_error=on_error)
     if len(dataset) == 0:
-        from tsym.compiler.errors import DataError
+        from tsym.runtime.errors import DataError
 
         raise DataError(dataset.source, None, "no records to evaluate")
     structures = [r.atoms for r in dataset]

@@ -43,23 +43,19 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.compiler import TsymError
 from tsym.runtime import keys
+from tsym.runtime.errors import ExportError
 from tsym.runtime.graph import collate
 from tsym.runtime.training.losses import TrainedModel
 from tsym.runtime.inference.predict import model_plans
 
-__all__ = ["INPUTS", "EXPORT_FORMAT", "ExportError", "export_model", "load_exported",
+__all__ = ["INPUTS", "EXPORT_FORMAT", "export_model", "load_exported",
            "graph_inputs"]
 
 EXPORT_FORMAT = "tsym-export/1"
 INPUTS = (keys.POSITIONS, keys.ATOMIC_NUMBERS, keys.EDGE_INDEX, keys.EDGE_SHIFTS, keys.CELL,
           keys.BATCH, keys.NUM_GRAPHS)
 _META = "tsym.json"
-
-
-class ExportError(TsymError):
-    """The model could not be exported, or the exported module disagrees with it."""
 
 
 def graph_inputs(structures: Atoms | Sequence[Atoms], cutoff: float,

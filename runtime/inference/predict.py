@@ -48,7 +48,8 @@ from tsym.compiler import HeadPlan
 from tsym.runtime.checkpoint import TRAIN_FORMAT, load_trained
 from tsym.runtime.data.dataset import LabelSpec
 from tsym.runtime.training.losses import TrainedModel
-from tsym.runtime.model import (CHECKPOINT_FORMAT, CheckpointError, TensorModel, build_model,
+from tsym.runtime.errors import CheckpointError
+from tsym.runtime.model import (CHECKPOINT_FORMAT, TensorModel, build_model,
                                 read_checkpoint)
 
 __all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "model_plans", "checkpoint_labels",

@@ -24,29 +24,16 @@ import numpy as np
 import torch
 from e3nn import o3
 
-from tsym.compiler.errors import TsymError
+from tsym.runtime.errors import BackboneConfigError, IrrepsMismatchError, UnknownElementError
 
 __all__ = [
-    "BackboneConfigError", "IrrepsMismatchError", "UnknownElementError", "check_irreps",
-    "QCTable", "load_qc_table", "ElementEmbedding", "BesselBasis", "CutoffEnvelope",
+    "check_irreps", "QCTable", "load_qc_table", "ElementEmbedding", "BesselBasis", "CutoffEnvelope",
     "EdgeEmbedding", "sh_irreps_for",
 ]
 
 QC_TABLE_FILE = "xpainn_qc_embedding.npz"
 EMBEDDINGS = ("qc", "onehot")
 CUTOFF_FNS = ("cosine", "polynomial")
-
-
-class BackboneConfigError(TsymError, ValueError):
-    """A bad constructor argument of a backbone module (widths, irreps, names)."""
-
-
-class IrrepsMismatchError(BackboneConfigError):
-    """A module was built with irreps for a field that differ from those it needs."""
-
-
-class UnknownElementError(TsymError, ValueError):
-    """An atomic number outside the range the element embedding covers."""
 
 
 def check_irreps(owner: str, field: str, expected: o3.Irreps | str, got: o3.Irreps | str) -> None:

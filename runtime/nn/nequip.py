@@ -42,24 +42,16 @@ import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
-from tsym.compiler.errors import TsymError
 from tsym.runtime import keys
+from tsym.runtime.errors import ModelConfigError, UnknownBackboneError
 from tsym.runtime.nn.xpainn import XPaiNN
 from tsym.runtime.nn.embedding import BesselBasis, CutoffEnvelope
 from tsym.runtime.graph import edge_vectors
 
 __all__ = [
-    "ModelConfigError", "UnknownBackboneError", "BACKBONES", "register_backbone",
+    "BACKBONES", "register_backbone",
     "build_backbone", "check_backbone", "NequIPBackbone", "Interaction",
 ]
-
-
-class ModelConfigError(TsymError, ValueError):
-    """A backbone or head that does not fit the contract, or a bad model configuration."""
-
-
-class UnknownBackboneError(ModelConfigError):
-    """``build_model(backbone=NAME)`` with a name no backbone is registered under."""
 
 
 #: Backbone factories by name: ``factory(cutoff=..., **kwargs) -> nn.Module``.

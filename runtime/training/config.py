@@ -46,14 +46,10 @@ from pathlib import Path
 
 import yaml
 
-from tsym.compiler.errors import TsymError
+from tsym.runtime.errors import ConfigError
 
-__all__ = ["ConfigError", "ModelConfig", "HeadConfig", "DataConfig", "OptimiserConfig",
+__all__ = ["ModelConfig", "HeadConfig", "DataConfig", "OptimiserConfig",
            "ScheduleConfig", "TrainingConfig", "TrainConfig", "load_config", "config_changes"]
-
-
-class ConfigError(TsymError, ValueError):
-    """A training configuration that is not valid; the message starts with ``FILE:``."""
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from tsym.compiler import TsymError
 from tsym.runtime import keys
+from tsym.runtime.errors import TrainError
 from tsym.runtime.training.setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
                                          plans_for, setup_dist, truncate_metrics)
 from tsym.runtime.checkpoint import (TRAIN_FORMAT, load_checkpoint, model_dict, remove_stale_temps,
@@ -45,15 +45,11 @@ from tsym.runtime.graph import batch_graphs
 from tsym.runtime.training.losses import HeadLoss, Normalisation, TrainedModel, fit_normalisations
 from tsym.runtime.model import build_model
 
-__all__ = ["train", "TrainError"]
+__all__ = ["train"]
 
 #: Training keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "max_steps", "progress", "log_every", "checkpoint_every",
                      "num_workers", "device")
-
-
-class TrainError(TsymError):
-    """A run directory or resume request that does not fit (checkpoint present, config changed)."""
 
 
 def train(config, run_dir: str | os.PathLike, *, resume: bool = False,

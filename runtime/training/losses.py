@@ -38,7 +38,7 @@ from e3nn import o3
 
 from tsym.compiler import HeadPlan
 from tsym.runtime import keys
-from tsym.runtime.training.config import ConfigError
+from tsym.runtime.errors import ConfigError
 
 __all__ = ["Normalisation", "fit_normalisations", "HeadLoss", "TrainedModel",
            "l_of_components"]

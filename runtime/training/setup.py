@@ -17,7 +17,8 @@ from e3nn import o3
 
 from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime.checkpoint import write_text_atomic
-from tsym.runtime.training.config import ConfigError, ScheduleConfig, TrainConfig
+from tsym.runtime.errors import ConfigError
+from tsym.runtime.training.config import ScheduleConfig, TrainConfig
 from tsym.runtime.data.dataset import LabelSpec, collate_records, read_dataset, save_split, split
 from tsym.runtime.graph import batch_graphs
 

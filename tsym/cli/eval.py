@@ -42,7 +42,7 @@ def _present(data: str, specs: dict) -> dict:
     """The labels whose key the first structure of ``data`` holds."""
     import ase.io
 
-    from tsym.compiler.errors import DataError
+    from tsym.runtime.errors import DataError
 
     try:
         first = ase.io.read(data, index=0, format="extxyz")

@@ -13,7 +13,8 @@ def cmd_label(args) -> int:
     """Read ``args.input`` with ASE, label each structure, write ``args.output`` as extxyz."""
     from ase.io import read, write
 
-    from tsym.compiler.errors import DataError, TsymError
+    from tsym.compiler.errors import TsymError
+    from tsym.runtime.errors import DataError
     from tsym.runtime.data.label import PROPERTIES, label_structures
 
     props = tuple(p for p in args.properties.split(",") if p)

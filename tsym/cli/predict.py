@@ -13,7 +13,7 @@ def cmd_predict(args) -> int:
     """Read the structures with ASE, predict, write extended XYZ, print the output path."""
     import ase.io
 
-    from tsym.compiler.errors import DataError
+    from tsym.runtime.errors import DataError
     from tsym.runtime.inference.predict import load_model, predict_structures
 
     model = load_model(args.model)

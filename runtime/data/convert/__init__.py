@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 
 from .common import INDEX_SYMMETRY, LABEL_KEYS, ConversionReport
 from .magres import convert_nmr_shiftml

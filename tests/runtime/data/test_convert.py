@@ -22,7 +22,7 @@ from ase import Atoms
 
 from tsym.cli.data import register
 from tsym.compiler import compile_text
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 from tsym.runtime.data.crystal import (atoms_from_pymatgen, ieee_candidates, ieee_rotation,
                                        index_symmetry_deviation, permutation_group,
                                        point_group_deviation, rotate, site_symmetry_deviation,

@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from tsym.compiler import compile_text
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 from tsym.runtime import keys
 from tsym.runtime.data.dataset import (VOIGT_PAIRS, LabelSpec, LabelSpecError, collate_records,
                                        load_split, read_dataset, save_split, split, tensor3_to_voigt,
