@@ -1,7 +1,7 @@
 """``TensorModel``: compiled heads on a backbone; ``build_model``; checkpoints that keep the specs.
 
 A :class:`TensorModel` holds one backbone (any module meeting the contract of
-:mod:`tsym.runtime.nn.nequip`) and one :class:`~tsym.compiler.SelfMixHead` per
+:mod:`tsym.runtime.nn.registry`) and one :class:`~tsym.compiler.SelfMixHead` per
 :class:`~tsym.compiler.HeadPlan`, keyed by the spec's name::
 
     graph -> backbone -> NODE_FEATURES [N, irreps_out.dim] -> head_k -> {name_k: [G|N, 3, ..., 3]}
@@ -38,7 +38,7 @@ from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime import keys
 from tsym.runtime._atomic import save_atomic
 from tsym.runtime.errors import CheckpointError, ModelConfigError
-from tsym.runtime.nn.nequip import build_backbone, check_backbone
+from tsym.runtime.nn.registry import build_backbone, check_backbone
 from tsym.runtime.nn.heads import make_head
 from tsym.runtime.graph import collate
 
@@ -79,7 +79,7 @@ class TensorModel(torch.nn.Module):
     Parameters
     ----------
     backbone : torch.nn.Module
-        Meets the contract of :mod:`tsym.runtime.nn.nequip` (``irreps_out``, ``NODE_FEATURES``).
+        Meets the contract of :mod:`tsym.runtime.nn.registry` (``irreps_out``, ``NODE_FEATURES``).
     plans : sequence of HeadPlan
         One head per plan; names must be distinct.
     head_kwargs : dict, optional
@@ -356,7 +356,7 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
         ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str
-        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`).
+        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.registry`).
     cutoff : float
         Graph radius in Angstrom, passed to the backbone.
     seed : int

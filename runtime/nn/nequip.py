@@ -1,112 +1,33 @@
-"""Backbones by name, the contract a backbone meets, and a second backbone (NequIP-style).
+"""A second backbone, NequIP-style: the example of the backbone contract of
+:mod:`tsym.runtime.nn.registry` written with e3nn's own modules.
 
-The adapter contract
---------------------
-A *backbone* is any ``torch.nn.Module`` that
-
-1. has an attribute ``irreps_out``: an ``e3nn.o3.Irreps`` (or a string e3nn parses) with at least
-   one ``0e`` (the heads' node-wise weights are computed from the ``0e`` channels) and
-   ``lmax >= 1``;
-2. maps a graph dict (the fields of :mod:`tsym.runtime.keys`, as built by
-   :func:`tsym.runtime.graph.collate`) to a graph dict that holds
-   ``keys.NODE_FEATURES`` ``[N, irreps_out.dim]`` in **e3nn 0.6 conventions**: the layout of
-   ``irreps_out``, l = 1 components in (x, y, z) order, real spherical harmonics basis of
-   ``e3nn.o3``, features that transform with ``irreps_out.D_from_matrix(R)`` when positions and
-   cell are mapped by ``R`` (proper or improper).  A network written with another convention
-   (e.g. (y, z, x) for l = 1) converts once, inside its adapter, before returning;
-3. keeps (or adds) ``keys.BATCH`` ``[N]``, the structure of each node;
-4. optionally has ``cutoff`` (Angstrom), the radius of the graphs it expects.
-
-Nothing else is assumed: the heads only read ``NODE_FEATURES`` and ``BATCH``.
-:func:`check_backbone` checks points 1 and 4 when a :class:`~tsym.runtime.model.TensorModel` is
-built; point 2 is what the equivariance tests check end to end.
-
-A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
-:func:`register_backbone`; ``"xpainn"`` (:class:`~tsym.runtime.nn.xpainn.XPaiNN`) and ``"nequip"``
-(:class:`NequIPBackbone`, below) are registered here.
+Each :class:`Interaction` convolves the neighbours' features with the edge spherical harmonics
+(radial weights from a Bessel basis and a cutoff envelope), adds a self-connection, and gates;
+:class:`NequIPBackbone` stacks them and writes ``NODE_FEATURES``.  It is registered as
+``"nequip"``.
 
 Examples
 --------
->>> sorted(BACKBONES)
-['nequip', 'xpainn']
->>> net = build_backbone("nequip", 4.0, {"irreps_hidden": "8x0e+4x1o+4x1e+2x2e+2x2o"})
+>>> net = NequIPBackbone(cutoff=4.0, irreps_hidden="8x0e+4x1o+4x1e+2x2e+2x2o")
 >>> str(net.irreps_out)
 '8x0e+4x1o+4x1e+2x2o+2x2e'
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from e3nn import nn as e3nn_nn
 from e3nn import o3
 
 from tsym.runtime import keys
-from tsym.runtime.errors import ModelConfigError, UnknownBackboneError
-from tsym.runtime.nn.xpainn import XPaiNN
+from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.nn.embedding import BesselBasis, CutoffEnvelope
 from tsym.runtime.graph import edge_vectors
 
-__all__ = [
-    "BACKBONES", "register_backbone",
-    "build_backbone", "check_backbone", "NequIPBackbone", "Interaction",
-]
+__all__ = ["NequIPBackbone", "Interaction"]
 
-
-#: Backbone factories by name: ``factory(cutoff=..., **kwargs) -> nn.Module``.
-BACKBONES: dict[str, Callable[..., torch.nn.Module]] = {}
-
-
-def register_backbone(name: str, factory: Callable[..., torch.nn.Module]) -> None:
-    """Make ``factory(cutoff=..., **kwargs)`` available as ``build_model(backbone=name)``."""
-    if not isinstance(name, str) or not name:
-        raise ModelConfigError(f"a backbone name must be a non-empty string, got {name!r}")
-    BACKBONES[name] = factory
-
-
-def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> torch.nn.Module:
-    """Build the backbone registered as ``name`` with ``cutoff=cutoff, **kwargs``.
-
-    Errors name the backbone (and, for an unknown name, the registered ones).
-    """
-    kwargs = dict(kwargs or {})
-    if name not in BACKBONES:
-        raise UnknownBackboneError(
-            f"unknown backbone {name!r}; known backbones: {', '.join(sorted(BACKBONES))}\n"
-            "hint: register a new one with tsym.runtime.nn.nequip.register_backbone")
-    if "cutoff" in kwargs:
-        raise ModelConfigError(f"backbone {name!r}: pass the cutoff as build_model(cutoff=...), "
-                               "not inside backbone_kwargs")
-    try:
-        return BACKBONES[name](cutoff=cutoff, **kwargs)
-    except TypeError as err:  # an unknown keyword argument
-        raise ModelConfigError(f"backbone {name!r}: bad backbone_kwargs {sorted(kwargs)}: {err}"
-                               ) from None
-
-
-def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:
-    """The backbone's ``irreps_out`` as ``o3.Irreps``, after checking the contract (module doc)."""
-    name = type(backbone).__name__
-    if not isinstance(backbone, torch.nn.Module):
-        raise ModelConfigError(f"backbone {name} is not a torch.nn.Module")
-    if not hasattr(backbone, "irreps_out"):
-        raise ModelConfigError(
-            f"backbone {name} declares no irreps_out; a backbone must set irreps_out (an "
-            "e3nn.o3.Irreps) to the layout of the node features it writes")
-    try:
-        irreps = o3.Irreps(backbone.irreps_out)
-    except (ValueError, TypeError, AssertionError):
-        raise ModelConfigError(f"backbone {name}: irreps_out {backbone.irreps_out!r} is not an "
-                               "e3nn Irreps") from None
-    if irreps.count("0e") == 0 or irreps.lmax < 1:
-        raise ModelConfigError(
-            f"backbone {name}: irreps_out '{irreps}' needs at least one 0e and lmax >= 1 for the "
-            "tensor heads")
-    return irreps
-
-
-# --------------------------------------------------------------------------- NequIP-style backbone
 
 def _gate(irreps_target: o3.Irreps, reachable: set[o3.Irrep]) -> e3nn_nn.Gate:
     """Gate onto the irreps of ``irreps_target`` that the interaction can reach.
@@ -255,6 +176,3 @@ class NequIPBackbone(torch.nn.Module):
         out[keys.NODE_FEATURES] = x  # [N, irreps_out.dim]
         return out
 
-
-register_backbone("xpainn", XPaiNN)
-register_backbone("nequip", NequIPBackbone)

@@ -23,7 +23,7 @@ from ase.build import molecule
 import tsym
 from tsym.compiler import compile_text
 from tsym.compiler.errors import TsymError
-from tsym.runtime.nn.nequip import ModelConfigError
+from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.nn.heads import HEAD_KINDS, InvariantHead, LinearHead, make_head
 from tsym.runtime.testing import assert_equivariant, rotate_atoms, rotate_cartesian
 

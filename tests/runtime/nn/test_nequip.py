@@ -1,4 +1,4 @@
-"""Tests of tsym.runtime.nn.nequip: the backbone contract, the registry, the NequIP-style backbone.
+"""Tests of tsym.runtime.nn.registry and .nequip: the backbone contract, the registry, NequIP.
 
 Node features are checked against e3nn's own ``D(R)`` of ``irreps_out`` (an independent
 reference); heads' outputs against ``R^{(x)n}`` through ``assert_equivariant``.  Tolerances: 1e-5
@@ -20,9 +20,9 @@ from e3nn import o3
 import tsym
 from tsym.compiler.errors import TsymError
 from tsym.runtime import keys
-from tsym.runtime.nn.nequip import (
-    BACKBONES, ModelConfigError, NequIPBackbone, build_backbone, check_backbone,
-)
+from tsym.runtime.errors import ModelConfigError
+from tsym.runtime.nn.nequip import NequIPBackbone
+from tsym.runtime.nn.registry import BACKBONES, build_backbone, check_backbone
 from tsym.runtime.graph import collate
 from tsym.runtime.model import TensorModel
 from tsym.runtime.testing import assert_equivariant, rotate_atoms
