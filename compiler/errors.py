@@ -31,6 +31,8 @@ __all__ = [
     "ZeroTensorError",
     "SpecTooLargeError",
     "DataError",
+    "TsymWarning",
+    "SlowBasisWarning",
 ]
 
 
@@ -124,6 +126,14 @@ class ZeroTensorError(SpecError):
 
 class SpecTooLargeError(SpecError):
     """The change of basis would not fit in memory; refused before any work."""
+
+
+class TsymWarning(UserWarning):
+    """Root of the warnings tsym gives (the CLI prints them as ``tsym: warning: ...``)."""
+
+
+class SlowBasisWarning(TsymWarning):
+    """The change of basis of a spec will take long to derive; the message holds the estimate."""
 
 
 class DataError(TsymError):

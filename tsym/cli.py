@@ -8,6 +8,7 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
 
 __all__ = ["main"]
@@ -107,9 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _format_warning(message, category, filename, lineno, line=None, *, _default=warnings.formatwarning):
+    from tsym.compiler.errors import TsymWarning
+
+    if issubclass(category, TsymWarning):  # tsym's own warnings: one line, no source location
+        return f"tsym: warning: {message}\n"
+    return _default(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tsym.compiler.errors import TsymError
 
+    warnings.formatwarning = _format_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
