@@ -24,6 +24,10 @@ and follow any rotation or strain applied to both.
 
 The neighbour search is a maintained library: matscipy's ``neighbour_list`` when it is installed,
 ASE's ``primitive_neighbor_list`` otherwise (``neighbour_backend="auto"|"ase"|"matscipy"``).
+Both bin the cell into cutoff-sized bins, whose number grows with the cell's volume; when the
+bins would outnumber the atoms many times (a few atoms in a large cell, or the 0.1 Angstrom
+overlap check), ``"auto"`` pairs the atoms with a k-d tree instead (``"tree"``,
+:mod:`tsym.runtime._tree_neighbours`), whose cost does not depend on empty space.
 Non-periodic directions (molecules, slabs) get a working box that encloses the atoms; it never
 changes the result, only the binning.
 
@@ -49,6 +53,7 @@ from ase.neighborlist import primitive_neighbor_list
 
 from tsym.compiler.errors import DataError
 from tsym.runtime import keys
+from tsym.runtime._tree_neighbours import bin_count, tree_pairs
 
 try:  # optional, faster backend (see benchmarks/neighbour_list.py)
     from matscipy.neighbours import neighbour_list as _matscipy_neighbour_list
@@ -66,7 +71,10 @@ __all__ = [
 ]
 
 MIN_DISTANCE = 0.1  # Angstrom; two atoms (or an atom and its image) closer than this are an error
-BACKENDS = ("auto", "ase", "matscipy")
+BACKENDS = ("auto", "ase", "matscipy", "tree")
+#: ``"auto"`` uses the k-d tree when the binning libraries would make more bins than this many
+#: per atom (plus a floor): their cost then is empty space, not atoms.
+BINS_PER_ATOM, MIN_BINS = 64, 4096
 _SOURCE = "<structures>"
 _MAX_BOX_IN_CUTOFFS = 100.0  # working box along a non-periodic direction, in cutoffs, at most
 
@@ -75,10 +83,12 @@ _EDGE_INDEX_FIELDS = (keys.EDGE_INDEX,)
 _OFFSET_FIELDS = (keys.BATCH,)
 
 
-def _resolve_backend(backend: str) -> str:
+def _resolve_backend(backend: str, bins: float = 0.0, n_atoms: int = 0) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"neighbour_backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
+        if bins > BINS_PER_ATOM * n_atoms + MIN_BINS:
+            return "tree"
         return "matscipy" if _matscipy_neighbour_list is not None else "ase"
     if backend == "matscipy" and _matscipy_neighbour_list is None:
         raise ValueError("neighbour_backend='matscipy' but matscipy is not installed; "
@@ -125,7 +135,9 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
         Rows are lattice vectors; rows along non-periodic directions are ignored.
     pbc : ndarray of bool, shape (3,)
     cutoff : float
-    backend : {"auto", "ase", "matscipy"}
+    backend : {"auto", "ase", "matscipy", "tree"}
+        ``"auto"``: matscipy (else ASE), or the k-d tree when their bins would outnumber the
+        atoms (:data:`BINS_PER_ATOM`): the cost then stays O(atoms) however large the cell.
 
     Returns
     -------
@@ -140,7 +152,10 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.asarray(pbc, dtype=bool)
     work_positions, work_cell = _working_cell(positions, cell, pbc, cutoff)
-    if _resolve_backend(backend) == "matscipy":
+    backend = _resolve_backend(backend, bin_count(work_cell, cutoff), len(positions))
+    if backend == "tree":
+        i, j, shifts = tree_pairs(work_positions, work_cell, pbc, cutoff)
+    elif backend == "matscipy":
         i, j, shifts = _matscipy_neighbour_list("ijS", positions=work_positions, cell=work_cell,
                                                 pbc=pbc, cutoff=cutoff)
     else:
@@ -197,7 +212,7 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float
         Edges join atoms (and periodic images) strictly closer than ``cutoff`` Angstrom.
     dtype : torch.dtype
         Float dtype of positions, cell and shifts.
-    neighbour_backend : {"auto", "ase", "matscipy"}
+    neighbour_backend : {"auto", "ase", "matscipy", "tree"}
     source, record : str, int or None
         Where the structure comes from; errors start with ``"{source}:record {record}:"``.
 
