@@ -17,7 +17,7 @@ from tsym.runtime._voigt import voigt_to_tensor3, voigt_to_tensor4
 if TYPE_CHECKING:  # pragma: no cover
     from tsym.runtime.data import LabelSpec
 
-__all__ = ["Reject", "check_geometry", "parse_label", "symmetry_deviation", "VOIGT_SHAPES"]
+__all__ = ["Reject", "check_elements", "check_geometry", "parse_label", "symmetry_deviation", "VOIGT_SHAPES"]
 
 VOIGT_SHAPES = {4: (6, 6), 3: (3, 6)}
 _FROM_VOIGT = {4: voigt_to_tensor4, 3: voigt_to_tensor3}
@@ -29,6 +29,13 @@ class Reject(Exception):
     def __init__(self, reason: str, message: str, hint: str | None = None):
         super().__init__(message)
         self.reason, self.message, self.hint = reason, message, hint
+
+
+def check_elements(atoms, max_z: int) -> None:
+    """Every atomic number in ``1..max_z`` (the elements the model covers)."""
+    problem = _graph.element_problem(atoms.numbers, max_z)
+    if problem:
+        raise Reject("unknown element", problem, _graph.ELEMENT_HINT)
 
 
 def check_geometry(atoms) -> None:

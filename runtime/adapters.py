@@ -45,7 +45,7 @@ from e3nn import o3
 from tsym.compiler.errors import TsymError
 from tsym.runtime import keys
 from tsym.runtime.backbone import XPaiNN
-from tsym.runtime.embedding import BesselBasis, CutoffEnvelope
+from tsym.runtime.embedding import DEFAULT_MAX_Z, BesselBasis, CutoffEnvelope
 from tsym.runtime.graph import edge_vectors
 
 __all__ = [
@@ -212,7 +212,7 @@ class NequIPBackbone(torch.nn.Module):
     num_attrs : int
         Width of the learned species attributes fed to the self-connections.
     max_z : int
-        Largest atomic number.
+        Largest atomic number (default 118).
     avg_num_neighbors : float
         Normalisation of the neighbour sum.
 
@@ -225,7 +225,7 @@ class NequIPBackbone(torch.nn.Module):
     def __init__(self, irreps_hidden: str | o3.Irreps = "32x0e+16x1o+16x1e+8x2e+8x2o",
                  lmax_sh: int = 2, num_layers: int = 2, num_basis: int = 8,
                  radial_hidden: int = 32, cutoff: float = 5.0, num_attrs: int = 8,
-                 max_z: int = 100, avg_num_neighbors: float = 12.0):
+                 max_z: int = DEFAULT_MAX_Z, avg_num_neighbors: float = 12.0):
         super().__init__()
         irreps_hidden = o3.Irreps(irreps_hidden).sort().irreps.simplify()
         num_scalars = irreps_hidden.count("0e")

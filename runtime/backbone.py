@@ -321,7 +321,8 @@ class XPaiNN(torch.nn.Module):
     embedding : {"qc", "onehot"}
         Element embedding, see :class:`~tsym.runtime.embedding.ElementEmbedding`.
     max_z : int, optional
-        Largest atomic number (default 53, the end of the shipped STO-3G table).
+        Largest atomic number (default 118; elements beyond the STO-3G table, Z > 53, are
+        described in :class:`~tsym.runtime.embedding.ElementEmbedding`).
     cutoff_fn : {"cosine", "polynomial"}
         The smooth envelope.
     edge_chunk : int
@@ -356,6 +357,7 @@ class XPaiNN(torch.nn.Module):
         self.irreps = _check_node_irreps("XPaiNN", "irreps", irreps)
         self.cutoff = float(cutoff)
         self.node_embedding = ElementEmbedding(num_scalars, embedding, max_z)
+        self.max_z = self.node_embedding.max_z  # atomic numbers 1..max_z are covered
         self.edge_embedding = EdgeEmbedding(self.irreps, num_basis, cutoff, cutoff_fn)
         state = {**self.node_embedding.irreps_out, EQUIVARIANT: self.irreps,
                  **self.edge_embedding.irreps_out}

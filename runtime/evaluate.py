@@ -353,7 +353,8 @@ def evaluate(model, data: str | os.PathLike | Dataset,
 
             raise LabelSpecError(f"{data}: labels {unknown} name no head of the model (heads: "
                                  f"{sorted(plans)})")
-        dataset = read_dataset(data, labels, plans, on_error=on_error)
+        dataset = read_dataset(data, labels, plans, on_error=on_error,
+                               max_z=getattr(model, "max_z", None))
     if len(dataset) == 0:
         from tsym.compiler.errors import DataError
 

@@ -68,6 +68,7 @@ __all__ = [
     "batch_graphs",
     "edge_vectors",
     "neighbour_list",
+    "element_problem",
 ]
 
 MIN_DISTANCE = 0.1  # Angstrom; two atoms (or an atom and its image) closer than this are an error
@@ -170,6 +171,36 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
     return i[order], j[order], shifts[order], distances[order]
 
 
+#: hint of an element outside the model's range (shared by data checks and predict)
+ELEMENT_HINT = ("use a model whose embedding covers it (the default max_z is 118), or leave such "
+                "records out (data: {on_error: skip})")
+
+
+def element_problem(numbers: np.ndarray, max_z: int) -> str | None:
+    """Why atomic numbers fall outside ``1..max_z`` (the first atom, every element), or None.
+
+    >>> element_problem(np.array([8, 1, 69, 92, 69]), 53)
+    'atom 2 is Tm (Z = 69), an element the model does not cover (Z = 1..53); also U (Z = 92)'
+    """
+    numbers = np.asarray(numbers)
+    bad = np.flatnonzero((numbers < 1) | (numbers > max_z))
+    if not bad.size:
+        return None
+    from ase.data import chemical_symbols
+
+    def name(z: int) -> str:
+        return f"{chemical_symbols[z]} (Z = {z})" if 0 < z < len(chemical_symbols) else \
+            f"atomic number {z}"
+
+    first = int(numbers[bad[0]])
+    text = (f"atom {int(bad[0])} is {name(first)}, an element the model does not cover "
+            f"(Z = 1..{max_z})")
+    others = [int(z) for z in np.unique(numbers[bad]) if z != first]
+    if others:
+        text += "; also " + ", ".join(name(z) for z in others)
+    return text
+
+
 def _check_structure(atoms: object, source: str, record: int | None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validated float64 positions [N, 3], cell [3, 3] and pbc [3] of one structure."""
@@ -201,7 +232,8 @@ def _check_structure(atoms: object, source: str, record: int | None
 
 def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, *,
                    neighbour_backend: str = "auto", source: str = _SOURCE,
-                   record: int | None = None) -> dict[str, torch.Tensor]:
+                   record: int | None = None, max_z: int | None = None
+                   ) -> dict[str, torch.Tensor]:
     """Radius graph of one structure, as a batch of one (fields in the module docstring).
 
     Parameters
@@ -215,16 +247,21 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float
     neighbour_backend : {"auto", "ase", "matscipy", "tree"}
     source, record : str, int or None
         Where the structure comes from; errors start with ``"{source}:record {record}:"``.
+    max_z : int, optional
+        The largest atomic number the model covers (:func:`element_problem`).
 
     Raises
     ------
     DataError
-        No atoms, non-finite positions or cell, a zero or singular periodic cell, or two atoms
-        (or an atom and its image) closer than ``MIN_DISTANCE``.
+        No atoms, non-finite positions or cell, a zero or singular periodic cell, two atoms
+        (or an atom and its image) closer than ``MIN_DISTANCE``, an element beyond ``max_z``.
     """
     if not (np.isscalar(cutoff) and np.isfinite(cutoff) and float(cutoff) > 0):
         raise ValueError(f"cutoff must be a positive finite number, got {cutoff!r}")
     positions, cell, pbc = _check_structure(atoms, source, record)
+    problem = None if max_z is None else element_problem(atoms.numbers, max_z)
+    if problem:
+        raise DataError(source, record, problem, hint=ELEMENT_HINT)
     search = max(float(cutoff), MIN_DISTANCE)
     i, j, shifts, distances = neighbour_list(positions, cell, pbc, search, neighbour_backend)
     if distances.size and distances.min() < MIN_DISTANCE:
@@ -285,8 +322,10 @@ def batch_graphs(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
 
 def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
             dtype: torch.dtype = torch.float64, *, neighbour_backend: str = "auto",
-            source: str = _SOURCE) -> dict[str, torch.Tensor]:
-    """Graphs of a list of structures, batched; errors name the structure's index in the list.
+            source: str = _SOURCE, start: int = 0, max_z: int | None = None
+            ) -> dict[str, torch.Tensor]:
+    """Graphs of a list of structures, batched; errors name ``source`` and the structure's
+    record number, ``start`` + its index in the list (``start``: the list's place in the file).
 
     >>> from ase.build import bulk
     >>> g = collate(bulk("Cu", "fcc", a=3.6), cutoff=3.0)  # 12 nearest neighbours at 2.55 A
@@ -296,7 +335,8 @@ def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
     if isinstance(structures, Atoms):
         structures = [structures]
     graphs = [atoms_to_graph(atoms, cutoff, dtype, neighbour_backend=neighbour_backend,
-                             source=source, record=k) for k, atoms in enumerate(structures)]
+                             source=source, record=start + k, max_z=max_z)
+              for k, atoms in enumerate(structures)]
     return batch_graphs(graphs)
 
 

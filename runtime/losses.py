@@ -218,6 +218,10 @@ class TrainedModel(torch.nn.Module):
         return self.model.dtype
 
     @property
+    def max_z(self) -> int | None:
+        return self.model.max_z
+
+    @property
     def device(self) -> torch.device:
         return self.model.device
 
@@ -235,12 +239,15 @@ class TrainedModel(torch.nn.Module):
                 out[name] = plan.to_cartesian(y)  # [G or N, 3, ..., 3]
         return out
 
-    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                ) -> dict[str, np.ndarray]:
-        """Predictions in data units, ``{name: [n_structures or total atoms, 3, ..., 3]}``."""
+    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                source: str = "<structures>") -> dict[str, np.ndarray]:
+        """Predictions in data units, ``{name: [n_structures or total atoms, 3, ..., 3]}``.
+
+        Errors name ``source`` and the structure's place in ``structures``."""
         from .model import predict_batched
 
-        return predict_batched(self, list(self.plans.values()), structures, batch_size)
+        return predict_batched(self, list(self.plans.values()), structures, batch_size,
+                               source=source)
 
 
 def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]

@@ -148,6 +148,12 @@ class TensorModel(torch.nn.Module):
         return next(self.parameters()).dtype
 
     @property
+    def max_z(self) -> int | None:
+        """Largest atomic number the backbone covers (its ``max_z``); None if it does not say."""
+        z = getattr(self.backbone, "max_z", None)
+        return None if z is None else int(z)
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -173,13 +179,15 @@ class TensorModel(torch.nn.Module):
         return {name: head(features, batch, num_graphs) for name, head in self.heads.items()}
 
     @torch.no_grad()
-    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                ) -> dict[str, np.ndarray]:
+    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                source: str = "<structures>") -> dict[str, np.ndarray]:
         """Predictions for ``ase.Atoms`` (graphs of the model's cutoff and dtype), in eval mode.
 
         Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+        A bad structure (or an element beyond :attr:`max_z`) raises a ``DataError`` naming
+        ``source`` and the structure's place in ``structures``.
         """
-        return predict_batched(self, self.plans, structures, batch_size)
+        return predict_batched(self, self.plans, structures, batch_size, source=source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TensorModel:
@@ -255,12 +263,14 @@ def _plans(specs) -> list[HeadPlan]:
 
 @torch.no_grad()
 def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
-                    structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                    ) -> dict[str, np.ndarray]:
+                    structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                    source: str = "<structures>") -> dict[str, np.ndarray]:
     """Run ``model`` (with ``cutoff``, ``dtype``, ``device``) on ``ase.Atoms`` in eval mode.
 
     Graphs are built per batch with the model's cutoff and dtype; the train/eval mode is restored.
     Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+    Errors name ``source`` and the structure's index in ``structures`` (not in its batch); an
+    element beyond the model's ``max_z`` is one.
     """
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -272,7 +282,8 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     model.eval()
     try:
         for start in range(0, len(structures), batch_size):
-            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype)
+            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype,
+                            source=source, start=start, max_z=getattr(model, "max_z", None))
             graph = {k: v.to(model.device) for k, v in graph.items()}
             for name, value in model(graph).items():
                 parts[name].append(value.cpu())

@@ -3,7 +3,7 @@
 ::
 
     tsym data convert SOURCE_KIND INPUT -o OUT.extxyz [--limit N] [--report R.json] [--set k=v]
-    tsym data check DATA.extxyz --spec SPEC.tsym [--name NAME] [--key KEY] [--format voigt]
+    tsym data check DATA.extxyz --spec SPEC.tsym [--name NAME] [--key KEY] [--format voigt] [--max-z Z]
 
 ``convert`` prints the conversion report (counts, dropped entries by reason, symmetry
 deviations, point-group invariance); ``--set`` passes a converter option (a Python literal, e.g.
@@ -68,7 +68,7 @@ def cmd_check(args) -> int:
                       scale=args.scale, level=plan.level)
     dataset = read_dataset(args.data, [label], {plan.name: plan},
                            on_error="fail" if args.strict else "skip",
-                           symmetry_tol=args.tol, verbose=False)
+                           symmetry_tol=args.tol, max_z=args.max_z, verbose=False)
     print(dataset.report.summary())
     return 1 if dataset.report.skipped else 0
 
@@ -101,4 +101,8 @@ def register(subparsers) -> None:
     k.add_argument("--scale", type=float, default=1.0, help="multiply the values by this")
     k.add_argument("--tol", type=float, default=1e-3, help="relative symmetry tolerance")
     k.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    k.add_argument("--max-z", type=int, default=118, metavar="Z",
+                   help="the largest atomic number the model covers: records with other elements "
+                        "are reported (default 118, what XPaiNN's embeddings cover; e.g. 53 for "
+                        "a model trained with max_z: 53)")
     k.set_defaults(func=cmd_check)

@@ -9,21 +9,39 @@ from __future__ import annotations
 __all__ = ["register", "cmd_predict"]
 
 
+def _read_structures(path: str) -> list:
+    """Every structure of ``path``; an (extended) XYZ frame that cannot be read is named."""
+    import ase.io
+    from ase.io.formats import filetype
+
+    from tsym.compiler.errors import DataError
+    from tsym.runtime._extxyz import read_frames
+
+    try:
+        if filetype(path, read=True) in ("extxyz", "xyz"):
+            frames, bad = read_frames(path)
+            if bad:
+                raise DataError(path, bad[0][0], bad[0][1], "repair or remove that frame")
+            return [atoms for _, atoms in frames]
+        return ase.io.read(path, index=":")
+    except FileNotFoundError:
+        raise DataError(path, None, "no such file") from None
+    except DataError:
+        raise
+    except Exception as err:  # ASE raises many kinds for unreadable files
+        raise DataError(path, None, f"cannot read structures ({err})") from None
+
+
 def cmd_predict(args) -> int:
     """Read the structures with ASE, predict, write extended XYZ, print the output path."""
     import ase.io
 
-    from tsym.compiler.errors import DataError
     from tsym.runtime.predict import load_model, predict_structures
 
     model = load_model(args.model)
-    try:
-        structures = ase.io.read(args.structures, index=":")
-    except FileNotFoundError:
-        raise DataError(args.structures, None, "no such file") from None
-    except Exception as err:  # ASE raises many kinds for unreadable files
-        raise DataError(args.structures, None, f"cannot read structures ({err})") from None
-    out = predict_structures(model, structures, batch_size=args.batch_size, suffix=args.suffix)
+    structures = _read_structures(args.structures)
+    out = predict_structures(model, structures, batch_size=args.batch_size, suffix=args.suffix,
+                             source=args.structures)
     ase.io.write(args.output, out, format="extxyz")
     print(args.output)
     return 0
