@@ -16,7 +16,7 @@ from tsym.runtime.embedding import (
     ElementEmbedding, UnknownElementError, load_qc_table, qc_analogue, sh_irreps_for,
 )
 
-from ..conftest import default_dtype
+from ..conftest import default_dtype, shared_data_dir
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_qc_embedding.py"
 
@@ -188,3 +188,54 @@ def test_edge_embedding_matches_e3nn():
     torch.testing.assert_close(sh[:, 1:], want_l2, rtol=1e-12, atol=1e-12)
     assert radial.shape == (3, 5) and envelope.shape == (3, 1) and envelope[2].item() == 0.0
     assert str(sh_irreps_for("8x0e+4x1o+2x3o")) == "1x0e+1x1o+1x3o"
+
+
+def _shared_elements(root) -> dict[str, set[int]]:
+    """The atomic numbers of every shared data set, read without tsym's converters: atom lines of
+    xyz files, ``"element": "Xx"`` of the pymatgen structures in JSON, CSV ``formula`` columns,
+    ASE databases."""
+    import re
+
+    from ase.data import atomic_numbers
+
+    found: dict[str, set[int]] = {}
+    for path in sorted(root.rglob("*")):
+        zs: set[int] = set()
+        if path.suffix in (".xyz", ".extxyz"):
+            lines = path.read_text().splitlines()
+            p = 0
+            while p < len(lines):
+                n = int(lines[p].split()[0]) if lines[p].strip() else 0
+                zs |= {atomic_numbers[line.split()[0]] for line in lines[p + 2:p + 2 + n]}
+                p += n + 2
+        elif path.suffix == ".json":
+            zs = {atomic_numbers[s] for s in re.findall(r'element\W+([A-Z][a-z]?)\b', path.read_text())}
+        elif path.suffix == ".csv":
+            import csv
+
+            lines = [ln for ln in path.read_text().splitlines(True) if not ln.startswith("#")]
+            rows = list(csv.DictReader(lines))
+            if rows and "formula" in rows[0]:
+                zs = {atomic_numbers[s] for r in rows for s in re.findall(r"[A-Z][a-z]?", r["formula"])}
+        elif path.suffix == ".db":
+            import ase.db
+
+            with ase.db.connect(str(path)) as db:
+                zs = {int(z) for row in db.select() for z in row.numbers}
+        if zs:
+            found[str(path.relative_to(root))] = zs
+    return found
+
+
+def test_default_embedding_covers_every_shared_set():
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("TSYM_SHARED_DATA not set")
+    found = _shared_elements(root)
+    assert len(found) >= 11  # every set but the zipped magres files (H, C, N, O, S; also in CSD-S546.xyz)
+    every = sorted(set().union(*found.values()))
+    assert every[-1] > 53  # Pu (94) in elastic_matten: beyond the STO-3G table
+    for kind in ("qc", "onehot"):
+        emb = ElementEmbedding(8, kind)
+        assert every[-1] <= emb.max_z
+        assert torch.isfinite(emb(torch.tensor(every))).all()

@@ -389,3 +389,33 @@ def test_worker_processes_batch_the_same_data(tmp_path):
     cfg["training"]["num_workers"] = 1
     workers = train(cfg, tmp_path / "workers")
     assert workers["step_losses"] == alone["step_losses"]
+
+
+def test_uncovered_element_refused_before_training_then_skipped(tmp_path, capsys):
+    """A model with max_z 53 and a record holding thulium: the run stops before any step, naming
+    file, record and element; with on_error: skip the record is left out and listed; the
+    default embedding (qc, Z up to 118) trains on it."""
+    from tsym.compiler.errors import DataError
+
+    frames = write_dataset(tmp_path / "d.extxyz", n=10)
+    frames[6].numbers[0] = 69  # Tm
+    write(tmp_path / "d.extxyz", frames, format="extxyz")
+    cfg = make_config(tmp_path / "d.extxyz", max_steps=2)
+    cfg["model"]["backbone_kwargs"] = {**TINY["backbone_kwargs"], "embedding": "qc", "max_z": 53}
+    with pytest.raises(DataError, match="^" + re.escape(f"{tmp_path / 'd.extxyz'}:record 6: atom 0 "
+                       "is Tm (Z = 69), an element the model does not cover (Z = 1..53)")):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "last.pt").exists()
+    cfg["data"]["on_error"] = "skip"
+    train(cfg, tmp_path / "skip")
+    assert "skipped 1 (unknown element): records 6; first: record 6: atom 0 is Tm" in \
+        capsys.readouterr().err
+    split = json.loads((tmp_path / "skip" / "split.json").read_text())
+    assert 6 not in [k for frames in split["frames"].values() for k in frames]
+    del cfg["data"]["on_error"]
+    cfg["model"]["backbone_kwargs"].pop("max_z")  # the default covers H..Og
+    summary = train(cfg, tmp_path / "default")
+    split = json.loads((tmp_path / "default" / "split.json").read_text())
+    assert 6 in [k for frames in split["frames"].values() for k in frames]
+    assert summary["steps"] == 2
