@@ -281,6 +281,29 @@ def test_cli_convert_then_check(tmp_path, capsys):
         _cli(["data", "check", str(out), "--spec", str(spec), "--strict"])
 
 
+def test_cli_check_reports_elements_beyond_the_model(tmp_path, capsys):
+    """``tsym data check --max-z 53`` (a model trained with max_z: 53) lists a thulium record;
+    the default (118, what the default embeddings cover) keeps it and prints the elements."""
+    from ase.build import molecule
+
+    frames = []
+    for k in range(4):
+        atoms = molecule("H2O")
+        atoms.info["polarizability"] = np.eye(3).reshape(9) * (k + 1)
+        frames.append(atoms)
+    frames[2].numbers[0] = 69
+    data, spec = tmp_path / "tm.extxyz", tmp_path / "alpha.tsym"
+    ase.io.write(data, frames, format="extxyz")
+    spec.write_text("tensor polarizability { indices ij; symmetry ij = ji }\n")
+    assert _cli(["data", "check", str(data), "--spec", str(spec), "--max-z", "53"]) == 1
+    text = capsys.readouterr().out
+    assert text.startswith(f"{data}: 3 of 4 records kept; elements H O\n")
+    assert ("skipped 1 (unknown element): records 2; first: record 2: atom 0 is Tm (Z = 69), an "
+            "element the model does not cover (Z = 1..53)") in text
+    assert _cli(["data", "check", str(data), "--spec", str(spec)]) == 0
+    assert capsys.readouterr().out.startswith(f"{data}: 4 of 4 records kept; elements H O Tm")
+
+
 # ------------------------------------------------------------------------ shared public data
 @needs_shared
 def test_becs_epsilon_e3nn():
