@@ -31,10 +31,10 @@ __all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes", "max_basi
 #: Orders above this are refused outright: the 3^n Cartesian components alone are too many.
 MAX_ORDER = 12
 #: Seconds of exact basis work per cubed number of independent components ``d``: the exact null
-#: spaces and ladders cost ~``d^3`` rational operations.  Measured (one thread, 2 GHz-class x86-64
-#: core, ``exact_basis`` alone): d = 81, 162, 243, 324, 486, 729 took 0.21, 2.0, 2.5, 7.8, 43 and
-#: ~134 s, i.e. ``(1.7 .. 4.7) x 1e-7 d^3``; the largest constant is used, so the estimate is high
-#: rather than low (within a factor ~3).
+#: spaces and ladders cost ~``d^3`` rational operations.  Measured (``exact_basis`` alone, one
+#: thread of a shared 2-core Xeon VM under load ~5): d = 81, 162, 243, 324, 486, 729 took 0.21,
+#: 2.0, 2.5, 7.8, 43 and 125 s, i.e. ``(1.7 .. 4.7) x 1e-7 d^3``; the largest constant is used, so
+#: the estimate errs high (d = 729 took 26 s on a quiet machine, 134 s on an AMD EPYC).
 SECONDS_PER_COMPONENT_CUBED = 4.7e-7
 #: An estimate above this many seconds is announced (:class:`SlowBasisWarning`) before the work.
 SLOW_BASIS_SECONDS = 10.0

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._records import record_runs
 from ._crystal import (index_symmetry_deviation, permutation_group, point_group_deviation,
                        site_symmetry_deviation, symmetry_ops)
 
@@ -74,8 +75,9 @@ class ConversionReport:
         lines = [f"{self.kind}: {self.source}", f"  read {self.n_read}, wrote {self.n_written}, "
                  f"dropped {self.n_dropped}"]
         for reason, items in self.dropped.items():
-            lines.append(f"  dropped {len(items)}: {reason} (e.g. entry {items[0][0]} "
-                         f"{items[0][1]})".rstrip())
+            first = f"entry {items[0][0]} {items[0][1]}".rstrip()
+            lines.append(f"  dropped {len(items)}: {reason}: entries "
+                         f"{record_runs([k for k, _ in items])} (first: {first})")
         for key, dev in self.symmetry.items():
             lines.append(f"  {key}: max index-symmetry deviation {dev:.3g}")
         for key, pg in self.point_group.items():

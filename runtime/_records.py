@@ -17,9 +17,10 @@ from tsym.runtime._voigt import voigt_to_tensor3, voigt_to_tensor4
 if TYPE_CHECKING:  # pragma: no cover
     from tsym.runtime.data import LabelSpec
 
-__all__ = ["Reject", "check_elements", "check_geometry", "parse_label", "symmetry_deviation", "VOIGT_SHAPES"]
+__all__ = ["Reject", "record_runs", "check_elements", "check_geometry", "parse_label", "symmetry_deviation", "VOIGT_SHAPES"]
 
 VOIGT_SHAPES = {4: (6, 6), 3: (3, 6)}
+LISTED_RUNS = 30  # a skip summary lists this many runs of record numbers, then a count
 _FROM_VOIGT = {4: voigt_to_tensor4, 3: voigt_to_tensor3}
 
 
@@ -29,6 +30,25 @@ class Reject(Exception):
     def __init__(self, reason: str, message: str, hint: str | None = None):
         super().__init__(message)
         self.reason, self.message, self.hint = reason, message, hint
+
+
+def record_runs(indices) -> str:
+    """Record numbers as runs: ``[2, 3, 4, 7]`` -> ``"2-4, 7"``; after :data:`LISTED_RUNS`
+    runs, a count of the rest.
+
+    >>> record_runs([7, 2, 3, 4]), record_runs(range(0, 100, 2))[-24:]
+    ('2-4, 7', '54, 56, 58, and 20 more')
+    """
+    runs: list[list[int]] = []
+    for k in sorted(int(i) for i in indices):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    text = [f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:LISTED_RUNS]]
+    if len(runs) > LISTED_RUNS:
+        text.append(f"and {sum(b - a + 1 for a, b in runs[LISTED_RUNS:])} more")
+    return ", ".join(text)
 
 
 def check_elements(atoms, max_z: int) -> None:

@@ -53,7 +53,7 @@ from tsym.compiler.errors import DataError, TsymError
 from tsym.runtime import graph as _graph
 from tsym.runtime._extxyz import read_frames
 from tsym.runtime._records import (Reject, check_elements, check_geometry, parse_label,
-                                   symmetry_deviation)
+                                   record_runs, symmetry_deviation)
 from tsym.runtime._split import load_split, save_split, split
 from tsym.runtime._voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
                                  voigt_to_tensor3, voigt_to_tensor4)
@@ -69,7 +69,6 @@ LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
 REASONS = ("unreadable frame", "unknown element", "bad structure", "atoms too close",
            "missing key", "not numeric", "wrong length", "non-finite", "symmetry")
-_LISTED_RUNS = 30  # a skip summary lists this many runs of record numbers, then a count
 
 class LabelSpecError(TsymError, ValueError):
     """A label configuration that cannot be right (unknown format, level or order mismatch)."""
@@ -199,25 +198,10 @@ class DataReport:
         for reason, items in self.skipped.items():
             record, message = items[0]
             lines.append(f"  skipped {len(items)} ({reason}): records "
-                         f"{_runs([k for k, _ in items])}; first: record {record}: {message}")
+                         f"{record_runs([k for k, _ in items])}; first: record {record}: {message}")
         for name, dev in self.max_symmetry_deviation.items():
             lines.append(f"  {name}: max relative symmetry deviation {dev:.3g}")
         return "\n".join(lines)
-
-
-def _runs(indices: Sequence[int]) -> str:
-    """``[2, 3, 4, 7]`` -> ``"2-4, 7"``; after :data:`_LISTED_RUNS` runs, a count of the rest."""
-    runs: list[list[int]] = []
-    for k in sorted(indices):
-        if runs and k == runs[-1][1] + 1:
-            runs[-1][1] = k
-        else:
-            runs.append([k, k])
-    text = [f"{a}-{b}" if b > a else f"{a}" for a, b in runs[:_LISTED_RUNS]]
-    if len(runs) > _LISTED_RUNS:
-        rest = sum(b - a + 1 for a, b in runs[_LISTED_RUNS:])
-        text.append(f"and {rest} more")
-    return ", ".join(text)
 
 
 @dataclass(frozen=True, eq=False)
