@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/sparse_cell.py``.  For each cell edge L, the time (best of 3) and the
 peak of Python/numpy allocations (tracemalloc) of the record check
-(:func:`tsym.runtime._records.check_geometry`, pairs closer than 0.1 Angstrom) and of one graph
+(:func:`tsym.runtime.data.records.check_geometry`, pairs closer than 0.1 Angstrom) and of one graph
 (:func:`tsym.runtime.graph.atoms_to_graph`, cutoff 5 Angstrom), with ``neighbour_backend="auto"``
 (the k-d tree once the cutoff-sized bins outnumber the atoms).  Ratios are against L = 10 in the
 same run.  The binning libraries are also run where they are safe (L <= 30) for contrast: their
@@ -19,7 +19,7 @@ import numpy as np
 from ase import Atoms
 
 from tsym.runtime import graph
-from tsym.runtime._records import check_geometry
+from tsym.runtime.data.records import check_geometry
 from tsym.runtime._tree_neighbours import bin_count
 
 

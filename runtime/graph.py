@@ -51,7 +51,7 @@ import torch
 from ase import Atoms
 from ase.neighborlist import primitive_neighbor_list
 
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 from tsym.runtime import keys
 from tsym.runtime._tree_neighbours import bin_count, tree_pairs
 

@@ -12,7 +12,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 from tsym.runtime import keys
 from tsym.runtime.graph import atoms_to_graph, batch_graphs, collate, edge_vectors
 
@@ -307,7 +307,7 @@ def test_sparse_cell_costs_atoms_not_volume(monkeypatch):
     import tracemalloc
 
     from tsym.runtime import graph as graph_module
-    from tsym.runtime._records import Reject, check_geometry
+    from tsym.runtime.data.records import Reject, check_geometry
     from tsym.runtime._tree_neighbours import bin_count
 
     assert bin_count(np.eye(3) * 1000.0, graph_module.MIN_DISTANCE) == 1e12
