@@ -42,16 +42,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import torch
 
-from tsym.runtime.errors import DataError, LabelSpecError
 from tsym.runtime import graph as _graph
 from tsym.runtime.data.records import (Reject, check_geometry, parse_label,
                                        symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
 from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
                                      voigt_to_tensor3, voigt_to_tensor4)
+from tsym.runtime.errors import DataError, LabelSpecError
 
 __all__ = [
     "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
@@ -293,8 +294,6 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
 
 
 def _read_frames(source: str) -> list:
-    import ase.io
-
     if not Path(source).is_file():
         raise DataError(source, None, "no such file")
     try:

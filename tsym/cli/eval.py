@@ -15,13 +15,20 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import ase.io
+
+from tsym.compiler.errors import TsymError
+from tsym.runtime.checkpoint import resolve_checkpoint
+from tsym.runtime.errors import DataError
+from tsym.runtime.inference.evaluate import evaluate
+from tsym.runtime.inference.plots import parity_plots
+from tsym.runtime.inference.predict import checkpoint_labels, load_model
+
 __all__ = ["register", "cmd_eval", "parse_label_args"]
 
 
 def parse_label_args(items, defaults: dict) -> dict:
     """``KEY=SPEC[:FORMAT]`` strings -> ``{spec: LabelSpec}`` (based on ``defaults[spec]``)."""
-    from tsym.compiler.errors import TsymError
-
     out = {}
     for item in items:
         key, sep, rest = item.partition("=")
@@ -40,10 +47,6 @@ def parse_label_args(items, defaults: dict) -> dict:
 
 def _present(data: str, specs: dict) -> dict:
     """The labels whose key the first structure of ``data`` holds."""
-    import ase.io
-
-    from tsym.runtime.errors import DataError
-
     try:
         first = ase.io.read(data, index=0, format="extxyz")
     except FileNotFoundError:
@@ -57,10 +60,6 @@ def _present(data: str, specs: dict) -> dict:
 
 def cmd_eval(args) -> int:
     """Evaluate, print the summary (or JSON), write ``metrics.json`` and the parity plots."""
-    from tsym.compiler.errors import TsymError
-    from tsym.runtime.inference.evaluate import evaluate
-    from tsym.runtime.inference.predict import checkpoint_labels, load_model, resolve_checkpoint
-
     ckpt = resolve_checkpoint(args.model)
     model = load_model(ckpt)
     defaults = checkpoint_labels(ckpt, model)
@@ -86,8 +85,6 @@ def cmd_eval(args) -> int:
         print(report.summary())
         print(f"metrics: {metrics}")
     if not args.no_plots:
-        from tsym.runtime.inference.plots import parity_plots
-
         for path in parity_plots(report, out):
             print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0

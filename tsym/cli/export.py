@@ -4,15 +4,14 @@ Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work (and
 module takes) is in :mod:`tsym.runtime.inference.export`.
 """
 from __future__ import annotations
+from tsym.runtime.inference.export import INPUTS, export_model
+from tsym.runtime.inference.predict import load_model, model_plans
 
 __all__ = ["register", "cmd_export"]
 
 
 def cmd_export(args) -> int:
     """Export, check against the model, print the path and what the module expects."""
-    from tsym.runtime.inference.export import INPUTS, export_model
-    from tsym.runtime.inference.predict import load_model, model_plans
-
     model = load_model(args.model)
     path = export_model(model, args.output, check=not args.no_check)
     heads = ", ".join(f"{n} ({p.level}, order {p.order})" for n, p in model_plans(model).items())

@@ -5,17 +5,16 @@ Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work is i
 ``atoms.arrays``, flattened row-major, under the spec name (plus ``--suffix``).
 """
 from __future__ import annotations
+import ase.io
+
+from tsym.runtime.errors import DataError
+from tsym.runtime.inference.predict import load_model, predict_structures
 
 __all__ = ["register", "cmd_predict"]
 
 
 def cmd_predict(args) -> int:
     """Read the structures with ASE, predict, write extended XYZ, print the output path."""
-    import ase.io
-
-    from tsym.runtime.errors import DataError
-    from tsym.runtime.inference.predict import load_model, predict_structures
-
     model = load_model(args.model)
     try:
         structures = ase.io.read(args.structures, index=":")

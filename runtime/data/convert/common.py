@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import ase.io
 import numpy as np
 
 from ..crystal import (index_symmetry_deviation, permutation_group, point_group_deviation,
@@ -151,8 +152,6 @@ def check_crystal(report: ConversionReport, entry: int, atoms, tensors: dict,
 
 def read_frames(path, limit: int | None = None) -> list:
     """The frames of an extended XYZ file (the first ``limit`` of them when given)."""
-    import ase.io
-
     return ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
 
 

@@ -8,14 +8,16 @@ import io
 import json
 from pathlib import Path
 
+import ase.db
+import ase.io
 import numpy as np
 from ase import Atoms
 
-from .common import (ConversionReport, check_crystal, finish, read_frames,
-                     record_point_group)
 from ..crystal import (atoms_from_pymatgen, crystal_system, ieee_candidates,
                        point_group_deviation, rotate, symmetry_ops)
 from ..voigt import voigt_to_tensor3, voigt_to_tensor4
+from .common import (ConversionReport, check_crystal, finish, read_frames,
+                     record_point_group)
 
 __all__ = ["convert_becs_epsilon", "convert_elastic_matten", "convert_nmr_si_matten",
            "convert_piezo_mp_matminer", "convert_abo3_piezo"]
@@ -199,8 +201,6 @@ def _read_matminer_csv(path) -> tuple[list[dict], bool]:
 
 
 def _piezo_structure(row: dict) -> Atoms:
-    import ase.io
-
     poscar = row.get("poscar", "")
     if "direct" not in poscar.lower() and "cartesian" not in poscar.lower():
         meta = ast.literal_eval(row["meta"]) if row.get("meta", "").startswith("{") else {}
@@ -304,8 +304,6 @@ def convert_abo3_piezo(path, *, limit: int | None = None, check_symmetry: bool =
 
     ``symprec`` is 1e-3 Angstrom by default: at 1e-2 spglib finds a centrosymmetric group for
     some nearly centrosymmetric P4mm cells, and their (nonzero) ``e`` then fails the check."""
-    import ase.db
-
     report = ConversionReport("abo3_piezo", str(path))
     worst_parts = {key: 0.0 for key in _ABO3_PARTS}
     out = []
