@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from tsym.runtime import graph as _graph
+from tsym.runtime import keys
 from tsym.runtime.data.records import (Reject, check_geometry, parse_label,
                                        symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
@@ -327,8 +328,8 @@ def collate_records(records: Sequence[Record], cutoff: float, dtype: torch.dtype
                                   source=source, record=rec.index)
         for name, tensor in rec.labels.items():
             t = torch.as_tensor(tensor, dtype=dtype)
-            g[f"label:{name}"] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
+            g[keys.label(name)] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
         for name, mask in rec.masks.items():
-            g[f"mask:{name}"] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
+            g[keys.mask(name)] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
         graphs.append(g)
     return _graph.batch_graphs(graphs)
