@@ -20,7 +20,7 @@ from ase import Atoms
 
 from tsym.runtime import graph
 from tsym.runtime.data.records import check_geometry
-from tsym.runtime._tree_neighbours import bin_count
+from tsym.runtime.neighbours import bin_count
 
 
 def cell(edge: float) -> Atoms:

@@ -34,7 +34,7 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-__all__ = ["SelfMixHead", "CartesianReadout"]
+__all__ = ["SelfMixHead", "CartesianReadout", "EquivariantLayerNorm", "scalar_indices"]
 
 _Ir = Tuple[int, int]  # (l, parity) of an irrep, parity +1 (e) or -1 (o)
 
@@ -117,7 +117,7 @@ def _exact_w3j(module: torch.nn.Module) -> None:
                 mod._non_persistent_buffers_set.add(name)
 
 
-class _EquivariantLayerNorm(torch.nn.Module):
+class EquivariantLayerNorm(torch.nn.Module):
     """Layer norm of ``irreps = mul x ir_1 + mul x ir_2 + ...`` (one multiplicity for all blocks).
 
     Per node and per irrep block, the ``mul`` channels are divided by the RMS over channels of
@@ -182,7 +182,7 @@ class _EquivariantLayerNorm(torch.nn.Module):
         return x
 
 
-def _scalar_indices(irreps: o3.Irreps) -> List[int]:
+def scalar_indices(irreps: o3.Irreps) -> List[int]:
     """Positions of the ``0e`` components in the layout of ``irreps``."""
     idx: List[int] = []
     for (mul, ir), sl in zip(irreps, irreps.slices()):
@@ -316,7 +316,7 @@ class SelfMixHead(CartesianReadout):
                  pool: str = "sum", hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True):
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
-        scalar_idx = _scalar_indices(irreps_in)
+        scalar_idx = scalar_indices(irreps_in)
         n_scalars = len(scalar_idx)
         if n_scalars == 0:
             raise ValueError(f"irreps_in has no 0e scalars to drive the node-wise weights ({both})")
@@ -344,7 +344,7 @@ class SelfMixHead(CartesianReadout):
             [(i, p, k, "uuu", True) for p, (i, _, k) in enumerate(tp1)],
             internal_weights=True, shared_weights=True,
         )
-        self.norm = _EquivariantLayerNorm(m, mid)
+        self.norm = EquivariantLayerNorm(m, mid)
         self.tp2 = o3.TensorProduct(
             self.irreps_mid, self.irreps_mid, self.irreps_mix,
             [(i, j, k, "uuu", True) for i, j, k in tp2],

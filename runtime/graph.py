@@ -27,7 +27,7 @@ ASE's ``primitive_neighbor_list`` otherwise (``neighbour_backend="auto"|"ase"|"m
 Both bin the cell into cutoff-sized bins, whose number grows with the cell's volume; when the
 bins would outnumber the atoms many times (a few atoms in a large cell, or the 0.1 Angstrom
 overlap check), ``"auto"`` pairs the atoms with a k-d tree instead (``"tree"``,
-:mod:`tsym.runtime._tree_neighbours`), whose cost does not depend on empty space.
+:mod:`tsym.runtime.neighbours`), whose cost does not depend on empty space.
 Non-periodic directions (molecules, slabs) get a working box that encloses the atoms; it never
 changes the result, only the binning.
 
@@ -49,11 +49,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.neighborlist import primitive_neighbor_list
 
 from tsym.runtime.errors import DataError
 from tsym.runtime import keys
-from tsym.runtime._tree_neighbours import bin_count, tree_pairs
+from tsym.runtime.neighbours import bin_count, tree_pairs
 
 try:  # optional, faster backend (see benchmarks/neighbour_list.py)
     from matscipy.neighbours import neighbour_list as _matscipy_neighbour_list
@@ -186,7 +187,6 @@ def element_problem(numbers: np.ndarray, max_z: int) -> str | None:
     bad = np.flatnonzero((numbers < 1) | (numbers > max_z))
     if not bad.size:
         return None
-    from ase.data import chemical_symbols
 
     def name(z: int) -> str:
         return f"{chemical_symbols[z]} (Z = {z})" if 0 < z < len(chemical_symbols) else \

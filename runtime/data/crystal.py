@@ -16,6 +16,8 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import spglib
+from ase import Atoms
 
 __all__ = ["rotate", "permutation_group", "index_symmetry_deviation", "SymmetryOps",
            "symmetry_ops", "point_group_deviation", "site_symmetry_deviation", "crystal_system",
@@ -82,8 +84,6 @@ class SymmetryOps:
 
 def symmetry_ops(atoms, symprec: float = 1e-2, angle_tolerance: float = 5.0) -> SymmetryOps:
     """spglib's space group of a periodic ``atoms``, as Cartesian rotations and atom maps."""
-    import spglib
-
     lattice = np.asarray(atoms.cell, dtype=np.float64)  # [3, 3] rows
     frac = atoms.get_scaled_positions(wrap=True)  # [n, 3]
     with warnings.catch_warnings():  # spglib 2.x warns about its old error handling
@@ -237,8 +237,6 @@ def atoms_from_pymatgen(d: dict):
     Uses ``lattice.matrix`` (rows), ``sites[].xyz`` (Cartesian; ``abc`` @ matrix when absent) and
     ``sites[].species[0].element``.  Raises ``ValueError`` for partial occupancy.
     """
-    from ase import Atoms
-
     matrix = np.asarray(d["lattice"]["matrix"], dtype=np.float64)
     symbols, positions = [], []
     for k, site in enumerate(d["sites"]):

@@ -47,16 +47,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from ase.data import chemical_symbols
 import torch
 
-from tsym.runtime.errors import DataError, LabelSpecError
 from tsym.runtime import graph as _graph
+from tsym.runtime import keys
 from tsym.runtime.data.extxyz import read_frames
 from tsym.runtime.data.records import (Reject, check_elements, check_geometry, parse_label,
                                        record_runs, symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
 from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
                                      voigt_to_tensor3, voigt_to_tensor4)
+from tsym.runtime.errors import DataError, LabelSpecError
 
 __all__ = [
     "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
@@ -185,8 +187,6 @@ class DataReport:
 
     def summary(self) -> str:
         """One line of counts (and elements), then per reason every skipped record (as runs)."""
-        from ase.data import chemical_symbols
-
         head = f"{self.source}: {self.n_kept} of {self.n_records} records kept"
         if self.elements:
             head += "; elements " + " ".join(chemical_symbols[z] for z in self.elements)
@@ -364,8 +364,8 @@ def collate_records(records: Sequence[Record], cutoff: float, dtype: torch.dtype
                                   source=source, record=rec.index)
         for name, tensor in rec.labels.items():
             t = torch.as_tensor(tensor, dtype=dtype)
-            g[f"label:{name}"] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
+            g[keys.label(name)] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
         for name, mask in rec.masks.items():
-            g[f"mask:{name}"] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
+            g[keys.mask(name)] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
         graphs.append(g)
     return _graph.batch_graphs(graphs)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 
+import ase.io
+
 __all__ = ["read_frames"]
 
 
@@ -34,8 +36,6 @@ def _count(line: str) -> int | None:
 
 
 def _parse(block: list[str]):
-    import ase.io
-
     return ase.io.read(io.StringIO("".join(block)), index=0, format="extxyz")
 
 
@@ -102,8 +102,6 @@ def read_frames(path: str) -> tuple[list, list[tuple[int, str]]]:
     FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError
         The file cannot be opened or is not text.
     """
-    import ase.io
-
     try:
         return list(enumerate(ase.io.read(path, index=":", format="extxyz"))), []
     except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError):

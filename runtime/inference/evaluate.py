@@ -40,6 +40,8 @@ from e3nn import o3
 from tsym.compiler import HeadPlan
 from tsym.runtime.data.crystal import symmetry_ops
 from tsym.runtime.data.dataset import Dataset, LabelSpec, read_dataset, tensor4_to_voigt
+from tsym.runtime.errors import DataError
+from tsym.runtime.errors import LabelSpecError
 from tsym.runtime.inference.predict import model_plans
 
 __all__ = ["evaluate", "EvalReport", "HeadResult", "tensor_metrics", "vrh_moduli",
@@ -349,15 +351,11 @@ def evaluate(model, data: str | os.PathLike | Dataset,
             labels = [LabelSpec(name=n, key=n, level=p.level) for n, p in plans.items()]
         unknown = [s.name for s in labels if s.name not in plans]
         if unknown:
-            from tsym.runtime.errors import LabelSpecError
-
             raise LabelSpecError(f"{data}: labels {unknown} name no head of the model (heads: "
                                  f"{sorted(plans)})")
         dataset = read_dataset(data, labels, plans, on_error=on_error,
                                max_z=getattr(model, "max_z", None))
     if len(dataset) == 0:
-        from tsym.runtime.errors import DataError
-
         raise DataError(dataset.source, None, "no records to evaluate")
     structures = [r.atoms for r in dataset]
     preds = model.predict(structures, batch_size=batch_size)

@@ -37,8 +37,6 @@ from tsym.runtime.nn.embedding import (
 
 __all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edge_vectors"]
 
-SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL = "scalars", "equivariant", "edge_sh", "edge_radial"
-
 #: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
 #: temporaries then stay in the CPU caches (~2.4 MB at the default widths), so the time per edge
 #: stays flat as structures grow (``benchmarks/backbone_speed.py``); and without gradients a large
@@ -117,8 +115,8 @@ class EquivariantLayerNorm(torch.nn.Module):
 
     def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-2):
         super().__init__()
-        self.irreps = _check_node_irreps("EquivariantLayerNorm", EQUIVARIANT, irreps)
-        self.irreps_in = self.irreps_out = {EQUIVARIANT: self.irreps}
+        self.irreps = _check_node_irreps("EquivariantLayerNorm", keys.EQUIVARIANT, irreps)
+        self.irreps_in = self.irreps_out = {keys.EQUIVARIANT: self.irreps}
         self.eps = eps
         self.layout = _Layout(self.irreps)
         self.weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))  # [K]
@@ -177,13 +175,14 @@ class MessageBlock(torch.nn.Module):
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], first: bool = False):
         super().__init__()
         owner = "MessageBlock"
-        self.irreps_in = _irreps_in(owner, irreps_in, (SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL))
-        num_scalars = _check_scalars(owner, SCALARS, self.irreps_in[SCALARS])
-        irreps = _check_node_irreps(owner, EQUIVARIANT, self.irreps_in[EQUIVARIANT])
+        self.irreps_in = _irreps_in(owner, irreps_in,
+                                    (keys.SCALARS, keys.EQUIVARIANT, keys.EDGE_SH, keys.EDGE_RADIAL))
+        num_scalars = _check_scalars(owner, keys.SCALARS, self.irreps_in[keys.SCALARS])
+        irreps = _check_node_irreps(owner, keys.EQUIVARIANT, self.irreps_in[keys.EQUIVARIANT])
         sh_irreps = sh_irreps_for(irreps)
-        check_irreps(owner, EDGE_SH, sh_irreps, self.irreps_in[EDGE_SH])
-        num_basis = _check_scalars(owner, EDGE_RADIAL, self.irreps_in[EDGE_RADIAL])
-        self.irreps_out = {SCALARS: self.irreps_in[SCALARS], EQUIVARIANT: irreps}
+        check_irreps(owner, keys.EDGE_SH, sh_irreps, self.irreps_in[keys.EDGE_SH])
+        num_basis = _check_scalars(owner, keys.EDGE_RADIAL, self.irreps_in[keys.EDGE_RADIAL])
+        self.irreps_out = {keys.SCALARS: self.irreps_in[keys.SCALARS], keys.EQUIVARIANT: irreps}
         # per degree l (sorted, one entry each; sh_irreps has the same degrees in the same order)
         self.muls = [mul for mul, _ in irreps]
         self.dims = [ir.dim for _, ir in irreps]
@@ -276,9 +275,9 @@ class UpdateBlock(torch.nn.Module):
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], eps: float = 1e-6):
         super().__init__()
         owner = "UpdateBlock"
-        self.irreps_in = _irreps_in(owner, irreps_in, (SCALARS, EQUIVARIANT))
-        num_scalars = _check_scalars(owner, SCALARS, self.irreps_in[SCALARS])
-        irreps = _check_node_irreps(owner, EQUIVARIANT, self.irreps_in[EQUIVARIANT])
+        self.irreps_in = _irreps_in(owner, irreps_in, (keys.SCALARS, keys.EQUIVARIANT))
+        num_scalars = _check_scalars(owner, keys.SCALARS, self.irreps_in[keys.SCALARS])
+        irreps = _check_node_irreps(owner, keys.EQUIVARIANT, self.irreps_in[keys.EQUIVARIANT])
         self.irreps_out = dict(self.irreps_in)
         k = irreps.num_irreps
         self.split, self.eps = (k, num_scalars, num_scalars), eps  # a_vv, a_sv, a_ss
@@ -359,7 +358,7 @@ class XPaiNN(torch.nn.Module):
         self.node_embedding = ElementEmbedding(num_scalars, embedding, max_z)
         self.max_z = self.node_embedding.max_z  # atomic numbers 1..max_z are covered
         self.edge_embedding = EdgeEmbedding(self.irreps, num_basis, cutoff, cutoff_fn)
-        state = {**self.node_embedding.irreps_out, EQUIVARIANT: self.irreps,
+        state = {**self.node_embedding.irreps_out, keys.EQUIVARIANT: self.irreps,
                  **self.edge_embedding.irreps_out}
         self.messages = torch.nn.ModuleList()
         self.updates = torch.nn.ModuleList()

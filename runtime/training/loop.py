@@ -232,9 +232,9 @@ class _Trainer:
         """Per head: summed loss, summed absolute error (data units), number of labelled items."""
         nums, abs_err, counts = [], [], []
         for name, loss in self.losses.items():
-            pred, label = out[name], graph[f"label:{name}"]  # [G or N, d], [G or N, 3, ..]
+            pred, label = out[name], graph[keys.label(name)]  # [G or N, d], [G or N, 3, ..]
             n_atoms = graph[keys.NUM_ATOMS] if loss.norm.per_atom_shift else None
-            mask = graph.get(f"mask:{name}")
+            mask = graph.get(keys.mask(name))
             if mask is not None:
                 pred, label = pred[mask], label[mask]
             nums.append(loss(pred, label, n_atoms) * weight)

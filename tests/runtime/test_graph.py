@@ -308,7 +308,7 @@ def test_sparse_cell_costs_atoms_not_volume(monkeypatch):
 
     from tsym.runtime import graph as graph_module
     from tsym.runtime.data.records import Reject, check_geometry
-    from tsym.runtime._tree_neighbours import bin_count
+    from tsym.runtime.neighbours import bin_count
 
     assert bin_count(np.eye(3) * 1000.0, graph_module.MIN_DISTANCE) == 1e12
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+import ase.io
 import numpy as np
 
 from ..crystal import (index_symmetry_deviation, permutation_group, point_group_deviation,
@@ -11,7 +12,7 @@ from ..crystal import (index_symmetry_deviation, permutation_group, point_group_
 from ..records import record_runs
 
 __all__ = ["LABEL_KEYS", "INDEX_SYMMETRY", "ConversionReport", "check_crystal",
-           "record_point_group", "finish"]
+           "record_point_group", "info_tensor", "read_frames", "finish"]
 
 #: tsym key -> (level, order, unit); the key is the spec name except ``mu`` (ASE reserves
 #: ``dipole`` for calculator results and moves it out of ``atoms.info`` when reading).
@@ -63,6 +64,12 @@ class ConversionReport:
     point_group: dict[str, dict] = field(default_factory=dict)
     checks: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def entries(self, items):
+        """``(entry, item)`` for each item of the source, each counted in ``n_read``."""
+        for entry, item in enumerate(items):
+            self.n_read += 1
+            yield entry, item
 
     def drop(self, entry: int, reason: str, detail: str = "") -> None:
         self.dropped.setdefault(reason, []).append((int(entry), detail))
@@ -151,10 +158,18 @@ def check_crystal(report: ConversionReport, entry: int, atoms, tensors: dict,
     return ops
 
 
+def info_tensor(report: ConversionReport, entry: int, src, key: str, size: int
+                ) -> np.ndarray | None:
+    """``src.info[key]`` as ``size`` finite float64 numbers, or None (entry dropped and counted)."""
+    value = np.asarray(src.info.get(key, []), dtype=np.float64).reshape(-1)
+    if value.size != size or not np.isfinite(value).all():
+        report.drop(entry, f"missing or bad {key}")
+        return None
+    return value
+
+
 def read_frames(path, limit: int | None = None) -> list:
     """The frames of an extended XYZ file (the first ``limit`` of them when given)."""
-    import ase.io
-
     return ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
 
 

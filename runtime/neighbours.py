@@ -12,6 +12,7 @@ O(images x atoms), time O(images x atoms x log atoms), whatever the cell's volum
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 __all__ = ["bin_count", "image_shifts", "tree_pairs"]
 
@@ -53,8 +54,6 @@ def tree_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff:
     :func:`tsym.runtime.graph._working_cell` makes them).  ``i == j`` with ``S == 0`` is
     included; the caller filters and sorts.
     """
-    from scipy.spatial import cKDTree
-
     n = len(positions)
     frac = positions @ np.linalg.inv(cell)  # [N, 3]
     home = np.where(pbc, np.floor(frac), 0.0)  # [N, 3] the cell each atom sits in
