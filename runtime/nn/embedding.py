@@ -149,7 +149,7 @@ class ElementEmbedding(torch.nn.Module):
     actinides -> Y) plus a learned row per element (``extra``, ``[max_z - 53, num_scalars]``,
     initially zero).  The relative's orbitals describe the valence shell's symmetry and rough
     extent; the learned row lets training tell the element from its relative (Pb from Sn).  An
-    element the training data never held keeps its relative's embedding (a row of zeros).
+    element the training data never held keeps its relative's embedding (its row stays zero).
     """
 
     def __init__(self, num_scalars: int, kind: str = "qc", max_z: int | None = None):
