@@ -1,12 +1,15 @@
 """Tensor and crystal-symmetry helpers for the converters (numpy + spglib, no pymatgen).
 
-* :func:`rotate`: ``T'_{i...} = R_{ia} ... T_{a...}`` on every index.
 * :func:`index_symmetry_deviation`: ``|T - P(T)| / |T|`` where ``P`` averages ``T`` over a group of
   index permutations (the symmetries of a spec, e.g. ``ijkl = jikl = ijlk = klij``).
 * :func:`symmetry_ops`: the point-group operations of a crystal as Cartesian matrices, with the
   atom permutation of each space-group operation (spglib).
-* :func:`point_group_deviation`, :func:`site_symmetry_deviation`: how far a structure-level tensor
-  (``g T = T``) or per-atom tensors (``T_{g(a)} = g T_a``) are from invariance.
+* :func:`max_operation_deviation`, :func:`site_symmetry_deviation`: the worst operation's
+  deviation from invariance of a structure-level tensor (``g T = T``) or per-atom tensors
+  (``T_{g(a)} = g T_a``), the converters' checks;
+* :func:`point_group_deviation`: ``|T - P(T)| / |T|``, ``P`` the point-group average (evaluation).
+
+Tensors are rotated with :func:`tsym.runtime.rotations.rotate_cartesian`.
 * :func:`ieee_rotation`: the rotation from a structure's Cartesian frame to the IEEE 176-1987
   standard frame, following pymatgen's ``Tensor.get_ieee_rotation`` rules (reimplemented here).
 """
@@ -19,24 +22,13 @@ import numpy as np
 import spglib
 from ase import Atoms
 
-__all__ = ["rotate", "permutation_group", "index_symmetry_deviation", "SymmetryOps",
-           "symmetry_ops", "point_group_deviation", "site_symmetry_deviation", "crystal_system",
+from tsym.runtime.rotations import rotate_cartesian
+
+__all__ = ["permutation_group", "index_symmetry_deviation", "SymmetryOps",
+           "symmetry_ops", "max_operation_deviation", "point_group_deviation", "site_symmetry_deviation", "crystal_system",
            "ieee_rotation", "ieee_candidates", "atoms_from_pymatgen"]
 
 _LETTERS = "abcdefghijkl"
-
-
-def rotate(t: np.ndarray, r: np.ndarray, order: int | None = None) -> np.ndarray:
-    """Apply ``r`` [3, 3] to the last ``order`` (default: all) indices of ``t`` [..., 3, ..., 3]."""
-    t = np.asarray(t, dtype=np.float64)
-    return _rotate(t, np.asarray(r, dtype=np.float64), t.ndim if order is None else order)
-
-
-def _rotate(t: np.ndarray, r: np.ndarray, order: int) -> np.ndarray:
-    for k in range(order):
-        axis = t.ndim - order + k
-        t = np.moveaxis(np.tensordot(t, r, axes=([axis], [1])), -1, axis)  # R on index k
-    return t
 
 
 def permutation_group(generators: list[tuple[int, ...]], order: int) -> list[tuple[int, ...]]:
@@ -109,13 +101,42 @@ def symmetry_ops(atoms, symprec: float = 1e-2, angle_tolerance: float = 5.0) -> 
     return SymmetryOps(rotations, perms, int(ds.number), ds)
 
 
-def point_group_deviation(t: np.ndarray, ops: SymmetryOps) -> float:
-    """``max_g |g T - T| / |T|`` for a structure-level tensor ``t`` [3, ..., 3] (0 if T = 0)."""
+def max_operation_deviation(t: np.ndarray, ops: SymmetryOps) -> float:
+    """``max_g |g T - T| / |T|`` for a structure-level tensor ``t`` [3, ..., 3] (0 if T = 0): the
+    worst single operation (the converters' invariance check)."""
     t = np.asarray(t, dtype=np.float64)
     norm = np.linalg.norm(t)
     if norm == 0:
         return 0.0
-    return max(float(np.linalg.norm(_rotate(t, r, t.ndim) - t)) for r in ops.rotations) / norm
+    return max(float(np.linalg.norm(rotate_cartesian(t, r) - t)) for r in ops.rotations) / norm
+
+
+def point_group_deviation(tensor: np.ndarray, atoms, *, level: str = "structure",
+                          axial: bool = False, symprec: float = 1e-2, ops=None) -> float:
+    """``|T - P(T)| / |T|`` with ``P`` the average over the crystal's point group.
+
+    Structure level: ``P(T) = mean_g s_g R_g . T`` (``R_g`` on every index, ``s_g = det R_g``
+    for an axial tensor, else 1).  Atom level (``tensor`` ``[n_atoms, 3, ..., 3]``): the site
+    average ``P(T)_{g(a)} = mean_g s_g R_g . T_a`` over the space-group operations with their
+    atom maps.  The operations are spglib's (``symprec`` in Angstrom), in Cartesian form; ``ops``
+    (a :class:`SymmetryOps`) skips the search.  0 for a zero tensor.
+    """
+    t = np.asarray(tensor, dtype=np.float64)
+    ops = symmetry_ops(atoms, symprec=symprec) if ops is None else ops
+    signs = np.linalg.det(ops.rotations) if axial else np.ones(len(ops.rotations))
+    if level == "atom":
+        if (ops.permutations < 0).any():
+            raise ValueError("a symmetry operation has no atom map at this symprec")
+        order = t.ndim - 1
+        avg = np.zeros_like(t)
+        for r, s, perm in zip(ops.rotations, signs, ops.permutations):
+            np.add.at(avg, perm, s * rotate_cartesian(t, r, order=order))
+    else:
+        order = t.ndim
+        avg = sum(s * rotate_cartesian(t, r, order=order) for r, s in zip(ops.rotations, signs))
+    avg = avg / len(ops.rotations)
+    norm = np.linalg.norm(t)
+    return float(np.linalg.norm(t - avg) / norm) if norm > 0 else 0.0
 
 
 def site_symmetry_deviation(t: np.ndarray, ops: SymmetryOps, mask: np.ndarray | None = None
@@ -132,7 +153,7 @@ def site_symmetry_deviation(t: np.ndarray, ops: SymmetryOps, mask: np.ndarray | 
     norms = np.linalg.norm(flat, axis=1)  # [n]
     worst, missing = 0.0, 0
     for r, perm in zip(ops.rotations, ops.permutations):
-        rotated = _rotate(flat.reshape(t.shape), r, t.ndim - 1).reshape(n, -1)  # [n, 3^k]
+        rotated = rotate_cartesian(flat.reshape(t.shape), r, order=t.ndim - 1).reshape(n, -1)  # [n, 3^k]
         found = perm >= 0
         ok = mask & found & mask[np.where(found, perm, 0)]  # [n]
         missing += int((mask & ~ok).sum())
@@ -173,7 +194,7 @@ def _conventional(atoms, ops: SymmetryOps) -> tuple[np.ndarray, np.ndarray, np.n
 def ieee_rotation(atoms, ops: SymmetryOps) -> np.ndarray:
     """Rotation ``R`` [3, 3] (rows: IEEE axes x1, x2, x3 in the structure's Cartesian frame).
 
-    ``T_ieee = rotate(T_structure, R)`` and ``T_structure = rotate(T_ieee, R.T)``.  The rules are
+    ``T_ieee = rotate_cartesian(T_structure, R)`` and ``T_structure = rotate_cartesian(T_ieee, R.T)``.  The rules are
     those of pymatgen's ``get_ieee_rotation`` (conventional cell from spglib's transformation
     matrix): cubic a, b, c || x1, x2, x3; tetragonal c || x3, a || x1; orthorhombic sorted by
     length c < a < b; trigonal/hexagonal c (the 3-fold axis) || x3, a || x1; monoclinic the unique

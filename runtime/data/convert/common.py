@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import ase.io
 import numpy as np
 
-from ..crystal import (index_symmetry_deviation, permutation_group, point_group_deviation,
+from ..crystal import (index_symmetry_deviation, permutation_group, max_operation_deviation,
                        site_symmetry_deviation, symmetry_ops)
 
 __all__ = ["LABEL_KEYS", "INDEX_SYMMETRY", "ConversionReport", "check_crystal",
@@ -144,7 +144,7 @@ def check_crystal(report: ConversionReport, entry: int, atoms, tensors: dict,
         report.checks["spglib_failures"] = report.checks.get("spglib_failures", 0) + 1
         report.notes.append(f"entry {entry}: {err}")
         return None
-    items = [(k, point_group_deviation(t, ops)) for k, t in tensors.items()]
+    items = [(k, max_operation_deviation(t, ops)) for k, t in tensors.items()]
     for key, (t, mask) in (per_atom or {}).items():
         dev, missing = site_symmetry_deviation(t, ops, mask)
         if missing:  # (operation, atom) pairs whose image is unlabelled: not scored
