@@ -17,22 +17,24 @@ import warnings
 import ase.io
 import numpy as np
 import pytest
+import torch
 import spglib
 from ase import Atoms
 
 from tsym.cli.data import register
-from tsym.compiler import compile_text
+from tsym.compiler import compile_file, compile_text
 from tsym.runtime.errors import DataError
 from tsym.runtime.rotations import rotate_cartesian
 from tsym.runtime.data.crystal import (atoms_from_pymatgen, ieee_candidates, ieee_rotation,
-                                       index_symmetry_deviation, permutation_group,
                                        max_operation_deviation, site_symmetry_deviation,
                                        symmetry_ops)
 from tsym.runtime.data.convert import (BOHR_IN_ANGSTROM, CONVERTERS, convert, convert_water_apt,
                                        convert_water_sagpr, write_extxyz)
+from tsym.runtime.data.convert.common import LABEL_SPECS, LIBRARY, label_plan
 from tsym.runtime.data.dataset import LabelSpec, read_dataset, voigt_to_tensor3
+from tsym.runtime.data.records import symmetry_deviation
 
-from ...conftest import shared_data_dir
+from ...conftest import SPECS_DIR, shared_data_dir
 
 SHARED = shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="TSYM_SHARED_DATA not set")
@@ -69,18 +71,22 @@ def _invariance(atoms, t, symprec=1e-2) -> float:
 
 
 # ------------------------------------------------------------------------ symmetry helpers
-def test_permutation_groups_have_the_known_orders():
-    assert len(permutation_group([(1, 0, 2, 3), (0, 1, 3, 2), (2, 3, 0, 1)], 4)) == 8  # elastic
-    assert len(permutation_group([(1, 0, 2), (0, 2, 1)], 3)) == 6                      # S3
-    assert len(permutation_group([(1, 0, 2, 3), (0, 2, 1, 3), (0, 1, 3, 2)], 4)) == 24  # S4
-    assert permutation_group([], 2) == [(0, 1)]
+def test_label_specs_are_the_spec_library_s():
+    """Each label key's spec compiles to the library file's irreps, level, units and basis."""
+    for key in LABEL_SPECS:
+        plan = label_plan(key)
+        (library,) = compile_file(SPECS_DIR / f"{LIBRARY.get(key, key)}.tsym")
+        assert (plan.irreps, plan.level, plan.pool, plan.units, plan.group_order) == (
+            library.irreps, library.level, library.pool, library.units, library.group_order), key
+        assert torch.equal(plan.change_of_basis, library.change_of_basis), key
 
 
 def test_index_symmetry_deviation_is_antisymmetric_share():
     s = np.diag([3.0, 4.0, 12.0])
     a = np.array([[0, 1.0, 0], [-1.0, 0, 0], [0, 0, 0]])
-    dev = index_symmetry_deviation(np.stack([s, s + a]), [(0, 1), (1, 0)])
-    np.testing.assert_allclose(dev, [0.0, np.sqrt(2) / np.sqrt(169 + 2)], rtol=1e-14)
+    dev = symmetry_deviation(label_plan("polarizability"), np.stack([s + a]), None)
+    np.testing.assert_allclose(dev, np.sqrt(2) / np.sqrt(169 + 2), rtol=1e-14)
+    assert symmetry_deviation(label_plan("polarizability"), np.stack([s]), None) < 1e-15
 
 
 def _perovskite() -> Atoms:  # P4mm, c polar
