@@ -20,7 +20,7 @@ With ``max_z`` (the model's :attr:`~tsym.runtime.model.TensorModel.max_z`), a re
 element the model does not cover is one as well, found before any training.
 
 :func:`collate_records` turns records into a batched graph with ``"label:<name>"`` and
-``"mask:<name>"`` fields; :func:`split` makes a reproducible train/val/test split and
+``"mask:<name>"`` fields; :func:`split` makes a reproducible train/valid/test split and
 :func:`save_split` / :func:`load_split` keep it in a run directory as JSON.
 
 Voigt notation (IEEE order ``xx, yy, zz, yz, xz, xy`` = 0..5; :data:`VOIGT_PAIRS`):
