@@ -30,6 +30,8 @@ __all__ = [
     "SpecFileError",
     "ZeroTensorError",
     "SpecTooLargeError",
+    "TsymWarning",
+    "SlowBasisWarning",
 ]
 
 
@@ -122,4 +124,12 @@ class ZeroTensorError(SpecError):
 
 
 class SpecTooLargeError(SpecError):
-    """The change of basis would not fit in memory; refused before any work."""
+    """The change of basis would not fit in memory or take too long; refused before any work."""
+
+
+class TsymWarning(UserWarning):
+    """Root of the warnings tsym gives (the CLI prints them as ``tsym: warning: ...``)."""
+
+
+class SlowBasisWarning(TsymWarning):
+    """The change of basis of a spec will take long to derive; the message holds the estimate."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -20,14 +21,23 @@ import torch
 
 from .basis import ExactBasis, exact_basis
 from .decompose import irrep_parity, irreps_string, multiplicities
-from .errors import SpecTooLargeError, ZeroTensorError
+from .errors import SlowBasisWarning, SpecTooLargeError, ZeroTensorError
 from .spec import TensorSpec
 from .symmetry import SignedPermutationGroup, generators_from_terms
 
-__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes"]
+__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes", "max_basis_seconds",
+           "estimate_basis_seconds", "SLOW_BASIS_SECONDS"]
 
 #: Orders above this are refused outright: the 3^n Cartesian components alone are too many.
 MAX_ORDER = 12
+#: Seconds of exact basis work per cubed number of independent components ``d``: the exact null
+#: spaces and ladders cost ~``d^3`` rational operations.  Measured (``exact_basis`` alone, one
+#: thread of a shared 2-core Xeon VM under load ~5): d = 81, 162, 243, 324, 486, 729 took 0.21,
+#: 2.0, 2.5, 7.8, 43 and 125 s, i.e. ``(1.7 .. 4.7) x 1e-7 d^3``; the largest constant is used, so
+#: the estimate errs high (d = 729 took 26 s on a quiet machine, 134 s on an AMD EPYC).
+SECONDS_PER_COMPONENT_CUBED = 4.7e-7
+#: An estimate above this many seconds is announced (:class:`SlowBasisWarning`) before the work.
+SLOW_BASIS_SECONDS = 10.0
 
 
 def _human(nbytes: float) -> str:
@@ -40,6 +50,46 @@ def _human(nbytes: float) -> str:
 def max_basis_bytes() -> int:
     """Memory allowed for one change of basis (float64 + float32), ``TSYM_MAX_BASIS_BYTES`` or 2 GiB."""
     return int(os.environ.get("TSYM_MAX_BASIS_BYTES", 2 * 1024**3))
+
+
+def max_basis_seconds() -> float:
+    """Estimated seconds allowed for one exact basis, ``TSYM_MAX_BASIS_SECONDS`` or 600 (10 min)."""
+    return float(os.environ.get("TSYM_MAX_BASIS_SECONDS", 600.0))
+
+
+def estimate_basis_seconds(num_components: int) -> float:
+    """Rough time to derive the exact basis of ``num_components`` independent components.
+
+    >>> round(estimate_basis_seconds(3**6)), round(estimate_basis_seconds(3**7) / 60)
+    (182, 82)
+    """
+    return SECONDS_PER_COMPONENT_CUBED * float(num_components) ** 3
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} second{'s' if round(seconds) != 1 else ''}"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours"
+
+
+def _check_cost(spec: TensorSpec, dim: int) -> None:
+    """Refuse (above :func:`max_basis_seconds`) or announce (above 10 s) a slow exact basis."""
+    seconds = estimate_basis_seconds(dim)
+    if seconds <= SLOW_BASIS_SECONDS:
+        return
+    what = (f"the exact change of basis of tensor '{spec.name}' would take about "
+            f"{_duration(seconds)} to derive ({dim:,} independent components; the cost grows "
+            f"as their cube)")
+    if seconds > max_basis_seconds():
+        raise SpecTooLargeError(
+            spec.loc, f"{what}; the limit is {_duration(max_basis_seconds())}",
+            hint="add the symmetries the tensor has (each index-pair symmetry such as "
+                 f"'{spec.indices} = {spec.indices[1]}{spec.indices[0]}{spec.indices[2:]}' "
+                 "about halves the components, i.e. ~8x less time), or raise "
+                 "TSYM_MAX_BASIS_SECONDS (seconds)")
+    warnings.warn(f"{spec.loc.prefix()} {what}", SlowBasisWarning, stacklevel=3)
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,6 +241,7 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
             f"float64 + float32); the limit is {_human(max_basis_bytes())}",
             hint="add the symmetries the tensor has, or raise TSYM_MAX_BASIS_BYTES",
         )
+    _check_cost(spec, orbits.dim)
     mults = multiplicities(orbits, pairs)
     if not mults:
         loc = spec.traceless[0].loc if spec.traceless else spec.loc

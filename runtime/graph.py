@@ -24,6 +24,10 @@ and follow any rotation or strain applied to both.
 
 The neighbour search is a maintained library: matscipy's ``neighbour_list`` when it is installed,
 ASE's ``primitive_neighbor_list`` otherwise (``neighbour_backend="auto"|"ase"|"matscipy"``).
+Both bin the cell into cutoff-sized bins, whose number grows with the cell's volume; when the
+bins would outnumber the atoms many times (a few atoms in a large cell, or the 0.1 Angstrom
+overlap check), ``"auto"`` pairs the atoms with a k-d tree instead (``"tree"``,
+:mod:`tsym.runtime.neighbours`), whose cost does not depend on empty space.
 Non-periodic directions (molecules, slabs) get a working box that encloses the atoms; it never
 changes the result, only the binning.
 
@@ -45,10 +49,12 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.neighborlist import primitive_neighbor_list
 
 from tsym.runtime.errors import DataError
 from tsym.runtime import keys
+from tsym.runtime.neighbours import bin_count, tree_pairs
 
 try:  # optional, faster backend (see benchmarks/neighbour_list.py)
     from matscipy.neighbours import neighbour_list as _matscipy_neighbour_list
@@ -61,12 +67,18 @@ __all__ = [
     "atoms_to_graph",
     "collate",
     "batch_graphs",
+    "check_structure",
+    "check_distances",
     "edge_vectors",
     "neighbour_list",
+    "element_problem",
 ]
 
 MIN_DISTANCE = 0.1  # Angstrom; two atoms (or an atom and its image) closer than this are an error
-BACKENDS = ("auto", "ase", "matscipy")
+BACKENDS = ("auto", "ase", "matscipy", "tree")
+#: ``"auto"`` uses the k-d tree when the binning libraries would make more bins than this many
+#: per atom (plus a floor): their cost then is empty space, not atoms.
+BINS_PER_ATOM, MIN_BINS = 64, 4096
 _SOURCE = "<structures>"
 _MAX_BOX_IN_CUTOFFS = 100.0  # working box along a non-periodic direction, in cutoffs, at most
 
@@ -75,10 +87,12 @@ _EDGE_INDEX_FIELDS = (keys.EDGE_INDEX,)
 _OFFSET_FIELDS = (keys.BATCH,)
 
 
-def _resolve_backend(backend: str) -> str:
+def _resolve_backend(backend: str, bins: float = 0.0, n_atoms: int = 0) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"neighbour_backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
+        if bins > BINS_PER_ATOM * n_atoms + MIN_BINS:
+            return "tree"
         return "matscipy" if _matscipy_neighbour_list is not None else "ase"
     if backend == "matscipy" and _matscipy_neighbour_list is None:
         raise ValueError("neighbour_backend='matscipy' but matscipy is not installed; "
@@ -125,7 +139,9 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
         Rows are lattice vectors; rows along non-periodic directions are ignored.
     pbc : ndarray of bool, shape (3,)
     cutoff : float
-    backend : {"auto", "ase", "matscipy"}
+    backend : {"auto", "ase", "matscipy", "tree"}
+        ``"auto"``: matscipy (else ASE), or the k-d tree when their bins would outnumber the
+        atoms (:data:`BINS_PER_ATOM`): the cost then stays O(atoms) however large the cell.
 
     Returns
     -------
@@ -140,7 +156,10 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
     cell = np.asarray(cell, dtype=np.float64)
     pbc = np.asarray(pbc, dtype=bool)
     work_positions, work_cell = _working_cell(positions, cell, pbc, cutoff)
-    if _resolve_backend(backend) == "matscipy":
+    backend = _resolve_backend(backend, bin_count(work_cell, cutoff), len(positions))
+    if backend == "tree":
+        i, j, shifts = tree_pairs(work_positions, work_cell, pbc, cutoff)
+    elif backend == "matscipy":
         i, j, shifts = _matscipy_neighbour_list("ijS", positions=work_positions, cell=work_cell,
                                                 pbc=pbc, cutoff=cutoff)
     else:
@@ -155,22 +174,58 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
     return i[order], j[order], shifts[order], distances[order]
 
 
-def _check_structure(atoms: object, source: str, record: int | None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated float64 positions [N, 3], cell [3, 3] and pbc [3] of one structure."""
+#: hint of an element outside the model's range (shared by data checks and predict)
+ELEMENT_HINT = ("use a model whose embedding covers it (the default max_z is 118), or leave such "
+                "records out (data: {on_error: skip})")
+
+
+def element_problem(numbers: np.ndarray, max_z: int) -> str | None:
+    """Why atomic numbers fall outside ``1..max_z`` (the first atom, every element), or None.
+
+    >>> element_problem(np.array([8, 1, 69, 92, 69]), 53)
+    'atom 2 is Tm (Z = 69), an element the model does not cover (Z = 1..53); also U (Z = 92)'
+    """
+    numbers = np.asarray(numbers)
+    bad = np.flatnonzero((numbers < 1) | (numbers > max_z))
+    if not bad.size:
+        return None
+
+    def name(z: int) -> str:
+        return f"{chemical_symbols[z]} (Z = {z})" if 0 < z < len(chemical_symbols) else \
+            f"atomic number {z}"
+
+    first = int(numbers[bad[0]])
+    text = (f"atom {int(bad[0])} is {name(first)}, an element the model does not cover "
+            f"(Z = 1..{max_z})")
+    others = [int(z) for z in np.unique(numbers[bad]) if z != first]
+    if others:
+        text += "; also " + ", ".join(name(z) for z in others)
+    return text
+
+
+def check_structure(atoms: object, source: str = _SOURCE, record: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float64 positions [N, 3], cell [3, 3] and pbc [3] of one structure.
+
+    Raises :class:`DataError` (reason ``"bad structure"``) for a non-``Atoms``, no atoms,
+    non-finite positions or cell, or a zero or singular periodic cell.
+    """
+    def bad(message: str, hint: str | None = None) -> DataError:
+        return DataError(source, record, message, hint=hint, reason="bad structure")
+
     if not isinstance(atoms, Atoms):
-        raise DataError(source, record, f"expected an ase.Atoms, got {type(atoms).__name__}")
+        raise bad(f"expected an ase.Atoms, got {type(atoms).__name__}")
     if len(atoms) < 1:
-        raise DataError(source, record, "the structure has no atoms")
+        raise bad("the structure has no atoms")
     positions = np.array(atoms.positions, dtype=np.float64)  # [N, 3]
     cell = np.array(atoms.cell, dtype=np.float64)  # [3, 3]
     pbc = np.array(atoms.pbc, dtype=bool)  # [3]
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-    if bad.size:
-        raise DataError(source, record, f"atom {bad[0]} has a non-finite position "
-                        f"{positions[bad[0]].tolist()}")
+    nonfinite = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if nonfinite.size:
+        raise bad(f"atom {nonfinite[0]} has a non-finite position "
+                  f"{positions[nonfinite[0]].tolist()}")
     if not np.isfinite(cell).all():
-        raise DataError(source, record, f"the cell has non-finite entries {cell.tolist()}")
+        raise bad(f"the cell has non-finite entries {cell.tolist()}")
     if pbc.any():
         periodic = cell[pbc]  # [p, 3]
         norms = np.linalg.norm(periodic, axis=1)
@@ -178,15 +233,30 @@ def _check_structure(atoms: object, source: str, record: int | None
         volume = np.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0))
         if norms.min() < 1e-8 or volume < 1e-6 * np.prod(norms):
             axes = "".join("abc"[k] for k in np.flatnonzero(pbc))
-            raise DataError(source, record, f"the cell is zero or singular along the periodic "
-                            f"axes {axes} (pbc={pbc.tolist()}, cell={cell.tolist()})",
-                            hint="set a full-rank cell, or pbc=False for a molecule")
+            raise bad(f"the cell is zero or singular along the periodic axes {axes} "
+                      f"(pbc={pbc.tolist()}, cell={cell.tolist()})",
+                      "set a full-rank cell, or pbc=False for a molecule")
     return positions, cell, pbc
+
+
+def check_distances(i: np.ndarray, j: np.ndarray, distances: np.ndarray, source: str = _SOURCE,
+                    record: int | None = None) -> None:
+    """Raise :class:`DataError` (reason ``"atoms too close"``) if two atoms (or an atom and its
+    periodic image) of a neighbour list ``i``, ``j`` [E] are closer than ``MIN_DISTANCE``."""
+    if distances.size and distances.min() < MIN_DISTANCE:
+        k = int(np.argmin(distances))
+        a, b = sorted((int(i[k]), int(j[k])))
+        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
+        raise DataError(source, record, f"{what} are {distances[k]:.3g} Angstrom apart "
+                        f"(minimum {MIN_DISTANCE})",
+                        hint="check for duplicated atoms and that positions are in Angstrom",
+                        reason="atoms too close")
 
 
 def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, *,
                    neighbour_backend: str = "auto", source: str = _SOURCE,
-                   record: int | None = None) -> dict[str, torch.Tensor]:
+                   record: int | None = None, max_z: int | None = None
+                   ) -> dict[str, torch.Tensor]:
     """Radius graph of one structure, as a batch of one (fields in the module docstring).
 
     Parameters
@@ -197,28 +267,27 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float
         Edges join atoms (and periodic images) strictly closer than ``cutoff`` Angstrom.
     dtype : torch.dtype
         Float dtype of positions, cell and shifts.
-    neighbour_backend : {"auto", "ase", "matscipy"}
+    neighbour_backend : {"auto", "ase", "matscipy", "tree"}
     source, record : str, int or None
         Where the structure comes from; errors start with ``"{source}:record {record}:"``.
+    max_z : int, optional
+        The largest atomic number the model covers (:func:`element_problem`).
 
     Raises
     ------
     DataError
-        No atoms, non-finite positions or cell, a zero or singular periodic cell, or two atoms
-        (or an atom and its image) closer than ``MIN_DISTANCE``.
+        No atoms, non-finite positions or cell, a zero or singular periodic cell, two atoms
+        (or an atom and its image) closer than ``MIN_DISTANCE``, an element beyond ``max_z``.
     """
     if not (np.isscalar(cutoff) and np.isfinite(cutoff) and float(cutoff) > 0):
         raise ValueError(f"cutoff must be a positive finite number, got {cutoff!r}")
-    positions, cell, pbc = _check_structure(atoms, source, record)
+    positions, cell, pbc = check_structure(atoms, source, record)
+    problem = None if max_z is None else element_problem(atoms.numbers, max_z)
+    if problem:
+        raise DataError(source, record, problem, hint=ELEMENT_HINT, reason="unknown element")
     search = max(float(cutoff), MIN_DISTANCE)
     i, j, shifts, distances = neighbour_list(positions, cell, pbc, search, neighbour_backend)
-    if distances.size and distances.min() < MIN_DISTANCE:
-        k = int(np.argmin(distances))
-        a, b = sorted((int(i[k]), int(j[k])))
-        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
-        raise DataError(source, record, f"{what} are {distances[k]:.3g} Angstrom apart "
-                        f"(minimum {MIN_DISTANCE})",
-                        hint="check for duplicated atoms and that positions are in Angstrom")
+    check_distances(i, j, distances, source, record)
     keep = distances < cutoff
     i, j, shifts = i[keep], j[keep], shifts[keep]
     if not pbc.any():
@@ -270,8 +339,10 @@ def batch_graphs(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
 
 def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
             dtype: torch.dtype = torch.float64, *, neighbour_backend: str = "auto",
-            source: str = _SOURCE) -> dict[str, torch.Tensor]:
-    """Graphs of a list of structures, batched; errors name the structure's index in the list.
+            source: str = _SOURCE, start: int = 0, max_z: int | None = None
+            ) -> dict[str, torch.Tensor]:
+    """Graphs of a list of structures, batched; errors name ``source`` and the structure's
+    record number, ``start`` + its index in the list (``start``: the list's place in the file).
 
     >>> from ase.build import bulk
     >>> g = collate(bulk("Cu", "fcc", a=3.6), cutoff=3.0)  # 12 nearest neighbours at 2.55 A
@@ -281,7 +352,8 @@ def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
     if isinstance(structures, Atoms):
         structures = [structures]
     graphs = [atoms_to_graph(atoms, cutoff, dtype, neighbour_backend=neighbour_backend,
-                             source=source, record=k) for k, atoms in enumerate(structures)]
+                             source=source, record=start + k, max_z=max_z)
+              for k, atoms in enumerate(structures)]
     return batch_graphs(graphs)
 
 

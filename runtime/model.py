@@ -141,6 +141,12 @@ class TensorModel(torch.nn.Module):
         return next(self.parameters()).dtype
 
     @property
+    def max_z(self) -> int | None:
+        """Largest atomic number the backbone covers (its ``max_z``); None if it does not say."""
+        z = getattr(self.backbone, "max_z", None)
+        return None if z is None else int(z)
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -166,13 +172,15 @@ class TensorModel(torch.nn.Module):
         return {name: head(features, batch, num_graphs) for name, head in self.heads.items()}
 
     @torch.no_grad()
-    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                ) -> dict[str, np.ndarray]:
+    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                source: str = "<structures>") -> dict[str, np.ndarray]:
         """Predictions for ``ase.Atoms`` (graphs of the model's cutoff and dtype), in eval mode.
 
         Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+        A bad structure (or an element beyond :attr:`max_z`) raises a ``DataError`` naming
+        ``source`` and the structure's place in ``structures``.
         """
-        return predict_batched(self, self.plans, structures, batch_size)
+        return predict_batched(self, self.plans, structures, batch_size, source=source)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TensorModel | TrainedModel:
@@ -185,9 +193,9 @@ class TensorModel(torch.nn.Module):
         The backbone's :meth:`~tsym.runtime.nn.xpainn.XPaiNN.compile_blocks` when it has one
         (other backbones stay eager), and each head's ``node_irreps`` (pooling and ``y @ Q`` stay
         eager).  ``dynamic=True`` by default.  Training configs ask for it with
-        ``model: {compile: true}``; on CPU it makes a training step ~1.5x faster
-        (``benchmarks/backbone_speed.py --compile``) after ~1 minute of compilation, and needs a
-        C++ compiler.  The weights, checkpoints and results are those of the eager model.
+        ``model: {compile: true}``.  It needs a C++ compiler and takes a while to compile; the
+        speed it buys is measured in ``benchmarks/README.md``.  The weights, checkpoints and
+        results are those of the eager model.
         """
         kwargs.setdefault("dynamic", True)
         if hasattr(self.backbone, "compile_blocks"):
@@ -234,6 +242,10 @@ class TrainedModel(torch.nn.Module):
     def device(self) -> torch.device:
         return self.model.device
 
+    @property
+    def max_z(self) -> int | None:
+        return self.model.max_z
+
     def forward(self, graph: Mapping[str, torch.Tensor], normalised: bool = False
                 ) -> dict[str, torch.Tensor]:
         raw = self.model(graph)
@@ -248,10 +260,13 @@ class TrainedModel(torch.nn.Module):
                 out[name] = plan.to_cartesian(y)  # [G or N, 3, ..., 3]
         return out
 
-    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                ) -> dict[str, np.ndarray]:
-        """Predictions in data units, ``{name: [n_structures or total atoms, 3, ..., 3]}``."""
-        return predict_batched(self, list(self.plans.values()), structures, batch_size)
+    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                source: str = "<structures>") -> dict[str, np.ndarray]:
+        """Predictions in data units, ``{name: [n_structures or total atoms, 3, ..., 3]}``.
+
+        Errors name ``source`` and the structure's place in ``structures``."""
+        return predict_batched(self, list(self.plans.values()), structures, batch_size,
+                               source=source)
 
 
 def _plain(value, what: str):
@@ -287,12 +302,14 @@ def _plans(specs) -> list[HeadPlan]:
 
 @torch.no_grad()
 def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
-                    structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                    ) -> dict[str, np.ndarray]:
+                    structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                    source: str = "<structures>") -> dict[str, np.ndarray]:
     """Run ``model`` (with ``cutoff``, ``dtype``, ``device``) on ``ase.Atoms`` in eval mode.
 
     Graphs are built per batch with the model's cutoff and dtype; the train/eval mode is restored.
     Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+    Errors name ``source`` and the structure's index in ``structures`` (not in its batch); an
+    element beyond the model's ``max_z`` is one.
     """
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -304,7 +321,8 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     model.eval()
     try:
         for start in range(0, len(structures), batch_size):
-            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype)
+            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype,
+                            source=source, start=start, max_z=getattr(model, "max_z", None))
             graph = {k: v.to(model.device) for k, v in graph.items()}
             for name, value in model(graph).items():
                 parts[name].append(value.cpu())
@@ -343,7 +361,7 @@ def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_k
             raise CheckpointError(f"{path}: {name}={value!r} disagrees with the checkpoint's "
                                   f"{stored!r}; leave it at its default to use the checkpoint")
     model = _assemble(plans, record.backbone, record.cutoff, None, record.dtype,
-                      record.backbone_kwargs, record.head_kwargs)
+                      _with_stored_max_z(record), record.head_kwargs)
     try:
         model.load_state_dict(record.state_dict)
     except RuntimeError as err:
@@ -353,6 +371,17 @@ def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_k
         return model
     norms = {name: Normalisation.from_dict(d) for name, d in record.normalisation.items()}
     return TrainedModel(model, norms).eval()  # EMA weights; predictions in data units
+
+
+def _with_stored_max_z(record: ModelRecord) -> dict:
+    """The record's backbone kwargs; an XPaiNN saved without ``max_z`` gets the one its element
+    table holds (the default was 53 before it became 118, so the weights say which it was)."""
+    kwargs = dict(record.backbone_kwargs)
+    if record.backbone == "xpainn" and "max_z" not in kwargs:
+        for key in ("backbone.node_embedding.qc_table", "backbone.node_embedding.table.weight"):
+            if key in record.state_dict:
+                kwargs["max_z"] = int(record.state_dict[key].shape[0]) - 1
+    return kwargs
 
 
 def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs) -> TensorModel:

@@ -11,6 +11,9 @@ This is the embedding of XPaiNN (Chen et al., J. Chem. Theory Comput. 2024, Xequ
 the GFN2-xTB basis; GFN2-xTB is not shipped by PySCF, so tsym uses STO-3G.  For functions on one
 centre only the same (l, m) overlap, and the value is the same for every m of a shell (checked
 below), so one number per auxiliary shell is kept.  Row 0 of the table is zeros (no element).
+PySCF's STO-3G has no element beyond iodine, so the table ends there; the embedding gives heavier
+elements the row of their nearest lighter relative in the same group plus a learned row of their
+own (``qc_analogue`` and ``ElementEmbedding`` in ``runtime/nn/embedding.py``).
 
 The auxiliary exponents (bohr^-2) are ``alpha0 / beta**k``, k = 0..n-1:
 

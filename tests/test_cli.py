@@ -73,3 +73,21 @@ def test_missing_file_is_a_user_error(tmp_path, capsys):
     assert main(["inspect", str(tmp_path / "nope.tsym")]) == 2
     err = capsys.readouterr().err
     assert "nope.tsym" in err and "Traceback" not in err
+
+
+def test_tsym_warnings_print_as_one_line(spec_file, monkeypatch, capsys):
+    """A slow-basis announcement reads ``tsym: warning: FILE:LINE:COL: ...``; other warnings
+    keep Python's format."""
+    import warnings
+
+    from tsym.compiler import plan as plan_module
+    from tsym.compiler.errors import SlowBasisWarning
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # main() replaces it
+    monkeypatch.setattr(plan_module, "SLOW_BASIS_SECONDS", -1.0)  # announce even this tiny spec
+    with pytest.warns(SlowBasisWarning) as record:
+        assert main(["inspect", str(spec_file)]) == 0
+    text = warnings.formatwarning(record[0].message, record[0].category, "plan.py", 1)
+    assert text.startswith(f"tsym: warning: {spec_file}:1:1: the exact change of basis of tensor "
+                           "'alpha' would take about 0 seconds") and text.count("\n") == 1
+    assert "UserWarning" in warnings.formatwarning("x", UserWarning, "f.py", 3)

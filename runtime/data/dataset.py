@@ -12,11 +12,15 @@ the row-major list of the ``3**n`` Cartesian components.  :func:`read_dataset` r
 ``[n_atoms, 3, ..., 3]`` (atom), plus a ``[n_atoms]`` bool mask per atom-level label: an atom is
 unlabelled when its row is all NaN or when a ``<key>_mask`` array says so (its row is then zero).
 Bad records raise :class:`~tsym.runtime.errors.DataError` (``FILE:record N: ...``, ``N`` the
-0-based frame index) or, with ``on_error="skip"``, are skipped and counted by reason in
-``Dataset.report``; nothing is dropped silently.
+0-based frame index) or, with ``on_error="skip"``, are skipped and listed by reason in
+``Dataset.report`` (its summary names every skipped record); nothing is dropped silently.  A
+frame that cannot be read (a truncated file, an atom count that does not match its atom lines)
+is such a record too: the frames before and after it are read (:mod:`tsym.runtime.data.extxyz`).
+With ``max_z`` (the model's :attr:`~tsym.runtime.model.TensorModel.max_z`), a record holding an
+element the model does not cover is one as well, found before any training.
 
 :func:`collate_records` turns records into a batched graph with ``"label:<name>"`` and
-``"mask:<name>"`` fields; :func:`split` makes a reproducible train/val/test split and
+``"mask:<name>"`` fields; :func:`split` makes a reproducible train/valid/test split and
 :func:`save_split` / :func:`load_split` keep it in a run directory as JSON.
 
 Voigt notation (IEEE order ``xx, yy, zz, yz, xz, xy`` = 0..5; :data:`VOIGT_PAIRS`):
@@ -43,15 +47,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+from ase.data import chemical_symbols
 import torch
 
-from tsym.runtime.errors import DataError, LabelSpecError
 from tsym.runtime import graph as _graph
-from tsym.runtime.data.records import (Reject, check_geometry, parse_label,
-                                       symmetry_deviation)
+from tsym.runtime import keys
+from tsym.runtime.data.extxyz import read_frames
+from tsym.runtime.data.records import (Reject, check_elements, check_geometry, parse_label,
+                                       record_runs, symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
 from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
                                      voigt_to_tensor3, voigt_to_tensor4)
+from tsym.runtime.errors import DataError, LabelSpecError
 
 __all__ = [
     "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
@@ -62,8 +69,8 @@ __all__ = [
 FORMATS = ("flat", "voigt")
 LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
-REASONS = ("bad structure", "atoms too close", "missing key", "not numeric", "wrong length",
-           "non-finite", "symmetry")
+REASONS = ("unreadable frame", "unknown element", "bad structure", "atoms too close",
+           "missing key", "not numeric", "wrong length", "non-finite", "symmetry")
 
 
 # ------------------------------------------------------------------------------------ label specs
@@ -157,7 +164,14 @@ class DataReport:
     """What :func:`read_dataset` read, kept and skipped (by reason), and how symmetric it was.
 
     ``skipped[reason]`` lists ``(record, message)``; ``max_symmetry_deviation[name]`` is the largest
-    ``|T - P(T)| / |T|`` over the kept records (only labels checked against a plan).
+    ``|T - P(T)| / |T|`` over the kept records (only labels checked against a plan);
+    ``elements`` the atomic numbers in the kept records, ascending.
+
+    >>> r = DataReport("a.extxyz", 9, 5, {"atoms too close": [(2, "atoms 0 and 1 are 0.01 "
+    ...     "Angstrom apart"), (3, "..."), (4, "..."), (7, "...")]}, elements=(1, 8))
+    >>> print(r.summary())
+    a.extxyz: 5 of 9 records kept; elements H O
+      skipped 4 (atoms too close): records 2-4, 7; first: record 2: atoms 0 and 1 are 0.01 Angstrom apart
     """
 
     source: str
@@ -165,16 +179,22 @@ class DataReport:
     n_kept: int
     skipped: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     max_symmetry_deviation: dict[str, float] = field(default_factory=dict)
+    elements: tuple[int, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
         return {reason: len(items) for reason, items in self.skipped.items()}
 
     def summary(self) -> str:
-        lines = [f"{self.source}: {self.n_kept} of {self.n_records} records kept"]
+        """One line of counts (and elements), then per reason every skipped record (as runs)."""
+        head = f"{self.source}: {self.n_kept} of {self.n_records} records kept"
+        if self.elements:
+            head += "; elements " + " ".join(chemical_symbols[z] for z in self.elements)
+        lines = [head]
         for reason, items in self.skipped.items():
-            first = items[0][1]
-            lines.append(f"  skipped {len(items)} ({reason}), e.g. {first}")
+            record, message = items[0]
+            lines.append(f"  skipped {len(items)} ({reason}): records "
+                         f"{record_runs([k for k, _ in items])}; first: record {record}: {message}")
         for name, dev in self.max_symmetry_deviation.items():
             lines.append(f"  {name}: max relative symmetry deviation {dev:.3g}")
         return "\n".join(lines)
@@ -221,7 +241,8 @@ def _check_plan(spec: LabelSpec, plan, source: str) -> LabelSpec:
 
 def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | LabelSpec,
                  plans: Mapping[str, object] | None = None, on_error: str = "fail",
-                 symmetry_tol: float = 1e-3, *, verbose: bool = True) -> Dataset:
+                 symmetry_tol: float = 1e-3, *, max_z: int | None = None,
+                 verbose: bool = True) -> Dataset:
     """Read an extended XYZ file, validate every record, and return a :class:`Dataset`.
 
     Parameters
@@ -234,16 +255,20 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
         ``P(T) = plan.to_cartesian(plan.from_cartesian(T))``.
     on_error : {"fail", "skip"}
         ``"fail"``: the first bad record raises :class:`DataError`.  ``"skip"``: bad records are
-        left out, counted by reason in ``report`` (a summary goes to stderr when ``verbose``).
+        left out, listed by reason in ``report`` (a summary goes to stderr when ``verbose``).
     symmetry_tol : float
+    max_z : int, optional
+        The largest atomic number the model covers: a record holding another element (or
+        atomic number 0) is a bad record (``"unknown element"``, naming the atom and element).
 
     Raises
     ------
     DataError
-        ``FILE:record N: ...`` for a bad record (``N`` is the 0-based frame index): missing key,
+        ``FILE:record N: ...`` for a bad record (``N`` is the 0-based frame index): a frame that
+        cannot be read (truncated, wrong atom count), an element beyond ``max_z``, missing key,
         wrong number of values, not numeric, NaN/inf outside masked rows, a broken symmetry
         (with the deviation), atoms closer than 0.1 Angstrom, a singular periodic cell; or
-        ``FILE: ...`` when the file cannot be read.
+        ``FILE: ...`` when the file cannot be read at all.
     """
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
@@ -255,12 +280,17 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
         raise LabelSpecError(f"{source}: duplicate label names in {names}")
     plans = dict(plans or {})
     specs = [_check_plan(s, plans[s.name], source) if s.name in plans else s for s in specs]
-    frames = _read_frames(source)
+    frames, unreadable = _read_frames(source)
+    if unreadable and on_error == "fail":
+        raise DataError(source, unreadable[0][0], unreadable[0][1],
+                        "repair or remove that frame, or skip it (data: {on_error: skip})")
     orders = {s.name: s.order for s in specs}
-    records, skipped = [], {}
+    records, skipped = [], {"unreadable frame": list(unreadable)} if unreadable else {}
     max_dev: dict[str, float] = {}
-    for index, atoms in enumerate(frames):
+    for index, atoms in frames:
         try:
+            if max_z is not None:
+                check_elements(atoms, max_z)
             check_geometry(atoms)
             values, masks, devs = {}, {}, {}
             for spec in specs:
@@ -285,23 +315,29 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
             max_dev[name] = max(max_dev.get(name, 0.0), dev)
         records.append(Record(atoms, values, masks, index))
     ordered = {r: skipped[r] for r in REASONS if r in skipped}
-    report = DataReport(source, len(frames), len(records), ordered, max_dev)
+    elements = sorted({int(z) for rec in records for z in np.unique(rec.atoms.numbers)})
+    report = DataReport(source, len(frames) + len(unreadable), len(records), ordered, max_dev,
+                        tuple(elements))
     if verbose and ordered:
         print(report.summary(), file=sys.stderr)
     specs = [s.with_order(orders[s.name]) if orders[s.name] is not None else s for s in specs]
     return Dataset(tuple(records), tuple(specs), source, report)
 
 
-def _read_frames(source: str) -> list:
-    import ase.io
-
+def _read_frames(source: str) -> tuple[list, list[tuple[int, str]]]:
+    """``([(frame index, Atoms)], [(frame index, why unreadable)])`` of an extxyz file."""
     if not Path(source).is_file():
         raise DataError(source, None, "no such file")
     try:
-        return list(ase.io.read(source, index=":", format="extxyz"))
-    except Exception as err:  # ASE raises many kinds; all mean "not extxyz we can read"
+        frames, bad = read_frames(source)
+    except (OSError, UnicodeDecodeError) as err:
         raise DataError(source, None, f"cannot read as extended XYZ ({type(err).__name__}: "
                         f"{err})", "convert the file first: tsym data convert ...") from None
+    if bad and not frames:
+        raise DataError(source, None, f"cannot read as extended XYZ (no frame can be read; "
+                        f"frame {bad[0][0]}: {bad[0][1]})",
+                        "convert the file first: tsym data convert ...")
+    return frames, bad
 
 
 # ------------------------------------------------------------------------------------ graphs
@@ -328,8 +364,8 @@ def collate_records(records: Sequence[Record], cutoff: float, dtype: torch.dtype
                                   source=source, record=rec.index)
         for name, tensor in rec.labels.items():
             t = torch.as_tensor(tensor, dtype=dtype)
-            g[f"label:{name}"] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
+            g[keys.label(name)] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
         for name, mask in rec.masks.items():
-            g[f"mask:{name}"] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
+            g[keys.mask(name)] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
         graphs.append(g)
     return _graph.batch_graphs(graphs)

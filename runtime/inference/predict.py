@@ -110,8 +110,10 @@ def _flat(value: np.ndarray, level: str) -> np.ndarray | float:
 
 
 def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size: int = 32,
-                       suffix: str = "") -> list[Atoms]:
+                       suffix: str = "", source: str = "<structures>") -> list[Atoms]:
     """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
+
+    Errors name ``source`` and the structure's place in ``structures`` (``FILE:record 40: ...``).
 
     Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
     row-major (``3**n`` numbers per structure or atom).  A key already present (also among the
@@ -122,7 +124,7 @@ def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size
         structures = [structures]
     structures = list(structures)
     plans = model_plans(model)
-    preds = model.predict(structures, batch_size=batch_size) if structures else {}
+    preds = model.predict(structures, batch_size=batch_size, source=source) if structures else {}
     out, offset = [], 0
     for k, atoms in enumerate(structures):
         new = atoms.copy()

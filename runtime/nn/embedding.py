@@ -4,6 +4,9 @@ Node side: :class:`ElementEmbedding`, an atomic number -> ``num_scalars`` scalar
 learned one-hot table (``"onehot"``) or the XPaiNN quantum-chemistry embedding (``"qc"``): a fixed
 per-element vector (STO-3G orbitals projected onto 16s/8p/4d even-tempered Gaussians, see
 ``scripts/make_qc_embedding.py``; :func:`load_qc_table`) followed by a learned linear map.
+Both cover Z = 1..118 by default (:data:`DEFAULT_MAX_Z`).  STO-3G stops at iodine (Z = 53), so
+the ``"qc"`` embedding gives each heavier element the vector of its nearest lighter relative in
+the table (:func:`qc_analogue`) plus a learned per-element row (see :class:`ElementEmbedding`).
 
 Edge side: :class:`EdgeEmbedding`, an edge vector r_ij -> real spherical harmonics (e3nn 0.6, x, y, z
 order, ``component`` normalisation), a Bessel radial basis with trainable frequencies and a smooth
@@ -24,15 +27,21 @@ import numpy as np
 import torch
 from e3nn import o3
 
+from tsym.runtime import keys
 from tsym.runtime.errors import BackboneConfigError, IrrepsMismatchError, UnknownElementError
 
 __all__ = [
-    "check_irreps", "QCTable", "load_qc_table", "ElementEmbedding", "BesselBasis", "CutoffEnvelope",
+    "check_irreps", "QCTable", "load_qc_table", "qc_analogue", "DEFAULT_MAX_Z", "ElementEmbedding",
+    "BesselBasis", "CutoffEnvelope",
     "EdgeEmbedding", "sh_irreps_for",
 ]
 
 QC_TABLE_FILE = "xpainn_qc_embedding.npz"
 EMBEDDINGS = ("qc", "onehot")
+#: Largest atomic number an :class:`ElementEmbedding` covers unless told otherwise (oganesson).
+DEFAULT_MAX_Z = 118
+_F_BLOCK = (range(57, 72), range(89, 104))  # La..Lu, Ac..Lr
+_YTTRIUM = 39
 CUTOFF_FNS = ("cosine", "polynomial")
 
 
@@ -97,6 +106,28 @@ def load_qc_table() -> QCTable:
     return QCTable(basis=basis, **arrays)
 
 
+def qc_analogue(z: int, table_max_z: int = 53) -> int:
+    """The table row that stands in for element ``z``: ``z`` itself when the table covers it.
+
+    Beyond the table (STO-3G ends at I, Z = 53) the nearest lighter element of the same group,
+    one period up at a time: 18 elements back from Xe, Cs and Ba (Xe 54 -> Kr 36, Cs 55 ->
+    Rb 37), 32 back from Hf..Rn and period 7 (Hf 72 -> Zr 40, Pb 82 -> Sn 50, Rn 86 -> Xe -> Kr,
+    Fr 87 -> Cs -> Rb).
+    The f block (La..Lu, Ac..Lr) has no relative in the table; it takes yttrium (39), the
+    group-3 element whose trivalent chemistry and ionic radius match the lanthanides'.
+
+    >>> [qc_analogue(z) for z in (8, 53, 54, 55, 57, 69, 82, 83, 92, 94, 104, 118)]
+    [8, 53, 36, 37, 39, 39, 50, 51, 39, 39, 40, 36]
+    """
+    z = int(z)
+    while z > table_max_z:
+        if any(z in block for block in _F_BLOCK):
+            z = _YTTRIUM
+        else:
+            z -= 18 if z <= 56 else 32  # Xe, Cs, Ba: 18 back; Hf..Rn and period 7: 32 back
+    return z
+
+
 class ElementEmbedding(torch.nn.Module):
     """Atomic numbers [N] -> scalars [N, num_scalars] (irreps ``{num_scalars}x0e``).
 
@@ -108,7 +139,17 @@ class ElementEmbedding(torch.nn.Module):
         ``"qc"``: fixed STO-3G projection vector (28 values) then a learned ``Linear(28, num_scalars)``;
         ``"onehot"``: a learned table ``Embedding(max_z + 1, num_scalars)``.
     max_z : int, optional
-        Largest atomic number accepted; default and upper bound for ``"qc"``: 53 (I).
+        Largest atomic number accepted (default :data:`DEFAULT_MAX_Z` = 118, the whole periodic
+        table).  Atomic numbers outside ``1..max_z`` raise :class:`UnknownElementError`; training
+        refuses such records before it starts (``tsym.runtime.data.read_dataset(max_z=...)``).
+
+    Elements beyond the QC table (``"qc"`` and ``Z > 53``, STO-3G has no heavier elements) get
+    ``Linear(table[qc_analogue(Z)]) + extra[Z]``: the learned map of the vector of their nearest
+    lighter relative in the same group (:func:`qc_analogue`: Pb -> Sn, Cs -> Rb, lanthanides and
+    actinides -> Y) plus a learned row per element (``extra``, ``[max_z - 53, num_scalars]``,
+    initially zero).  The relative's orbitals describe the valence shell's symmetry and rough
+    extent; the learned row lets training tell the element from its relative (Pb from Sn).  An
+    element the training data never held keeps its relative's embedding (its row stays zero).
     """
 
     def __init__(self, num_scalars: int, kind: str = "qc", max_z: int | None = None):
@@ -116,19 +157,23 @@ class ElementEmbedding(torch.nn.Module):
         if kind not in EMBEDDINGS:
             raise BackboneConfigError(
                 f"ElementEmbedding: unknown embedding '{kind}'; choose one of {', '.join(EMBEDDINGS)}")
-        table_max_z = load_qc_table().max_z
-        max_z = table_max_z if max_z is None else int(max_z)
-        if max_z < 1 or (kind == "qc" and max_z > table_max_z):
+        max_z = DEFAULT_MAX_Z if max_z is None else int(max_z)
+        if not 1 <= max_z <= DEFAULT_MAX_Z:
             raise BackboneConfigError(
-                f"ElementEmbedding: max_z={max_z} is outside 1..{table_max_z if kind == 'qc' else 'inf'}"
-                f" for embedding '{kind}'")
+                f"ElementEmbedding: max_z={max_z} is outside 1..{DEFAULT_MAX_Z} (H..Og)")
         self.kind, self.max_z, self.num_scalars = kind, max_z, int(num_scalars)
-        self.irreps_out = {"scalars": o3.Irreps(f"{self.num_scalars}x0e")}
+        self.irreps_out = {keys.SCALARS: o3.Irreps(f"{self.num_scalars}x0e")}
         if kind == "qc":
-            table = torch.tensor(load_qc_table().table[: max_z + 1], dtype=torch.get_default_dtype())
+            qc = load_qc_table()
+            self.table_max_z = min(qc.max_z, max_z)
+            rows = [0] + [qc_analogue(z, qc.max_z) for z in range(1, max_z + 1)]
+            table = torch.tensor(qc.table[rows], dtype=torch.get_default_dtype())
             self.register_buffer("qc_table", table)  # [max_z + 1, 28]
             self.linear = torch.nn.Linear(table.shape[1], self.num_scalars)
             torch.nn.init.zeros_(self.linear.bias)
+            n_extra = max_z - self.table_max_z
+            if n_extra:  # learned rows of the elements beyond the table, Z = table_max_z + 1..
+                self.extra = torch.nn.Parameter(torch.zeros(n_extra, self.num_scalars))
         else:
             self.table = torch.nn.Embedding(max_z + 1, self.num_scalars)
 
@@ -139,7 +184,11 @@ class ElementEmbedding(torch.nn.Module):
             raise UnknownElementError(
                 f"ElementEmbedding('{self.kind}'): atomic number {int(bad[0])} is outside 1..{self.max_z}")
         if self.kind == "qc":
-            return self.linear(self.qc_table[atomic_numbers])  # [N, num_scalars]
+            out = self.linear(self.qc_table[atomic_numbers])  # [N, num_scalars]
+            if self.max_z > self.table_max_z:
+                extra = torch.nn.functional.pad(self.extra, (0, 0, self.table_max_z + 1, 0))
+                out = out + extra[atomic_numbers]  # rows <= table_max_z are zero, [N, num_scalars]
+            return out
         return self.table(atomic_numbers)  # [N, num_scalars]
 
 
@@ -205,8 +254,9 @@ class EdgeEmbedding(torch.nn.Module):
         self.sh_irreps = sh_irreps_for(irreps)
         self.envelope = CutoffEnvelope(cutoff, cutoff_fn)
         self.radial = BesselBasis(num_basis, cutoff)
-        self.irreps_out = {"edge_sh": self.sh_irreps, "edge_radial": o3.Irreps(f"{num_basis}x0e"),
-                           "edge_envelope": o3.Irreps("1x0e")}
+        self.irreps_out = {keys.EDGE_SH: self.sh_irreps,
+                           keys.EDGE_RADIAL: o3.Irreps(f"{num_basis}x0e"),
+                           keys.EDGE_ENVELOPE: o3.Irreps("1x0e")}
 
     def forward(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r = torch.linalg.vector_norm(vectors, dim=-1)  # [E]

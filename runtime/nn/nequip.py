@@ -125,7 +125,7 @@ class NequIPBackbone(torch.nn.Module):
     num_attrs : int
         Width of the learned species attributes fed to the self-connections.
     max_z : int
-        Largest atomic number.
+        Largest atomic number (default 100: every element of the shared data sets, up to Pu).
     avg_num_neighbors : float
         Normalisation of the neighbour sum.
 

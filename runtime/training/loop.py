@@ -96,7 +96,12 @@ class _Trainer:
         np.random.seed(t.seed % 2**32)
         plans = plans_for(cfg)
         self.heads = {h.name: h for h in cfg.heads}
-        self.splits, self.split_info = load_splits(cfg, plans, self.dtype, verbose=dist.main)
+        net = build_model(plans, backbone=cfg.model.backbone, cutoff=cfg.model.cutoff,
+                          seed=t.seed, dtype=self.dtype,
+                          backbone_kwargs=cfg.model.backbone_kwargs,
+                          head_kwargs=cfg.model.head_kwargs)  # first: its elements check the data
+        self.splits, self.split_info = load_splits(cfg, plans, self.dtype, verbose=dist.main,
+                                                   max_z=net.max_z)
         if not self.splits["train"]:
             raise TrainError(f"{cfg.source}: the training split is empty")
         if ckpt is not None:
@@ -106,10 +111,6 @@ class _Trainer:
                 norms = fit_normalisations(plans, self.splits["train"])
             except ValueError as err:
                 raise TrainError(f"{cfg.source}: {err}") from None
-        net = build_model(plans, backbone=cfg.model.backbone, cutoff=cfg.model.cutoff,
-                          seed=t.seed, dtype=self.dtype,
-                          backbone_kwargs=cfg.model.backbone_kwargs,
-                          head_kwargs=cfg.model.head_kwargs)
         if cfg.model.compile:
             net.compile_for_speed()
         self.net = TrainedModel(net, norms).to(self.dist.device)
@@ -231,9 +232,9 @@ class _Trainer:
         """Per head: summed loss, summed absolute error (data units), number of labelled items."""
         nums, abs_err, counts = [], [], []
         for name, loss in self.losses.items():
-            pred, label = out[name], graph[f"label:{name}"]  # [G or N, d], [G or N, 3, ..]
+            pred, label = out[name], graph[keys.label(name)]  # [G or N, d], [G or N, 3, ..]
             n_atoms = graph[keys.NUM_ATOMS] if loss.norm.per_atom_shift else None
-            mask = graph.get(f"mask:{name}")
+            mask = graph.get(keys.mask(name))
             if mask is not None:
                 pred, label = pred[mask], label[mask]
             nums.append(loss(pred, label, n_atoms) * weight)

@@ -81,10 +81,10 @@ def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]
     """
     norms = {}
     for plan in plans:
-        labels = torch.cat([g[f"label:{plan.name}"] for g in graphs]).double()  # [M, 3, ..]
+        labels = torch.cat([g[keys.label(plan.name)] for g in graphs]).double()  # [M, 3, ..]
         n_atoms = None
         if plan.level == "atom":
-            labels = labels[torch.cat([g[f"mask:{plan.name}"] for g in graphs])]
+            labels = labels[torch.cat([g[keys.mask(plan.name)] for g in graphs])]
         elif plan.pool == "sum":
             n_atoms = torch.cat([g[keys.NUM_ATOMS] for g in graphs])  # [M]
         if labels.shape[0] == 0:

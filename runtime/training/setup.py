@@ -124,11 +124,14 @@ class SplitInfo:
 
 
 def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
-                verbose: bool = True) -> tuple[dict[str, list[dict]], SplitInfo]:
+                verbose: bool = True, max_z: int | None = None
+                ) -> tuple[dict[str, list[dict]], SplitInfo]:
     """One graph (with ``label:``/``mask:`` fields) per record for ``train``, ``valid``, ``test``.
 
     Missing valid/test files are drawn from the train file with
     :func:`tsym.runtime.data.split` (fractions ``valid_fraction``, ``test_fraction``).
+    ``max_z``: the model's largest atomic number; a record with another element is a bad record
+    (an error naming file, record and element, or skipped with ``on_error: skip``).
     """
     d = cfg.data
     by_name = {p.name: p for p in plans}
@@ -136,14 +139,15 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
                         scale=h.scale, level=by_name[h.name].level) for h in cfg.heads]
 
     def read(path):
-        return read_dataset(path, labels, by_name, on_error=d.on_error, verbose=verbose)
+        return read_dataset(path, labels, by_name, on_error=d.on_error, max_z=max_z,
+                            verbose=verbose)
 
     main = read(d.train)
     fv = 0.0 if d.valid else d.valid_fraction
     ft = 0.0 if d.test else d.test_fraction
     parts = split(len(main), (1.0 - fv - ft, fv, ft), seed=d.split_seed)
     sets = {"train": main.subset(parts["train"]),
-            "valid": read(d.valid) if d.valid else main.subset(parts["val"]),
+            "valid": read(d.valid) if d.valid else main.subset(parts["valid"]),
             "test": read(d.test) if d.test else main.subset(parts["test"])}
     cutoff = cfg.model.cutoff
     graphs = {name: [collate_records([rec], cutoff, dtype, source=ds.source) for rec in ds]

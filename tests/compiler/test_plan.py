@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import tsym
-from tsym.compiler.errors import SpecTooLargeError, ZeroTensorError
+from tsym.compiler import plan as plan_module
+from tsym.compiler.errors import SlowBasisWarning, SpecTooLargeError, ZeroTensorError
 
 ELASTIC = """
 tensor elastic {
@@ -100,6 +101,49 @@ def test_memory_limit_names_the_size(monkeypatch):
     with pytest.raises(SpecTooLargeError, match=r"^m\.tsym:1:1: the change of basis of tensor 'm' would need 6\.4 MB \(729 independent"):
         # 729 independent components x 729 entries x 12 bytes = 6.4 MB > 1 MB
         tsym.compile_text("tensor m { indices ijklmn }", "m.tsym")
+
+
+class _BasisStarted(Exception):
+    pass
+
+
+def _no_basis_work(*args, **kwargs):
+    raise _BasisStarted
+
+
+def test_slow_basis_refused_with_estimate_before_work(monkeypatch):
+    """Order 7 without symmetry: 2,187 components x 3^7 entries = 57 MB passes the memory check,
+    but the exact basis would take over an hour; refused with the estimate, the basis never run."""
+    monkeypatch.setattr(plan_module, "exact_basis", _no_basis_work)
+    monkeypatch.delenv("TSYM_MAX_BASIS_SECONDS", raising=False)
+    expected = plan_module.estimate_basis_seconds(3**7) / 60
+    assert expected > plan_module.max_basis_seconds() / 60  # an hour-scale job, a 10-minute limit
+    with pytest.raises(SpecTooLargeError, match=r"^o7\.tsym:1:1: the exact change of basis of tensor "
+                       rf"'o7' would take about {expected:.0f} minutes to derive \(2,187 "
+                       r"independent components; the cost grows as their cube\); the limit is 10 minutes\n"
+                       r"[\s\S]*\nhint: add the symmetries"):
+        tsym.compile_text("tensor o7 { indices ijklmno }", "o7.tsym")
+
+
+def test_slow_basis_announced_then_started(monkeypatch):
+    """Order 6 without symmetry (~2-3 minutes): a warning with the estimate, then the work starts;
+    a lower TSYM_MAX_BASIS_SECONDS refuses it instead."""
+    monkeypatch.setattr(plan_module, "exact_basis", _no_basis_work)
+    monkeypatch.delenv("TSYM_MAX_BASIS_SECONDS", raising=False)
+    minutes = plan_module.estimate_basis_seconds(729) / 60
+    with pytest.warns(SlowBasisWarning, match=rf"^o6\.tsym:1:1: the exact change of basis of tensor "
+                      rf"'o6' would take about {minutes:.0f} minutes to derive \(729 independent"):
+        with pytest.raises(_BasisStarted):
+            tsym.compile_text("tensor o6 { indices ijklmn }", "o6.tsym")
+    monkeypatch.setenv("TSYM_MAX_BASIS_SECONDS", "60")
+    with pytest.raises(SpecTooLargeError, match=r"^o6\.tsym:1:1: .* minutes to derive .*; the limit "
+                       r"is 60 seconds"):
+        tsym.compile_text("tensor o6 { indices ijklmn }", "o6.tsym")
+
+
+def test_fast_specs_are_not_announced(recwarn):
+    tsym.compile_text(ELASTIC, "elastic.tsym")  # 21 components: far below the 10 s estimate
+    assert not [w for w in recwarn if issubclass(w.category, SlowBasisWarning)]
 
 
 def test_order_eight_fully_symmetric_is_fast_and_exact():

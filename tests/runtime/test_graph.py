@@ -19,9 +19,10 @@ from tsym.runtime.graph import atoms_to_graph, batch_graphs, collate, edge_vecto
 
 try:
     import matscipy  # noqa: F401
-    _BACKENDS = ["ase", "matscipy"]
+    _BACKENDS = ["ase", "matscipy", "tree"]
 except ImportError:  # pragma: no cover
-    _BACKENDS = ["ase", pytest.param("matscipy", marks=pytest.mark.skip("matscipy missing"))]
+    _BACKENDS = ["ase", pytest.param("matscipy", marks=pytest.mark.skip("matscipy missing")),
+                 "tree"]
 
 @pytest.fixture(params=_BACKENDS)
 def backend(request):
@@ -311,3 +312,53 @@ def test_works_without_matscipy(monkeypatch):
     assert_same_edges(atoms_to_graph(crystal, 4.5), brute_force(crystal, 4.5), 1e-10)
     with pytest.raises(ValueError, match="matscipy is not installed"):
         atoms_to_graph(crystal, 4.5, neighbour_backend="matscipy")
+
+
+def _sparse_cell(edge: float, gap: float) -> Atoms:
+    """3 atoms in a cubic cell of ``edge`` Angstrom; atoms 0 and 2 are ``gap`` apart through the
+    cell's boundary (x = 0.01 and x = edge - gap + 0.01)."""
+    return Atoms("H3", positions=[[0.01, 1, 1], [2, 1, 1], [edge - gap + 0.01, 1, 1]],
+                 cell=np.eye(3) * edge, pbc=True)
+
+
+def test_sparse_cell_costs_atoms_not_volume(monkeypatch):
+    """3 atoms in a 1000 Angstrom cell: the 0.1 Angstrom overlap check would need 10^12 bins of a
+    binning neighbour list (matscipy took 8 s and 3.9 GB at 100 Angstrom); the k-d tree path pairs
+    27 images x 3 atoms.  The binning libraries must not be called, and the check's Python/numpy
+    allocations stay under 1 MB (tracemalloc), as for a 10 Angstrom cell."""
+    import tracemalloc
+
+    from tsym.runtime import graph as graph_module
+    from tsym.runtime.data.records import Reject, check_geometry
+    from tsym.runtime.neighbours import bin_count
+
+    assert bin_count(np.eye(3) * 1000.0, graph_module.MIN_DISTANCE) == 1e12
+
+    def binning(*args, **kwargs):
+        raise AssertionError("a binning neighbour list was used for a sparse cell")
+
+    peaks = {}
+    for edge in (10.0, 1000.0):
+        if edge > 100:
+            monkeypatch.setattr(graph_module, "_matscipy_neighbour_list", binning)
+            monkeypatch.setattr(graph_module, "primitive_neighbor_list", binning)
+        tracemalloc.start()
+        check_geometry(_sparse_cell(edge, gap=1.5))
+        g = atoms_to_graph(_sparse_cell(edge, gap=1.5), cutoff=5.0)
+        peaks[edge] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert (0, 2, -1, 0, 0) in graph_edges(g)  # the pair through the boundary is found
+    assert peaks[1000.0] < 2**20 and peaks[1000.0] < 2 * peaks[10.0] + 2**16, peaks
+    with pytest.raises(Reject, match=r"^atoms 0 and 2 are 0.05 Angstrom apart"):
+        check_geometry(_sparse_cell(1000.0, gap=0.05))
+    with pytest.raises(DataError, match=r"^<structures>:record 0: atoms 0 and 2 are 0.05 Angstrom"):
+        atoms_to_graph(_sparse_cell(1000.0, gap=0.05), cutoff=5.0, record=0)
+
+
+def test_auto_backend_bins_only_dense_cells():
+    from tsym.runtime import graph as graph_module
+
+    dense = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(4)  # 256 atoms, 14.4 Angstrom
+    cell = np.array(dense.cell)
+    assert graph_module._resolve_backend("auto", graph_module.bin_count(cell, 5.0), 256) != "tree"
+    assert graph_module._resolve_backend("auto", graph_module.bin_count(cell, 0.1), 256) == "tree"

@@ -3,7 +3,7 @@
 ::
 
     tsym data convert SOURCE_KIND INPUT -o OUT.extxyz [--limit N] [--report R.json] [--set k=v]
-    tsym data check DATA.extxyz --spec SPEC.tsym [--name NAME] [--key KEY] [--format voigt]
+    tsym data check DATA.extxyz --spec SPEC.tsym [--name NAME] [--key KEY] [--format voigt] [--max-z Z]
 
 ``convert`` prints the conversion report (counts, dropped entries by reason, symmetry
 deviations, point-group invariance); ``--set`` passes a converter option (a Python literal, e.g.
@@ -18,12 +18,16 @@ import ast
 import json
 from pathlib import Path
 
+from tsym.compiler import compile_file
+from tsym.compiler.errors import TsymError
+from tsym.runtime.data.convert import CONVERTERS
+from tsym.runtime.data.convert import convert, write_extxyz
+from tsym.runtime.data.dataset import LabelSpec, read_dataset
+
 __all__ = ["register", "cmd_convert", "cmd_check"]
 
 
 def _options(items: list[str]) -> dict:
-    from tsym.compiler.errors import TsymError
-
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -37,8 +41,6 @@ def _options(items: list[str]) -> dict:
 
 
 def cmd_convert(args) -> int:
-    from tsym.runtime.data.convert import convert, write_extxyz
-
     options = _options(args.set)
     if args.limit is not None:
         options["limit"] = args.limit
@@ -52,10 +54,6 @@ def cmd_convert(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from tsym.compiler import compile_file
-    from tsym.compiler.errors import TsymError
-    from tsym.runtime.data.dataset import LabelSpec, read_dataset
-
     plans = compile_file(args.spec)
     if args.name is not None:
         plans = [p for p in plans if p.name == args.name]
@@ -68,15 +66,13 @@ def cmd_check(args) -> int:
                       scale=args.scale, level=plan.level)
     dataset = read_dataset(args.data, [label], {plan.name: plan},
                            on_error="fail" if args.strict else "skip",
-                           symmetry_tol=args.tol, verbose=False)
+                           symmetry_tol=args.tol, max_z=args.max_z, verbose=False)
     print(dataset.report.summary())
     return 1 if dataset.report.skipped else 0
 
 
 def register(subparsers) -> None:
     """Add the ``data`` command (``convert``, ``check``) to an argparse sub-parser set."""
-    from tsym.runtime.data.convert import CONVERTERS
-
     p = subparsers.add_parser("data", help="convert public tensor data to extxyz; check a file")
     sub = p.add_subparsers(dest="data_command", required=True)
 
@@ -101,4 +97,8 @@ def register(subparsers) -> None:
     k.add_argument("--scale", type=float, default=1.0, help="multiply the values by this")
     k.add_argument("--tol", type=float, default=1e-3, help="relative symmetry tolerance")
     k.add_argument("--strict", action="store_true", help="stop at the first bad record")
+    k.add_argument("--max-z", type=int, default=118, metavar="Z",
+                   help="the largest atomic number the model covers: records with other elements "
+                        "are reported (default 118, what XPaiNN's embeddings cover; e.g. 53 for "
+                        "a model trained with max_z: 53)")
     k.set_defaults(func=cmd_check)

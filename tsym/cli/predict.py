@@ -6,24 +6,40 @@ Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work is i
 """
 from __future__ import annotations
 
+import ase.io
+from ase.io.formats import filetype
+
+from tsym.cli._args import add_model_argument
+from tsym.runtime.data.extxyz import read_frames
+from tsym.runtime.errors import DataError
+from tsym.runtime.inference.predict import load_model, predict_structures
+
 __all__ = ["register", "cmd_predict"]
+
+
+def _read_structures(path: str) -> list:
+    """Every structure of ``path``; an (extended) XYZ frame that cannot be read is named."""
+    try:
+        if filetype(path, read=True) in ("extxyz", "xyz"):
+            frames, bad = read_frames(path)
+            if bad:
+                raise DataError(path, bad[0][0], bad[0][1], "repair or remove that frame")
+            return [atoms for _, atoms in frames]
+        return ase.io.read(path, index=":")
+    except FileNotFoundError:
+        raise DataError(path, None, "no such file") from None
+    except DataError:
+        raise
+    except Exception as err:  # ASE raises many kinds for unreadable files
+        raise DataError(path, None, f"cannot read structures ({err})") from None
 
 
 def cmd_predict(args) -> int:
     """Read the structures with ASE, predict, write extended XYZ, print the output path."""
-    import ase.io
-
-    from tsym.runtime.errors import DataError
-    from tsym.runtime.inference.predict import load_model, predict_structures
-
     model = load_model(args.model)
-    try:
-        structures = ase.io.read(args.structures, index=":")
-    except FileNotFoundError:
-        raise DataError(args.structures, None, "no such file") from None
-    except Exception as err:  # ASE raises many kinds for unreadable files
-        raise DataError(args.structures, None, f"cannot read structures ({err})") from None
-    out = predict_structures(model, structures, batch_size=args.batch_size, suffix=args.suffix)
+    structures = _read_structures(args.structures)
+    out = predict_structures(model, structures, batch_size=args.batch_size, suffix=args.suffix,
+                             source=args.structures)
     ase.io.write(args.output, out, format="extxyz")
     print(args.output)
     return 0
@@ -32,7 +48,7 @@ def cmd_predict(args) -> int:
 def register(subparsers) -> None:
     """Add the ``predict`` sub-command to the ``tsym`` parser's ``subparsers``."""
     p = subparsers.add_parser("predict", help="predict the tensors of structures into extxyz")
-    p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
+    add_model_argument(p)
     p.add_argument("structures", help="structures readable by ase.io.read")
     p.add_argument("-o", "--output", required=True, help="output extended XYZ file")
     p.add_argument("--suffix", default="",

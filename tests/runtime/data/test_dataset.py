@@ -7,6 +7,7 @@ plus an antisymmetric part, so ``|T - P(T)| / |T| = |A| / |T|``).  Label values 
 """
 from __future__ import annotations
 
+import io
 import json
 import re
 
@@ -212,6 +213,84 @@ def test_skip_mode_counts_every_reason(tmp_path, plans):
     assert ds.report.summary().startswith(f"{path}: 2 of 6 records kept")
 
 
+def test_uncovered_element_named_before_use_then_skipped(tmp_path, plans, capsys):
+    """``max_z`` (the model's): a record with thulium (69) names file, record, atom and element."""
+    frames = [labelled(k) for k in range(5)]
+    frames[3].numbers[1] = 69  # Tm
+    frames[3].numbers[2] = 92  # U
+    path = write(tmp_path / "tm.extxyz", frames)
+    with pytest.raises(DataError, match="^" + re.escape(
+            f"{path}:record 3: atom 1 is Tm (Z = 69), an element the model does not cover "
+            "(Z = 1..53); also U (Z = 92)\nhint: use a model whose embedding covers it")):
+        read_dataset(path, [EPS, BECS], plans, max_z=53)
+    ds = read_dataset(path, [EPS, BECS], plans, on_error="skip", max_z=53)
+    assert [r.index for r in ds] == [0, 1, 2, 4]
+    assert ds.report.counts == {"unknown element": 1}
+    err = capsys.readouterr().err
+    assert "skipped 1 (unknown element): records 3; first: record 3: atom 1 is Tm" in err
+    assert len(read_dataset(path, [EPS, BECS], plans, verbose=False)) == 5  # no max_z: kept
+    assert read_dataset(path, [EPS], plans, verbose=False).report.elements == (1, 8, 69, 92)
+
+
+def _frames_text(k: int) -> list[list[str]]:
+    """The lines of ``k`` labelled frames, one list per frame."""
+    out = []
+    for i in range(k):
+        buf = io.StringIO()
+        ase.io.write(buf, labelled(i), format="extxyz")
+        out.append(buf.getvalue().splitlines(True))
+    return out
+
+
+def _truncated(frames):  # the file ends inside frame 4 (of 5)
+    return [ln for f in frames[:4] for ln in f] + frames[4][:3]
+
+
+def _count_too_small(frames):  # frame 2's header says 2 atoms, 3 atom lines follow
+    frames[2][0] = "2\n"
+    return [ln for f in frames for ln in f]
+
+
+def _count_too_large(frames):  # frame 2's header says 4 atoms, 3 atom lines follow
+    frames[2][0] = "4\n"
+    return [ln for f in frames for ln in f]
+
+
+@pytest.mark.parametrize("damage, bad, message", [
+    (_truncated, 4, r"the frame is truncated: the header \(line 21\) says 3 atoms, the file ends "
+                    r"after 1"),
+    (_count_too_small, 2, r"the header \(line 11\) says 2 atoms but atom lines go on after them "
+                          r"\(lines 15..15\)"),
+    (_count_too_large, 2, r"the header \(line 11\) says 4 atoms but the frame has 3 atom lines: "
+                          r"line 16 starts the next frame"),
+])
+def test_unreadable_frame_named_and_its_neighbours_kept(tmp_path, plans, capsys, damage, bad,
+                                                        message):
+    path = tmp_path / "broken.extxyz"
+    path.write_text("".join(damage(_frames_text(5))))
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}:record {bad}: ") + message):
+        read_dataset(path, [EPS, BECS], plans)
+    ds = read_dataset(path, [EPS, BECS], plans, on_error="skip")
+    kept = [k for k in range(5) if k != bad]
+    assert [r.index for r in ds] == kept and ds.report.n_records == 5
+    for rec in ds:  # each kept frame holds its own labels (no shift after the bad frame)
+        np.testing.assert_array_equal(rec.labels["dielectric"].reshape(9),
+                                      labelled(rec.index).info["eps"])
+    assert f"skipped 1 (unreadable frame): records {bad}; first: record {bad}: " in \
+        capsys.readouterr().err
+
+
+def test_skip_summary_lists_every_record_as_runs(tmp_path, plans):
+    frames = [labelled(k) for k in range(80)]
+    dropped = [2, 3, 4, 7] + list(range(10, 70, 2))  # 4 + 30 records in 32 runs
+    for k in dropped:
+        _drop_eps(frames[k])
+    path = write(tmp_path / "many.extxyz", frames)
+    summary = read_dataset(path, [EPS], plans, on_error="skip", verbose=False).report.summary()
+    runs = "2-4, 7, " + ", ".join(str(k) for k in range(10, 66, 2))  # the first 30 runs
+    assert f"skipped 34 (missing key): records {runs}, and 2 more; first: record 2: " in summary
+
+
 def test_unreadable_or_missing_file(tmp_path):
     missing = tmp_path / "nope.extxyz"
     with pytest.raises(DataError, match="^" + re.escape(f"{missing}: no such file")):
@@ -315,12 +394,12 @@ def test_split_reproducible_disjoint_and_complete(tmp_path):
     a = split(103, seed=7)
     assert a == split(103, seed=7)
     assert a != split(103, seed=8)
-    assert [len(a[k]) for k in ("train", "val", "test")] == [82, 10, 11]
-    union = a["train"] + a["val"] + a["test"]
+    assert [len(a[k]) for k in ("train", "valid", "test")] == [82, 10, 11]
+    union = a["train"] + a["valid"] + a["test"]
     assert sorted(union) == list(range(103))
     assert all(a[k] == sorted(a[k]) for k in a)
     b = split(list(range(10)), fractions=(0.5, 0.5, 0.0), seed=0)
-    assert len(b["train"]) == 5 and len(b["val"]) == 5 and b["test"] == []
+    assert len(b["train"]) == 5 and len(b["valid"]) == 5 and b["test"] == []
     path = tmp_path / "split.json"
     save_split(path, a, seed=7, source="x.extxyz")
     assert load_split(path) == a
@@ -331,9 +410,15 @@ def test_split_reproducible_disjoint_and_complete(tmp_path):
 
 def test_load_split_rejects_overlap(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"train": [0, 1], "val": [1], "test": []}))
-    with pytest.raises(DataError, match="^" + re.escape(f"{path}: split part 'val' overlaps")):
+    path.write_text(json.dumps({"train": [0, 1], "valid": [1], "test": []}))
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}: split part 'valid' overlaps")):
         load_split(path)
+
+
+def test_load_split_reads_the_old_val_spelling(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"train": [0, 1], "val": [2], "test": [3]}))
+    assert load_split(path) == {"train": [0, 1], "valid": [2], "test": [3]}
 
 
 # ----------------------------------------------------------------------------------- graphs

@@ -119,7 +119,8 @@ def test_metadata_and_atomic_number_check(tmp_path):
                                                   "born_charges"]
     assert meta["heads"][3]["level"] == "atom" and meta["heads"][2]["irreps"] == "1x0e+1x2e"
     inputs = list(graph_inputs([molecule("H2O")], model.cutoff))
-    inputs[1] = torch.tensor([8, 1, 99])
+    assert meta["max_z"] == model.max_z == 118  # the default embedding covers H..Og
+    inputs[1] = torch.tensor([8, 1, 119])
     with pytest.raises(torch.jit.Error, match="atomic number is outside"):
         module(*inputs)
     (tmp_path / "not.pt").write_bytes(b"junk")

@@ -205,6 +205,38 @@ def test_cli_predict(tmp_path, capsys):
     assert back[0].calc.results["dipole"].shape == (3,)
 
 
+def test_cli_predict_names_the_record_in_the_file(tmp_path, capsys):
+    """Record 40 of 45 is bad: the message names record 40 (its place in the file), not its
+    place in its batch of 32 (8); an unreadable frame is named by its number."""
+    from tsym.cli import main
+
+    model = tiny_model()
+    model.save(tmp_path / "m.pt")
+    frames = [molecule("H2O") for _ in range(45)]
+    frames[40].positions[2] = frames[40].positions[1] + [0.05, 0.0, 0.0]
+    data, out = tmp_path / "s.extxyz", tmp_path / "p.extxyz"
+    write(data, frames)
+    assert main(["predict", str(tmp_path / "m.pt"), str(data), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{data}:record 40: atoms 1 and 2 are 0.05 Angstrom apart"), err
+    lines = data.read_text().splitlines(True)
+    data.write_text("".join(lines[:-1]))  # the last frame (44) loses an atom line
+    assert main(["predict", str(tmp_path / "m.pt"), str(data), "-o", str(out)]) == 2
+    assert capsys.readouterr().err.startswith(f"{data}:record 44: the frame is truncated")
+    assert not out.exists()
+
+
+def test_predict_refuses_elements_the_model_does_not_cover():
+    model = tsym.build_model(SPECS[:1], cutoff=CUTOFF, backbone_kwargs={**BACKBONE, "max_z": 53},
+                             head_kwargs=HEADS)
+    assert model.max_z == 53
+    frames = [molecule("H2O") for _ in range(40)]
+    frames[37].numbers[0] = 69  # Tm
+    with pytest.raises(tsym.TsymError, match=r"^in\.xyz:record 37: atom 0 is Tm \(Z = 69\), an "
+                       r"element the model does not cover \(Z = 1\.\.53\)"):
+        predict_structures(model, frames, batch_size=16, source="in.xyz")
+
+
 # ------------------------------------------------------------------------ calculator
 def test_calculator_results_and_ase_names(dtype):
     model = tiny_model(dtype)

@@ -12,11 +12,11 @@ import torch
 
 from tsym.compiler.errors import TsymError
 from tsym.runtime.nn.embedding import (
-    BackboneConfigError, BesselBasis, CutoffEnvelope, EdgeEmbedding, ElementEmbedding,
-    UnknownElementError, load_qc_table, sh_irreps_for,
+    DEFAULT_MAX_Z, BackboneConfigError, BesselBasis, CutoffEnvelope, EdgeEmbedding,
+    ElementEmbedding, UnknownElementError, load_qc_table, qc_analogue, sh_irreps_for,
 )
 
-from ...conftest import default_dtype
+from ...conftest import default_dtype, shared_data_dir
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "make_qc_embedding.py"
 
@@ -75,25 +75,72 @@ def test_qc_table_reproduced_by_script():
 
 @pytest.mark.parametrize("kind", ["qc", "onehot"])
 def test_element_embedding(kind):
-    emb = ElementEmbedding(12, kind, max_z=20 if kind == "onehot" else None)
-    z = torch.tensor([1, 6, 8, 6, 20])
+    emb = ElementEmbedding(12, kind, max_z=60)
+    z = torch.tensor([1, 6, 8, 6, 20, 57])
     x = emb(z)
-    assert x.shape == (5, 12) and str(emb.irreps_out["scalars"]) == "12x0e"
+    assert x.shape == (6, 12) and str(emb.irreps_out["scalars"]) == "12x0e"
     torch.testing.assert_close(x[1], x[3], rtol=0, atol=0)
     assert not torch.allclose(x[1], x[2])
     with pytest.raises(UnknownElementError, match=r"^ElementEmbedding\('" + kind + r"'\): atomic number 0"):
         emb(torch.tensor([1, 0]))
-    with pytest.raises(UnknownElementError, match=r"atomic number 99 is outside 1\.\."):
+    with pytest.raises(UnknownElementError, match=r"atomic number 99 is outside 1\.\.60"):
         emb(torch.tensor([99]))
 
 
 def test_element_embedding_config_errors():
     with pytest.raises(BackboneConfigError, match=r"^ElementEmbedding: unknown embedding 'qm'"):
         ElementEmbedding(8, "qm")
-    with pytest.raises(BackboneConfigError, match=r"^ElementEmbedding: max_z=54 is outside 1\.\.53"):
-        ElementEmbedding(8, "qc", max_z=54)
+    with pytest.raises(BackboneConfigError, match=r"^ElementEmbedding: max_z=119 is outside 1\.\.118"):
+        ElementEmbedding(8, "qc", max_z=119)
     assert ElementEmbedding(8, "onehot", max_z=100).max_z == 100
+    assert ElementEmbedding(8, "qc").max_z == ElementEmbedding(8, "onehot").max_z == DEFAULT_MAX_Z == 118
     assert issubclass(BackboneConfigError, TsymError) and issubclass(UnknownElementError, TsymError)
+
+
+# the nearest lighter element of the same group that STO-3G covers (periodic-table facts)
+GROUP_RELATIVES = {
+    "Xe": "Kr", "Cs": "Rb", "Ba": "Sr", "Hf": "Zr", "Ta": "Nb", "W": "Mo", "Re": "Tc", "Os": "Ru",
+    "Ir": "Rh", "Pt": "Pd", "Au": "Ag", "Hg": "Cd", "Tl": "In", "Pb": "Sn", "Bi": "Sb", "Po": "Te",
+    "At": "I", "Rn": "Kr", "Fr": "Rb", "Ra": "Sr", "Rf": "Zr", "Cn": "Cd", "Og": "Kr",
+    # the f block has no relative in the table: yttrium (group 3, trivalent rare-earth chemistry)
+    "La": "Y", "Ce": "Y", "Gd": "Y", "Tm": "Y", "Lu": "Y", "Ac": "Y", "Th": "Y", "U": "Y",
+    "Pu": "Y", "Lr": "Y",
+}
+
+
+def test_qc_analogue_is_the_group_relative():
+    from ase.data import atomic_numbers
+
+    for element, relative in GROUP_RELATIVES.items():
+        assert qc_analogue(atomic_numbers[element]) == atomic_numbers[relative], element
+    assert [qc_analogue(z) for z in range(1, 54)] == list(range(1, 54))
+    assert all(1 <= qc_analogue(z) <= 53 for z in range(1, 119))
+
+
+def test_qc_embedding_beyond_the_table():
+    """Z <= 53: the learned map of the element's own STO-3G vector (as before the fallback);
+    Z > 53: the map of its relative's vector plus a learned row of its own, zero at first."""
+    torch.manual_seed(0)
+    emb = ElementEmbedding(8, "qc").double()
+    table = torch.tensor(load_qc_table().table)  # [54, 28] float64
+    z = torch.arange(1, 119)
+    rows = [qc_analogue(int(k)) for k in z]
+    # the buffer was built in the default dtype (float32), then cast: the table rounded once
+    torch.testing.assert_close(emb.qc_table[1:], table[rows].float().double(), rtol=0, atol=0)
+    x = emb(z)  # [118, 8]
+    assert torch.isfinite(x).all()
+    torch.testing.assert_close(x, emb.linear(emb.qc_table[rows]), rtol=0, atol=0)
+    sn, pb = 50, 82
+    assert tuple(emb.extra.shape) == (118 - 53, 8)
+    (emb(torch.tensor([pb, pb, 6])).sum()).backward()
+    grad = emb.extra.grad  # only Pb's row is used
+    assert grad[pb - 54].abs().sum() > 0 and grad.abs().sum() == grad[pb - 54].abs().sum()
+    with torch.no_grad():
+        emb.extra.normal_()
+    after = emb(torch.tensor([sn, pb, 8]))
+    torch.testing.assert_close(after[0], x[sn - 1], rtol=0, atol=0)  # covered elements unchanged
+    torch.testing.assert_close(after[2], x[7], rtol=0, atol=0)
+    assert not torch.allclose(after[1], after[0])  # trained, Pb and Sn differ
 
 
 def test_bessel_basis(dtype, tol):
@@ -141,3 +188,54 @@ def test_edge_embedding_matches_e3nn():
     torch.testing.assert_close(sh[:, 1:], want_l2, rtol=1e-12, atol=1e-12)
     assert radial.shape == (3, 5) and envelope.shape == (3, 1) and envelope[2].item() == 0.0
     assert str(sh_irreps_for("8x0e+4x1o+2x3o")) == "1x0e+1x1o+1x3o"
+
+
+def _shared_elements(root) -> dict[str, set[int]]:
+    """The atomic numbers of every shared data set, read without tsym's converters: atom lines of
+    xyz files, ``"element": "Xx"`` of the pymatgen structures in JSON, CSV ``formula`` columns,
+    ASE databases."""
+    import re
+
+    from ase.data import atomic_numbers
+
+    found: dict[str, set[int]] = {}
+    for path in sorted(root.rglob("*")):
+        zs: set[int] = set()
+        if path.suffix in (".xyz", ".extxyz"):
+            lines = path.read_text().splitlines()
+            p = 0
+            while p < len(lines):
+                n = int(lines[p].split()[0]) if lines[p].strip() else 0
+                zs |= {atomic_numbers[line.split()[0]] for line in lines[p + 2:p + 2 + n]}
+                p += n + 2
+        elif path.suffix == ".json":
+            zs = {atomic_numbers[s] for s in re.findall(r'element\W+([A-Z][a-z]?)\b', path.read_text())}
+        elif path.suffix == ".csv":
+            import csv
+
+            lines = [ln for ln in path.read_text().splitlines(True) if not ln.startswith("#")]
+            rows = list(csv.DictReader(lines))
+            if rows and "formula" in rows[0]:
+                zs = {atomic_numbers[s] for r in rows for s in re.findall(r"[A-Z][a-z]?", r["formula"])}
+        elif path.suffix == ".db":
+            import ase.db
+
+            with ase.db.connect(str(path)) as db:
+                zs = {int(z) for row in db.select() for z in row.numbers}
+        if zs:
+            found[str(path.relative_to(root))] = zs
+    return found
+
+
+def test_default_embedding_covers_every_shared_set():
+    root = shared_data_dir()
+    if root is None:
+        pytest.skip("TSYM_SHARED_DATA not set")
+    found = _shared_elements(root)
+    assert len(found) >= 11  # every set but the zipped magres files (H, C, N, O, S; also in CSD-S546.xyz)
+    every = sorted(set().union(*found.values()))
+    assert every[-1] > 53  # Pu (94) in elastic_matten: beyond the STO-3G table
+    for kind in ("qc", "onehot"):
+        emb = ElementEmbedding(8, kind)
+        assert every[-1] <= emb.max_z
+        assert torch.isfinite(emb(torch.tensor(every))).all()

@@ -256,8 +256,8 @@ def test_loss_decreases_and_files_are_written(trained):
     assert [r["loss"] for r in records if r["kind"] == "step"] == losses
     assert yaml.safe_load((root / "run" / "config.yaml").read_text())["training"]["max_steps"] == 40
     split = json.loads((root / "run" / "split.json").read_text())
-    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(16))
-    assert len(split["val"]) == 4
+    assert sorted(split["train"] + split["valid"] + split["test"]) == list(range(16))
+    assert len(split["valid"]) == 4
 
 
 def _metrics(run) -> list[dict]:
@@ -280,7 +280,7 @@ def test_checkpoints_hold_plain_values_and_predict_in_data_units(trained):
         assert ckpt["model"]["specs"] == [compile_text(ALPHA)[0].source]
     model = build_model(checkpoint=root / "run" / "best.pt")
     frames = read(root / "data.extxyz", index=":")
-    valid = [frames[i] for i in json.loads((root / "run" / "split.json").read_text())["val"]]
+    valid = [frames[i] for i in json.loads((root / "run" / "split.json").read_text())["valid"]]
     pred = model.predict(valid)["alpha"]  # [4, 3, 3]
     label = np.stack([a.info["alpha"].reshape(3, 3) for a in valid])
     mae = np.abs(pred - label).reshape(len(valid), -1).mean(axis=1).mean()
@@ -391,3 +391,33 @@ def test_worker_processes_batch_the_same_data(tmp_path):
     cfg["training"]["num_workers"] = 1
     workers = train(cfg, tmp_path / "workers")
     assert workers["step_losses"] == alone["step_losses"]
+
+
+def test_uncovered_element_refused_before_training_then_skipped(tmp_path, capsys):
+    """A model with max_z 53 and a record holding thulium: the run stops before any step, naming
+    file, record and element; with on_error: skip the record is left out and listed; the
+    default embedding (qc, Z up to 118) trains on it."""
+    from tsym.runtime.errors import DataError
+
+    frames = write_dataset(tmp_path / "d.extxyz", n=10)
+    frames[6].numbers[0] = 69  # Tm
+    write(tmp_path / "d.extxyz", frames, format="extxyz")
+    cfg = make_config(tmp_path / "d.extxyz", max_steps=2)
+    cfg["model"]["backbone_kwargs"] = {**TINY["backbone_kwargs"], "embedding": "qc", "max_z": 53}
+    with pytest.raises(DataError, match="^" + re.escape(f"{tmp_path / 'd.extxyz'}:record 6: atom 0 "
+                       "is Tm (Z = 69), an element the model does not cover (Z = 1..53)")):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "last.pt").exists()
+    cfg["data"]["on_error"] = "skip"
+    train(cfg, tmp_path / "skip")
+    assert "skipped 1 (unknown element): records 6; first: record 6: atom 0 is Tm" in \
+        capsys.readouterr().err
+    split = json.loads((tmp_path / "skip" / "split.json").read_text())
+    assert 6 not in [k for frames in split["frames"].values() for k in frames]
+    del cfg["data"]["on_error"]
+    cfg["model"]["backbone_kwargs"].pop("max_z")  # the default covers H..Og
+    summary = train(cfg, tmp_path / "default")
+    split = json.loads((tmp_path / "default" / "split.json").read_text())
+    assert 6 in [k for frames in split["frames"].values() for k in frames]
+    assert summary["steps"] == 2
