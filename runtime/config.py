@@ -183,7 +183,8 @@ class TrainingConfig:
     """The loop.  ``batch_size`` is the global batch (split over the processes of a DDP run);
     training stops after ``epochs`` or ``max_steps`` optimiser steps, whichever comes first;
     ``eval_every`` counts epochs; ``checkpoint_every`` counts steps (0: at each evaluation);
-    ``log_every`` counts steps between step records in ``metrics.jsonl`` (0: none)."""
+    ``log_every`` counts steps between step records in ``metrics.jsonl`` (0: none);
+    ``progress``: a progress bar on stderr when it is a terminal (never in a log file)."""
 
     epochs: int | None = 100
     max_steps: int | None = None

@@ -270,8 +270,9 @@ def batch_graphs(graphs: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.T
 
 def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
             dtype: torch.dtype = torch.float64, *, neighbour_backend: str = "auto",
-            source: str = _SOURCE) -> dict[str, torch.Tensor]:
-    """Graphs of a list of structures, batched; errors name the structure's index in the list.
+            source: str = _SOURCE, first: int = 0) -> dict[str, torch.Tensor]:
+    """Graphs of a list of structures, batched; errors name the structure's index in the list
+    plus ``first`` (its place in the file when the list is a slice of one).
 
     >>> from ase.build import bulk
     >>> g = collate(bulk("Cu", "fcc", a=3.6), cutoff=3.0)  # 12 nearest neighbours at 2.55 A
@@ -281,7 +282,8 @@ def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
     if isinstance(structures, Atoms):
         structures = [structures]
     graphs = [atoms_to_graph(atoms, cutoff, dtype, neighbour_backend=neighbour_backend,
-                             source=source, record=k) for k, atoms in enumerate(structures)]
+                             source=source, record=first + k)
+              for k, atoms in enumerate(structures)]
     return batch_graphs(graphs)
 
 

@@ -255,12 +255,13 @@ def _plans(specs) -> list[HeadPlan]:
 
 @torch.no_grad()
 def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
-                    structures: Atoms | Sequence[Atoms], batch_size: int = 32
-                    ) -> dict[str, np.ndarray]:
+                    structures: Atoms | Sequence[Atoms], batch_size: int = 32, *,
+                    source: str = "<structures>", first: int = 0) -> dict[str, np.ndarray]:
     """Run ``model`` (with ``cutoff``, ``dtype``, ``device``) on ``ase.Atoms`` in eval mode.
 
     Graphs are built per batch with the model's cutoff and dtype; the train/eval mode is restored.
     Returns ``{name: array [n_structures or total atoms, 3, ..., 3]}`` of the model's dtype.
+    Graph errors name ``source`` and the record ``first + k`` for the ``k``-th structure.
     """
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -272,7 +273,8 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     model.eval()
     try:
         for start in range(0, len(structures), batch_size):
-            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype)
+            graph = collate(structures[start:start + batch_size], model.cutoff, model.dtype,
+                            source=source, first=first + start)
             graph = {k: v.to(model.device) for k, v in graph.items()}
             for name, value in model(graph).items():
                 parts[name].append(value.cpu())

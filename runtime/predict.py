@@ -34,25 +34,32 @@ A spec whose level or order differs from the table keeps its spec name only.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
+from tqdm.auto import tqdm
 
-from tsym.compiler import HeadPlan
+from tsym.compiler import HeadPlan, TsymError
+from tsym.compiler.errors import DataError
 from tsym.runtime.checkpoint import TRAIN_FORMAT, load_trained
 from tsym.runtime.data import LabelSpec
 from tsym.runtime.losses import TrainedModel
 from tsym.runtime.model import (CHECKPOINT_FORMAT, CheckpointError, TensorModel, build_model,
-                                 read_checkpoint)
+                                 predict_batched, read_checkpoint)
 
 __all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "model_plans", "checkpoint_labels",
-           "predict_structures", "TsymCalculator"]
+           "predict_structures", "iter_predictions", "predict_file", "read_lazily",
+           "PredictError", "TsymCalculator"]
 
 #: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
 #: reports the prediction.
@@ -66,6 +73,10 @@ ASE_NAMES = {
     "charges": ("charges", "atom", 0),
 }
 _CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+
+class PredictError(TsymError):
+    """A prediction request that cannot be carried out (batch size, output not writable)."""
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -135,33 +146,24 @@ def _flat(value: np.ndarray, level: str) -> np.ndarray | float:
     return float(flat[0]) if value.ndim == 0 else flat
 
 
-def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size: int = 32,
-                       suffix: str = "") -> list[Atoms]:
-    """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
-
-    Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
-    row-major (``3**n`` numbers per structure or atom).  A key already present (also among the
-    results of an attached single-point calculator) is replaced; results of such a calculator
-    are otherwise kept.
-    """
-    if isinstance(structures, Atoms):
-        structures = [structures]
-    structures = list(structures)
-    plans = model_plans(model)
-    preds = model.predict(structures, batch_size=batch_size) if structures else {}
+def _with_predictions(batch: Sequence[Atoms], preds: dict[str, np.ndarray],
+                      plans: dict[str, HeadPlan], suffix: str) -> list[Atoms]:
+    """Copies of ``batch`` with its predictions (own float64 copies, no views of ``preds``)."""
     out, offset = [], 0
-    for k, atoms in enumerate(structures):
+    for k, atoms in enumerate(batch):
         new = atoms.copy()
         n = len(atoms)
         written = set()
         for name, plan in plans.items():
             key = f"{name}{suffix}"
-            value = np.asarray(preds[name], dtype=np.float64)
             if plan.level == "atom":
                 new.arrays.pop(key, None)
-                new.new_array(key, _flat(value[offset:offset + n], "atom"))
+                new.new_array(key, np.array(_flat(preds[name][offset:offset + n], "atom"),
+                                            dtype=np.float64))  # [n, 3^k] or [n], a copy
             else:
-                new.info[key] = _flat(value[k], "structure")
+                value = _flat(preds[name][k], "structure")
+                new.info[key] = value if isinstance(value, float) else np.array(
+                    value, dtype=np.float64)  # [3^k], a copy
             written.add(key)
         results = getattr(atoms.calc, "results", None) or {}
         kept = {key: v for key, v in results.items() if key not in written}
@@ -170,6 +172,122 @@ def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size
         offset += n
         out.append(new)
     return out
+
+
+def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
+                     suffix: str = "", source: str = "<structures>") -> Iterator[list[Atoms]]:
+    """Batches of copies of ``structures`` holding the predictions, one batch at a time.
+
+    ``structures`` is read lazily (a generator such as ``ase.io.iread`` works): only one batch
+    of structures and its predictions is alive at a time, so memory does not grow with the
+    number of structures.  The batches are those of ``model.predict(structures, batch_size)``,
+    so the numbers are the same.  Graph errors name ``source`` and the record's place in the
+    input (0-based).
+    """
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    if batch_size < 1:
+        raise PredictError(f"--batch-size must be >= 1, got {batch_size}")
+    plans = model_plans(model)
+    items = iter(structures)
+    first = 0
+    while batch := list(itertools.islice(items, batch_size)):
+        preds = predict_batched(model, list(plans.values()), batch, batch_size,
+                                source=source, first=first)
+        yield _with_predictions(batch, preds, plans, suffix)
+        first += len(batch)
+
+
+def predict_structures(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
+                       suffix: str = "") -> list[Atoms]:
+    """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
+
+    Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
+    row-major (``3**n`` numbers per structure or atom), each an array of its own.  A key already
+    present (also among the results of an attached single-point calculator) is replaced; results
+    of such a calculator are otherwise kept.  For many structures use :func:`predict_file`,
+    which keeps one batch in memory.
+    """
+    return [atoms for batch in iter_predictions(model, structures, batch_size=batch_size,
+                                                suffix=suffix) for atoms in batch]
+
+
+def _extxyz_frames(f) -> Iterator[Atoms]:
+    """Frames of an open (ext)xyz file, each parsed on its own: nothing kept between frames."""
+    while (line := f.readline()).strip():
+        try:
+            natoms = int(line)
+        except ValueError:
+            raise ValueError(f"expected the number of atoms, got {line.strip()[:40]!r}") from None
+        lines = [line] + [f.readline() for _ in range(natoms + 1)]
+        while True:  # old-style cell vectors (VEC1..VEC3) after the atoms
+            pos = f.tell()
+            extra = f.readline()
+            if not extra.lstrip().startswith("VEC"):
+                f.seek(pos)
+                break
+            lines.append(extra)
+        if not all(lines):
+            raise ValueError(f"the file ends inside a frame of {natoms} atoms")
+        yield ase.io.read(io.StringIO("".join(lines)), format="extxyz")
+
+
+def read_lazily(path: str | os.PathLike, format: str | None = None) -> Iterator[Atoms]:
+    """The structures of ``path`` one at a time; read errors as DataError naming the record.
+
+    Extended XYZ (``.xyz``, ``.extxyz``) is split frame by frame here, so memory stays flat
+    however long the file (``ase.io.iread`` first indexes every frame); other formats go
+    through ``ase.io.iread``.
+    """
+    source = str(path)
+    if not Path(source).is_file():
+        raise DataError(source, None, "no such file")
+    extxyz = format in ("extxyz", "xyz") or (format is None and Path(source).suffix.lower()
+                                               in (".xyz", ".extxyz"))
+    count = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            if extxyz:
+                frames = _extxyz_frames(stack.enter_context(open(source)))
+            else:
+                frames = ase.io.iread(source, index=":", format=format)
+            for atoms in frames:
+                yield atoms
+                count += 1
+    except Exception as err:  # noqa: BLE001 - ASE raises many kinds for unreadable files
+        raise DataError(source, count if extxyz or count else None,
+                        f"cannot read structures ({type(err).__name__}: {err})") from None
+
+
+def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike, *,
+                 batch_size: int = 32, suffix: str = "", progress: bool = True) -> int:
+    """Predict every structure of the file ``structures``; write them to extxyz ``output``.
+
+    Streams: structures are read lazily, predicted a batch at a time and each batch is
+    appended to ``output`` when it is done, so memory stays flat in the number of structures.
+    The file appears under its name only when complete (written as a hidden temp file beside
+    it, then renamed).  ``progress``: a tqdm bar on stderr when stderr is a terminal.  Returns
+    the number of structures written.
+    """
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.part")
+    frames = read_lazily(structures)
+    count = 0
+    try:
+        with open(tmp, "w") as f, tqdm(desc="predict", unit=" structures", leave=False,
+                                       disable=None if progress else True) as bar:
+            for batch in iter_predictions(model, frames, batch_size=batch_size, suffix=suffix,
+                                          source=str(structures)):
+                ase.io.write(f, batch, format="extxyz")
+                count += len(batch)
+                bar.update(len(batch))
+        os.replace(tmp, output)
+    except OSError as err:
+        raise PredictError(f"{output}: cannot write predictions ({err.strerror or err})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return count
 
 
 def _aliases(plans: dict[str, HeadPlan]) -> dict[str, str]:

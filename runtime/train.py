@@ -360,7 +360,8 @@ class _Trainer:
         if d.main and self.step == 0:
             self.split_info.save(self.run_dir / "split.json")
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   disable=not (t.progress and d.main), leave=False)
+                   disable=None if (t.progress and d.main) else True,  # None: a TTY only
+                   leave=False)
         self.history, started, stopped = [], time.time(), False
         while self.step < self.total_steps and not stopped:
             epoch = self.step // self.steps_per_epoch

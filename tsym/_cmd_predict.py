@@ -10,21 +10,13 @@ __all__ = ["register", "cmd_predict"]
 
 
 def cmd_predict(args) -> int:
-    """Read the structures with ASE, predict, write extended XYZ, print the output path."""
-    import ase.io
-
-    from tsym.compiler.errors import DataError
-    from tsym.runtime.predict import load_model, predict_structures
+    """Read the structures lazily, predict batch by batch, append each batch to the extxyz
+    output, print the output path.  Memory stays flat in the number of structures."""
+    from tsym.runtime.predict import load_model, predict_file
 
     model = load_model(args.model)
-    try:
-        structures = ase.io.read(args.structures, index=":")
-    except FileNotFoundError:
-        raise DataError(args.structures, None, "no such file") from None
-    except Exception as err:  # ASE raises many kinds for unreadable files
-        raise DataError(args.structures, None, f"cannot read structures ({err})") from None
-    out = predict_structures(model, structures, batch_size=args.batch_size, suffix=args.suffix)
-    ase.io.write(args.output, out, format="extxyz")
+    predict_file(model, args.structures, args.output, batch_size=args.batch_size,
+                 suffix=args.suffix, progress=not args.no_progress)
     print(args.output)
     return 0
 
@@ -39,4 +31,6 @@ def register(subparsers) -> None:
                    help="appended to each spec name to form the key (e.g. _pred, to keep labels "
                         "of the same name)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it shows only when stderr is a terminal)")
     p.set_defaults(func=cmd_predict)
