@@ -15,6 +15,8 @@ predict first fills the caches that grow once (ASE's parsers, numpy, torch).
 from __future__ import annotations
 
 import filecmp
+import io
+import sys
 import tracemalloc
 
 import numpy as np
@@ -116,3 +118,20 @@ def test_truncated_file_names_the_record(tmp_path):
 def test_batch_size_must_be_positive():
     with pytest.raises(PredictError, match=r"^--batch-size must be >= 1, got 0"):
         list(iter_predictions(tiny_model(), molecules(2), batch_size=0))
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
+    write(tmp_path / "in.extxyz", molecules(6))
+    log = io.StringIO()  # a log file: not a terminal
+    monkeypatch.setattr(sys, "stderr", log)
+    predict_file(tiny_model(), tmp_path / "in.extxyz", tmp_path / "o.extxyz", batch_size=2)
+    assert log.getvalue() == ""
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    predict_file(tiny_model(), tmp_path / "in.extxyz", tmp_path / "o.extxyz", batch_size=2)
+    assert "predict" in terminal.getvalue() and "structures" in terminal.getvalue()

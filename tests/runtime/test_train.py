@@ -13,8 +13,10 @@ code under test.  The long runs (resume, kill safety, DDP) are in ``tests/integr
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -389,3 +391,16 @@ def test_worker_processes_batch_the_same_data(tmp_path):
     cfg["training"]["num_workers"] = 1
     workers = train(cfg, tmp_path / "workers")
     assert workers["step_losses"] == alone["step_losses"]
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    write_dataset(tmp_path / "d.extxyz", n=8)
+    for name, stream in (("log", io.StringIO()), ("tty", Terminal())):
+        monkeypatch.setattr(sys, "stderr", stream)
+        train(make_config(tmp_path / "d.extxyz", max_steps=2, progress=True), tmp_path / name)
+        bar = "train:" in stream.getvalue() or "it/s" in stream.getvalue()
+        assert bar == (name == "tty"), (name, stream.getvalue())
