@@ -135,7 +135,8 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
                         scale=h.scale, level=by_name[h.name].level) for h in cfg.heads]
 
     def read(path):
-        return read_dataset(path, labels, by_name, on_error=d.on_error, verbose=verbose)
+        return read_dataset(path, labels, by_name, on_error=d.on_error, verbose=verbose,
+                            max_abs=torch.finfo(dtype).max)
 
     main = read(d.train)
     fv = 0.0 if d.valid else d.valid_fraction

@@ -351,6 +351,8 @@ def _build(typ, raw, where: str):
     if missing:
         raise ConfigError(f"{where}: missing key '{missing[0]}'")
     values = {k: _coerce(where, k, v, hints[k]) for k, v in raw.items()}
+    for key, value in values.items():
+        _finite(where, key, value)
     obj = typ(**values)
     obj.check(where)
     return obj
@@ -379,6 +381,19 @@ def _coerce(where: str, key: str, value, hint):
     names = " or ".join("null" if o is type(None) else ("list" if o is tuple else o.__name__)
                         for o in options)
     raise ConfigError(f"{where}: '{key}' must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _finite(where: str, key: str, value) -> None:
+    """Every number in ``value`` (nested dicts and lists too) is finite: ``.inf``/``.nan`` are
+    never meaningful settings (``null`` turns an optional one off)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite(where, f"{key}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            _finite(where, f"{key}[{k}]", v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
 
 
 def _choice(where: str, key: str, value, allowed) -> None:

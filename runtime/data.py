@@ -63,7 +63,7 @@ FORMATS = ("flat", "voigt")
 LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
 REASONS = ("bad structure", "atoms too close", "missing key", "not numeric", "wrong length",
-           "non-finite", "symmetry")
+           "non-finite", "overflow", "symmetry")
 
 class LabelSpecError(TsymError, ValueError):
     """A label configuration that cannot be right (unknown format, level or order mismatch)."""
@@ -225,7 +225,8 @@ def _check_plan(spec: LabelSpec, plan, source: str) -> LabelSpec:
 
 def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | LabelSpec,
                  plans: Mapping[str, object] | None = None, on_error: str = "fail",
-                 symmetry_tol: float = 1e-3, *, verbose: bool = True) -> Dataset:
+                 symmetry_tol: float = 1e-3, *, verbose: bool = True,
+                 max_abs: float | None = None) -> Dataset:
     """Read an extended XYZ file, validate every record, and return a :class:`Dataset`.
 
     Parameters
@@ -240,12 +241,16 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
         ``"fail"``: the first bad record raises :class:`DataError`.  ``"skip"``: bad records are
         left out, counted by reason in ``report`` (a summary goes to stderr when ``verbose``).
     symmetry_tol : float
+    max_abs : float, optional
+        The largest label magnitude (after ``scale``) the model's float type holds, e.g.
+        ``torch.finfo(torch.float32).max``: larger ones would turn into inf.
 
     Raises
     ------
     DataError
         ``FILE:record N: ...`` for a bad record (``N`` is the 0-based frame index): missing key,
-        wrong number of values, not numeric, NaN/inf outside masked rows, a broken symmetry
+        wrong number of values, not numeric, NaN/inf outside masked rows, a value above
+        ``max_abs``, a broken symmetry
         (with the deviation), atoms closer than 0.1 Angstrom, a singular periodic cell; or
         ``FILE: ...`` when the file cannot be read.
     """
@@ -268,7 +273,8 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
             check_geometry(atoms)
             values, masks, devs = {}, {}, {}
             for spec in specs:
-                tensor, mask, orders[spec.name] = parse_label(atoms, spec, orders[spec.name])
+                tensor, mask, orders[spec.name] = parse_label(atoms, spec, orders[spec.name],
+                                                              max_abs)
                 values[spec.name] = tensor
                 if mask is not None:
                     masks[spec.name] = mask

@@ -27,7 +27,6 @@ Derived quantities (``derived``):
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from e3nn import o3
 
 from tsym.compiler import HeadPlan
 from tsym.runtime._crystal import symmetry_ops
+from tsym.runtime._json import dumps
 from tsym.runtime.data import Dataset, LabelSpec, read_dataset, tensor4_to_voigt
 from tsym.runtime.predict import model_plans
 
@@ -251,16 +251,6 @@ def _symmetry(plan: HeadPlan, structures: Sequence, pred: np.ndarray, true: np.n
 
 
 # ------------------------------------------------------------------------------- evaluate
-def _no_nan(value):
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class HeadResult:
     """Predictions and labels of one head over its labelled items, and their metrics."""
@@ -295,7 +285,7 @@ class EvalReport:
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON (NaN, e.g. a Reuss modulus of a singular C, as null)."""
         path = Path(path)
-        path.write_text(json.dumps(_no_nan(self.to_dict()), indent=1) + "\n")
+        path.write_text(dumps(self.to_dict(), indent=1) + "\n")
         return path
 
     def summary(self) -> str:

@@ -47,7 +47,7 @@ from tsym.compiler import TsymError
 from tsym.runtime import keys
 from tsym.runtime.graph import collate
 from tsym.runtime.losses import TrainedModel
-from tsym.runtime.predict import model_plans
+from tsym.runtime.predict import check_finite, model_plans
 
 __all__ = ["INPUTS", "EXPORT_FORMAT", "ExportError", "export_model", "load_exported",
            "graph_inputs"]
@@ -201,7 +201,10 @@ def export_model(model, path: str | os.PathLike, *, check: bool = True) -> Path:
     ------
     ExportError
         A part of the model that neither scripts nor traces, or a failed check.
+    NonFiniteWeightsError
+        Weights holding NaN or inf (a diverged run).
     """
+    check_finite(model)
     trained = isinstance(model, TrainedModel)
     net = model.model if trained else model
     dtype = net.dtype

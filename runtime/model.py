@@ -55,6 +55,14 @@ class CheckpointError(TsymError):
     """A checkpoint file that is not a tsym model, or that disagrees with the arguments given."""
 
 
+class NonFiniteWeightsError(CheckpointError):
+    """A checkpoint whose weights hold NaN or inf (e.g. from a diverged run): refused."""
+
+
+class NonFinitePredictionError(TsymError):
+    """A prediction holding NaN or inf (weights that overflow): refused, never written."""
+
+
 @contextlib.contextmanager
 def _building(dtype: torch.dtype, seed: int | None):
     """Default dtype ``dtype`` (e3nn computes its constants in it) and, if given, a private RNG
@@ -269,6 +277,7 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     parts: dict[str, list[torch.Tensor]] = {p.name: [] for p in plans}
+    atom_level = {p.name: p.level == "atom" for p in plans}
     was_training = model.training
     model.eval()
     try:
@@ -277,11 +286,31 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
                             source=source, first=first + start)
             graph = {k: v.to(model.device) for k, v in graph.items()}
             for name, value in model(graph).items():
+                _check_finite_prediction(name, value, atom_level[name], graph[keys.BATCH],
+                                         source, first + start)
                 parts[name].append(value.cpu())
     finally:
         model.train(was_training)
     empty = {p.name: np.zeros((0,) + (3,) * p.order, dtype=_NUMPY[model.dtype]) for p in plans}
     return {name: torch.cat(v).numpy() if v else empty[name] for name, v in parts.items()}
+
+
+def _check_finite_prediction(name: str, value: torch.Tensor, atom_level: bool,
+                             batch: torch.Tensor, source: str, first: int) -> None:
+    """Raise :class:`NonFinitePredictionError` naming the record whose prediction is not finite.
+
+    ``value``: ``[G or N, 3, ..., 3]``; ``batch``: ``[N]``; ``first``: record of structure 0.
+    """
+    ok = torch.isfinite(value.reshape(value.shape[0], -1)).all(dim=1)  # [G or N]
+    if bool(ok.all()):
+        return
+    row = int((~ok).nonzero()[0, 0])
+    structure = int(batch[row]) if atom_level else row
+    what = f"atom {row - int((batch < structure).sum())} of " if atom_level else ""
+    raise NonFinitePredictionError(
+        f"{source}:record {first + structure}: the prediction of head '{name}' for {what}this "
+        "structure is not finite; the model's weights overflow (a diverging training run?); "
+        "use an earlier checkpoint or train again with a lower optimiser.lr")
 
 
 def read_checkpoint(path: str | os.PathLike, formats: Sequence[str]) -> dict:

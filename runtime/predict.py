@@ -4,6 +4,7 @@
 (``tsym-train/1``: a :class:`~tsym.runtime.losses.TrainedModel` whose outputs are de-normalised,
 i.e. in the units of the training labels) or a model checkpoint written by
 :meth:`TensorModel.save <tsym.runtime.model.TensorModel.save>` (``tsym-model/1``: raw outputs).
+It refuses weights holding NaN or inf (:class:`~tsym.runtime.model.NonFiniteWeightsError`).
 
 :func:`predict_structures` returns copies of the structures with every head's prediction stored
 under its spec name (plus an optional suffix), flattened row-major: a structure-level tensor in
@@ -54,10 +55,11 @@ from tsym.compiler.errors import DataError
 from tsym.runtime.checkpoint import TRAIN_FORMAT, load_trained
 from tsym.runtime.data import LabelSpec
 from tsym.runtime.losses import TrainedModel
-from tsym.runtime.model import (CHECKPOINT_FORMAT, CheckpointError, TensorModel, build_model,
-                                 predict_batched, read_checkpoint)
+from tsym.runtime._finite import describe, nonfinite_tensors
+from tsym.runtime.model import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteWeightsError,
+                                 TensorModel, build_model, predict_batched, read_checkpoint)
 
-__all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "model_plans", "checkpoint_labels",
+__all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "check_finite", "model_plans", "checkpoint_labels",
            "predict_structures", "iter_predictions", "predict_file", "read_lazily",
            "PredictError", "TsymCalculator"]
 
@@ -107,8 +109,24 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     """
     path = resolve_checkpoint(path)
     if _read(path)["format"] == TRAIN_FORMAT:
-        return load_trained(path, device)
-    return build_model(checkpoint=path).to(device).eval()
+        model = load_trained(path, device)
+    else:
+        model = build_model(checkpoint=path).to(device).eval()
+    check_finite(model, path)
+    return model
+
+
+def check_finite(model, where: str | os.PathLike = "the model") -> None:
+    """Refuse a model whose weights (or normalisation) hold NaN or inf.
+
+    Raises :class:`~tsym.runtime.model.NonFiniteWeightsError` naming ``where`` and the tensors.
+    """
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise NonFiniteWeightsError(
+            f"{where}: the model's weights are not finite ({sum(bad.values())} NaN/inf values "
+            f"in {describe(bad)}); it would predict NaN; use a checkpoint written before the "
+            "training diverged, or train again (lower optimiser.lr, set training.grad_clip)")
 
 
 def model_plans(model) -> dict[str, HeadPlan]:

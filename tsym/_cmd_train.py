@@ -7,7 +7,6 @@ Wired into ``tsym/cli.py`` with ``register(subparsers)``; the work is in
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,7 +15,11 @@ __all__ = ["register", "cmd_train"]
 
 
 def cmd_train(args) -> int:
-    """Run :func:`tsym.runtime.train.train`; print a one-line JSON summary (rank 0)."""
+    """Run :func:`tsym.runtime.train.train`; print a one-line JSON summary (rank 0).
+
+    A diverged run raises :class:`~tsym.runtime.train.DivergedError`: one line on stderr, exit 2,
+    no summary."""
+    from tsym.runtime._json import dumps
     from tsym.runtime.train import train
 
     run_dir = args.run_dir if args.run_dir else str(Path("runs") / Path(args.config).stem)
@@ -27,7 +30,7 @@ def cmd_train(args) -> int:
                  "finished": summary["finished"],
                  "best_valid_loss": best if math.isfinite(best) else None,
                  "best_step": summary["best_step"], "test": summary["test"]}
-        print(json.dumps(short))
+        print(dumps(short))
     return 0
 
 

@@ -113,6 +113,15 @@ BASE = "heads: {alpha: {spec: 'tensor alpha { indices ij }'}}\ndata: {train: d.e
     ("training: {epochs: null}\n", r"section 'training': give 'epochs' or 'max_steps'"),
     ("data: {train: d.extxyz, valid_fraction: 0.6, test_fraction: 0.5}\n",
      r"section 'data': valid_fraction \+ test_fraction must be < 1"),
+    ("optimiser: {lr: .inf}\n", r"section 'optimiser': 'lr' must be a finite number, got inf"),
+    ("training: {grad_clip: .inf}\n",
+     r"section 'training': 'grad_clip' must be a finite number, got inf"),
+    ("optimiser: {weight_decay: .nan}\n",
+     r"section 'optimiser': 'weight_decay' must be a finite number, got nan"),
+    ("optimiser: {betas: [0.9, -.inf]}\n",
+     r"section 'optimiser': 'betas\[1\]' must be a finite number, got -inf"),
+    ("model: {backbone_kwargs: {cutoff_scale: .inf}}\n",
+     r"section 'model': 'backbone_kwargs.cutoff_scale' must be a finite number, got inf"),
 ])
 def test_config_errors_name_file_section_and_key(tmp_path, extra, message):
     text = BASE + extra if not extra.startswith("data") else BASE.split("data")[0] + extra
