@@ -98,7 +98,8 @@ def main() -> None:
                                  backbone_kwargs=BACKBONE, head_kwargs=HEADS)
         model.save(work / "model.pt")
         print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {cpu_name()} "
-              f"({os.cpu_count()} cores, {platform.machine()}), Python {platform.python_version()}, torch "
+              f"({os.cpu_count()} cores, {platform.machine()}), Python "
+              f"{platform.python_version()}, torch "
               f"{torch.__version__}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
               f"batch size {args.batch_size}")
         print(f"{'structures':>10}  {'atoms':>8}  {'time s':>8}  {'ms/struct':>9}  "

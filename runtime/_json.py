@@ -23,5 +23,5 @@ def finite_or_null(value):
 
 
 def dumps(value, **kwargs) -> str:
-    """``json.dumps`` of :func:`finite_or_null` ``(value)``; never writes ``NaN`` or ``Infinity``."""
+    """``json.dumps`` of :func:`finite_or_null` ``(value)``: never ``NaN`` or ``Infinity``."""
     return json.dumps(finite_or_null(value), allow_nan=False, **kwargs)

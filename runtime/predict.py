@@ -59,7 +59,8 @@ from tsym.runtime._finite import describe, nonfinite_tensors
 from tsym.runtime.model import (CHECKPOINT_FORMAT, CheckpointError, NonFiniteWeightsError,
                                  TensorModel, build_model, predict_batched, read_checkpoint)
 
-__all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "check_finite", "model_plans", "checkpoint_labels",
+__all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "check_finite", "model_plans",
+           "checkpoint_labels",
            "predict_structures", "iter_predictions", "predict_file", "read_lazily",
            "PredictError", "TsymCalculator"]
 

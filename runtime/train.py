@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from tsym.compiler import TsymError
 from tsym.runtime import keys
-from tsym.runtime._finite import describe, nonfinite_parameters
+from tsym.runtime._finite import divergence_message, nonfinite_parameters
 from tsym.runtime._json import dumps
 from tsym.runtime._train_setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
                                        plans_for, setup_dist, truncate_metrics)
@@ -319,28 +319,13 @@ class _Trainer:
                   where: str = "training") -> None:
         """Log and raise :class:`DivergedError`; nothing non-finite is saved."""
         step = self.step + 1 if where == "training" else self.step
-        heads = tuple(n for n, v in zip(self.losses, losses) if not math.isfinite(v))
-        values = ", ".join(f"{n} {v:.4g}" for n, v in zip(self.losses, losses))
-        if what == "loss":
-            cause = (f"the {where} loss of head{'s' if len(heads) > 1 else ''} "
-                     f"{', '.join(repr(h) for h in heads)} is not finite ({values})")
-        elif what == "gradient":
-            cause = f"the gradient norm is not finite (losses finite: {values})"
-        else:
-            cause = (f"parameters became non-finite after the update ({describe(params)}; "
-                     f"losses {values})")
-        kept = dict(self.saved)
-        if kept:
-            files = ", ".join(f"{self.run_dir / n} (step {s})" for n, s in sorted(kept.items()))
-            keep = f"last good checkpoint kept, not overwritten: {files}"
-        else:
-            keep = ("no checkpoint was written before it (training.checkpoint_every writes "
-                    "last.pt more often)")
+        losses = dict(zip(self.losses, losses))
+        heads = tuple(n for n, v in losses.items() if not math.isfinite(v))
         self._log({"kind": "diverged", "step": step, "cause": what, "heads": list(heads),
-                   "losses": dict(zip(self.losses, losses)), "parameters": params or []})
-        raise DivergedError(f"{self.run_dir}: training diverged at step {step}: {cause}; "
-                            f"{keep}; lower optimiser.lr or set training.grad_clip",
-                            step, heads, kept)
+                   "losses": losses, "parameters": params or []})
+        raise DivergedError(divergence_message(self.run_dir, step, what, where, losses,
+                                               params or [], self.saved), step, heads,
+                            dict(self.saved))
 
     @torch.no_grad()
     def _evaluate(self, graphs: list) -> dict:

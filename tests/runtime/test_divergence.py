@@ -7,7 +7,6 @@ replaced by NaN at one step for one head, and a parameter set to NaN after one u
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -16,7 +15,6 @@ import torch
 import yaml
 from ase.io import read, write
 
-from tsym._cmd_train import register as register_train
 from tsym.compiler.errors import DataError
 from tsym.runtime.checkpoint import load_checkpoint, save_atomic
 from tsym.runtime.losses import HeadLoss
@@ -144,7 +142,8 @@ def test_predict_eval_export_refuse_nonfinite_weights(tmp_path, capsys):
     save_atomic(ckpt, bad)
     load_model(good)  # the finite one loads
     with pytest.raises(NonFiniteWeightsError, match=r"^" + str(bad).replace("\\", "\\\\") +
-                       r": the model's weights are not finite \(1 NaN/inf values in (model\.)?" + name):
+                       r": the model's weights are not finite \(1 NaN/inf values in "
+                       r"(model\.)?" + name):
         load_model(bad)
     frames = read(tmp_path / "d.extxyz", index=":")
     write(tmp_path / "s.extxyz", frames)
