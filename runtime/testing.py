@@ -17,7 +17,8 @@ Examples
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,20 @@ import torch
 from ase import Atoms
 from e3nn import o3
 
-__all__ = ["random_rotation", "rotate_atoms", "rotate_cartesian", "assert_equivariant"]
+__all__ = ["default_dtype", "random_rotation", "rotate_atoms", "rotate_cartesian",
+           "assert_equivariant"]
+
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """torch's default dtype set to ``dtype`` inside the block (e3nn builds its Wigner matrices
+    and Clebsch-Gordan constants in it: float64 checks need float64 there)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
 
 
 def random_rotation(dtype: torch.dtype = torch.float64, generator: torch.Generator | None = None,

@@ -1,0 +1,38 @@
+"""``tsym predict RUN_OR_CHECKPOINT STRUCTURES -o OUT.extxyz``: write the predicted tensors.
+
+Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work is in
+:mod:`tsym.runtime.inference.predict`.  Structure-level tensors go to ``atoms.info``,
+atom-level tensors to ``atoms.arrays``, flattened row-major, under the spec name (plus
+``--suffix``).
+"""
+from __future__ import annotations
+
+from tsym.cli._args import add_model_argument
+from tsym.runtime.inference.predict import load_model, predict_file
+
+__all__ = ["register", "cmd_predict"]
+
+
+def cmd_predict(args) -> int:
+    """Read the structures lazily, predict batch by batch, append each batch to the extxyz
+    output, print the output path.  Memory stays flat in the number of structures."""
+    model = load_model(args.model)
+    predict_file(model, args.structures, args.output, batch_size=args.batch_size,
+                 suffix=args.suffix, progress=not args.no_progress)
+    print(args.output)
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the ``predict`` sub-command to the ``tsym`` parser's ``subparsers``."""
+    p = subparsers.add_parser("predict", help="predict the tensors of structures into extxyz")
+    add_model_argument(p)
+    p.add_argument("structures", help="structures readable by ase.io.read")
+    p.add_argument("-o", "--output", required=True, help="output extended XYZ file")
+    p.add_argument("--suffix", default="",
+                   help="appended to each spec name to form the key (e.g. _pred, to keep labels "
+                        "of the same name)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it shows only when stderr is a terminal)")
+    p.set_defaults(func=cmd_predict)
