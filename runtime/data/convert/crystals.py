@@ -13,8 +13,10 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
+from tsym.runtime.rotations import rotate_cartesian
+
 from ..crystal import (atoms_from_pymatgen, crystal_system, ieee_candidates,
-                       point_group_deviation, rotate, symmetry_ops)
+                       max_operation_deviation, symmetry_ops)
 from ..voigt import voigt_to_tensor3, voigt_to_tensor4
 from .common import (ConversionReport, check_crystal, finish, read_frames,
                      record_point_group)
@@ -184,7 +186,7 @@ def _expand(full: np.ndarray, mask: np.ndarray, ops) -> None:
         for a in np.flatnonzero(mask.copy()):
             b = perm[a]
             if b >= 0 and not mask[b]:
-                full[b] = rotate(full[a], r)
+                full[b] = rotate_cartesian(full[a], r)
                 mask[b] = True
 
 
@@ -244,12 +246,12 @@ def convert_piezo_mp_matminer(path, *, limit: int | None = None, symprec: float 
         ops = symmetry_ops(atoms, symprec=symprec)
         n_checked += 1
         pg_agree += ops.dataset.pointgroup.replace(" ", "") == row.get("point_group", "").strip()
-        n_given += point_group_deviation(ieee, ops) <= tol
+        n_given += max_operation_deviation(ieee, ops) <= tol
         candidates = ieee_candidates(atoms, ops)
         tried = []
         for name, r in candidates if fallback else candidates[:1]:
-            t = rotate(ieee, r.T)  # IEEE -> structure frame
-            tried.append((point_group_deviation(t, ops), name, t))
+            t = rotate_cartesian(ieee, r.T)  # IEEE -> structure frame
+            tried.append((max_operation_deviation(t, ops), name, t))
             if tried[-1][0] <= tol:
                 break
         dev, name, t = tried[-1]
