@@ -18,7 +18,8 @@ from tsym.compiler.errors import TsymError
 __all__ = [
     "TsymError", "DataError", "LabelSpecError", "LabelError", "ConfigError", "ModelConfigError",
     "UnknownBackboneError", "BackboneConfigError", "IrrepsMismatchError", "UnknownElementError",
-    "CheckpointError", "TrainError", "ExportError",
+    "CheckpointError", "NonFiniteWeightsError", "TrainError", "DivergedError", "ExportError",
+    "PredictError", "NonFinitePredictionError",
 ]
 
 
@@ -79,9 +80,34 @@ class CheckpointError(TsymError):
     """A checkpoint file that is not a tsym model, or that disagrees with the arguments given."""
 
 
+class NonFiniteWeightsError(CheckpointError):
+    """A checkpoint whose weights hold NaN or inf (e.g. from a diverged run): refused."""
+
+
 class TrainError(TsymError):
     """A run directory or resume request that does not fit (checkpoint present, config changed)."""
 
 
+class DivergedError(TrainError):
+    """A non-finite loss or parameter: the run stops before writing any non-finite state.
+
+    Attributes: ``step`` (the optimiser step that failed, 1-based), ``heads`` (the heads whose
+    loss is non-finite; empty when a parameter went non-finite with finite losses),
+    ``kept`` (``{checkpoint file name: its step}`` of the checkpoints left as they were).
+    """
+
+    def __init__(self, message: str, step: int, heads: tuple[str, ...], kept: dict[str, int]):
+        super().__init__(message)
+        self.step, self.heads, self.kept = step, heads, kept
+
+
 class ExportError(TsymError):
     """The model could not be exported, or the exported module disagrees with it."""
+
+
+class PredictError(TsymError):
+    """A prediction request that cannot be carried out (batch size, output not writable)."""
+
+
+class NonFinitePredictionError(TsymError):
+    """A prediction holding NaN or inf (weights that overflow): refused, never written."""

@@ -30,7 +30,7 @@ LAYERS = (
     ("tsym.grammar",),
     ("tsym.compiler",),
     ("tsym.runtime.errors", "tsym.runtime.keys", "tsym.runtime.neighbours",
-     "tsym.runtime.rotations"),
+     "tsym.runtime.rotations", "tsym.runtime.finite"),
     ("tsym.runtime.testing",),
     ("tsym.runtime.graph",),
     ("tsym.runtime.nn", "tsym.runtime.data"),

@@ -70,7 +70,7 @@ FORMATS = ("flat", "voigt")
 LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
 REASONS = ("unreadable frame", "unknown element", "bad structure", "atoms too close",
-           "missing key", "not numeric", "wrong length", "non-finite", "symmetry")
+           "missing key", "not numeric", "wrong length", "non-finite", "overflow", "symmetry")
 
 
 # ------------------------------------------------------------------------------------ label specs
@@ -242,7 +242,7 @@ def _check_plan(spec: LabelSpec, plan, source: str) -> LabelSpec:
 def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | LabelSpec,
                  plans: Mapping[str, object] | None = None, on_error: str = "fail",
                  symmetry_tol: float = 1e-3, *, max_z: int | None = None,
-                 verbose: bool = True) -> Dataset:
+                 verbose: bool = True, max_abs: float | None = None) -> Dataset:
     """Read an extended XYZ file, validate every record, and return a :class:`Dataset`.
 
     Parameters
@@ -260,13 +260,17 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
     max_z : int, optional
         The largest atomic number the model covers: a record holding another element (or
         atomic number 0) is a bad record (``"unknown element"``, naming the atom and element).
+    max_abs : float, optional
+        The largest label magnitude (after ``scale``) the model's float type holds, e.g.
+        ``torch.finfo(torch.float32).max``: larger ones would turn into inf.
 
     Raises
     ------
     DataError
         ``FILE:record N: ...`` for a bad record (``N`` is the 0-based frame index): a frame that
         cannot be read (truncated, wrong atom count), an element beyond ``max_z``, missing key,
-        wrong number of values, not numeric, NaN/inf outside masked rows, a broken symmetry
+        wrong number of values, not numeric, NaN/inf outside masked rows, a value above
+        ``max_abs``, a broken symmetry
         (with the deviation), atoms closer than 0.1 Angstrom, a singular periodic cell; or
         ``FILE: ...`` when the file cannot be read at all.
     """
@@ -294,7 +298,8 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
             check_geometry(atoms)
             values, masks, devs = {}, {}, {}
             for spec in specs:
-                tensor, mask, orders[spec.name] = parse_label(atoms, spec, orders[spec.name])
+                tensor, mask, orders[spec.name] = parse_label(atoms, spec, orders[spec.name],
+                                                              max_abs)
                 values[spec.name] = tensor
                 if mask is not None:
                     masks[spec.name] = mask

@@ -17,10 +17,12 @@ the frames before and after it are kept.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import ase.io
+from ase import Atoms
 
-__all__ = ["read_frames"]
+__all__ = ["read_frames", "iter_frames"]
 
 
 def _count(line: str) -> int | None:
@@ -111,3 +113,24 @@ def read_frames(path: str) -> tuple[list, list[tuple[int, str]]]:
     with open(path, encoding="utf-8") as handle:
         lines = handle.readlines()
     return _walk(lines)
+
+def iter_frames(f) -> Iterator[Atoms]:
+    """Frames of an open (ext)xyz file, one at a time, each parsed on its own: nothing is kept
+    between frames, so memory stays flat however long the file (``ase.io.iread`` first indexes
+    every frame).  A broken frame raises ``ValueError``; :func:`read_frames` locates them all."""
+    while (line := f.readline()).strip():
+        try:
+            natoms = int(line)
+        except ValueError:
+            raise ValueError(f"expected the number of atoms, got {line.strip()[:40]!r}") from None
+        lines = [line] + [f.readline() for _ in range(natoms + 1)]
+        while True:  # old-style cell vectors (VEC1..VEC3) after the atoms
+            pos = f.tell()
+            extra = f.readline()
+            if not extra.lstrip().startswith("VEC"):
+                f.seek(pos)
+                break
+            lines.append(extra)
+        if not all(lines):
+            raise ValueError(f"the frame is truncated: the file ends inside its {natoms} atoms")
+        yield ase.io.read(io.StringIO("".join(lines)), format="extxyz")

@@ -97,9 +97,13 @@ def _infer_order(spec: LabelSpec, size: int) -> int | None:
     return order if order >= 0 and 3 ** order == size else None
 
 
-def parse_label(atoms, spec: LabelSpec, order: int | None
+def parse_label(atoms, spec: LabelSpec, order: int | None, max_abs: float | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Label tensor (float64, scaled, masked rows zero), mask or None, and the order."""
+    """Label tensor (float64, scaled, masked rows zero), mask or None, and the order.
+
+    ``max_abs``: the largest magnitude the model's dtype holds (scaled labels above it would
+    become inf when cast, e.g. ``np.finfo(np.float32).max``); None: no limit beyond float64.
+    """
     raw = _raw_value(atoms, spec)
     try:
         values = np.array(raw, dtype=np.float64)
@@ -135,6 +139,13 @@ def parse_label(atoms, spec: LabelSpec, order: int | None
     elif not np.isfinite(rows).all():
         raise Reject("non-finite", f"label {spec.name!r}: non-finite values")
     rows = rows * spec.scale
+    if max_abs is not None and rows.size and np.abs(rows).max() > max_abs:
+        flat = int(np.argmax(np.abs(rows)))
+        where = f"atom {flat // rows.shape[1]} " if spec.level == "atom" else ""
+        raise Reject("overflow", f"label {spec.name!r}: {where}value {rows.flat[flat]:.6g} "
+                     f"(after scale {spec.scale:g}) overflows the model's float type (largest "
+                     f"magnitude {max_abs:.6g})", "check the units and the scale, or train "
+                     "in float64 (model: {dtype: float64})")
     if spec.format == "voigt":
         tensor = _FROM_VOIGT[order](rows.reshape((-1,) + VOIGT_SHAPES[order]))
     else:

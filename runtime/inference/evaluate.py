@@ -27,7 +27,6 @@ Derived quantities (``derived``):
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from tsym.runtime.data.crystal import point_group_deviation, symmetry_ops
 from tsym.runtime.data.dataset import Dataset, LabelSpec, read_dataset, tensor4_to_voigt
 from tsym.runtime.errors import DataError
 from tsym.runtime.errors import LabelSpecError
+from tsym.runtime.finite import dumps
 from tsym.runtime.inference.predict import model_plans
 
 __all__ = ["evaluate", "EvalReport", "HeadResult", "tensor_metrics", "vrh_moduli",
@@ -216,16 +216,6 @@ def _symmetry(plan: HeadPlan, structures: Sequence, pred: np.ndarray, true: np.n
 
 
 # ------------------------------------------------------------------------------- evaluate
-def _no_nan(value):
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
 @dataclass(frozen=True, eq=False)
 class HeadResult:
     """Predictions and labels of one head over its labelled items, and their metrics."""
@@ -260,7 +250,7 @@ class EvalReport:
     def write_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_dict` as JSON (NaN, e.g. a Reuss modulus of a singular C, as null)."""
         path = Path(path)
-        path.write_text(json.dumps(_no_nan(self.to_dict()), indent=1) + "\n")
+        path.write_text(dumps(self.to_dict(), indent=1) + "\n")
         return path
 
     def summary(self) -> str:

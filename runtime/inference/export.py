@@ -46,7 +46,7 @@ from ase import Atoms
 from tsym.runtime import keys
 from tsym.runtime.errors import ExportError
 from tsym.runtime.graph import collate
-from tsym.runtime.inference.predict import model_plans
+from tsym.runtime.inference.predict import check_finite, model_plans
 from tsym.runtime.model import TrainedModel
 
 __all__ = ["INPUTS", "EXPORT_FORMAT", "export_model", "load_exported",
@@ -197,7 +197,10 @@ def export_model(model, path: str | os.PathLike, *, check: bool = True) -> Path:
     ------
     ExportError
         A part of the model that neither scripts nor traces, or a failed check.
+    NonFiniteWeightsError
+        Weights holding NaN or inf (a diverged run).
     """
+    check_finite(model)
     trained = isinstance(model, TrainedModel)
     net = model.model if trained else model
     dtype = net.dtype

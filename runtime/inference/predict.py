@@ -4,6 +4,7 @@
 (``tsym-train/1``: a :class:`~tsym.runtime.model.TrainedModel` whose outputs are de-normalised,
 i.e. in the units of the training labels) or a model checkpoint written by
 :meth:`TensorModel.save <tsym.runtime.model.TensorModel.save>` (``tsym-model/1``: raw outputs).
+It refuses weights holding NaN or inf (:class:`~tsym.runtime.errors.NonFiniteWeightsError`).
 
 :func:`predict_structures` returns copies of the structures with every head's prediction stored
 under its spec name (plus an optional suffix), flattened row-major: a structure-level tensor in
@@ -34,22 +35,31 @@ A spec whose level or order differs from the table keeps its spec name only.
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 
+import ase.io
 import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
+from tqdm.auto import tqdm
 
 from tsym.compiler import HeadPlan
 from tsym.runtime.checkpoint import read_model, resolve_checkpoint
 from tsym.runtime.data.dataset import LabelSpec
-from tsym.runtime.model import TensorModel, TrainedModel, build_model
+from tsym.runtime.data.extxyz import iter_frames
+from tsym.runtime.errors import DataError, NonFiniteWeightsError, PredictError
+from tsym.runtime.finite import describe, nonfinite_tensors
+from tsym.runtime.model import TensorModel, TrainedModel, build_model, predict_batched
 
-__all__ = ["ASE_NAMES", "load_model", "model_plans", "checkpoint_labels",
-           "predict_structures", "TsymCalculator"]
+__all__ = ["ASE_NAMES", "load_model", "check_finite", "model_plans", "checkpoint_labels",
+           "predict_structures", "iter_predictions", "predict_file", "read_lazily",
+           "TsymCalculator"]
 
 #: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
 #: reports the prediction.
@@ -72,7 +82,23 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     outputs de-normalised with the stored training statistics); a model checkpoint gives the
     :class:`~tsym.runtime.model.TensorModel` it holds (no normalisation to undo).
     """
-    return build_model(checkpoint=resolve_checkpoint(path)).to(device).eval()
+    path = resolve_checkpoint(path)
+    model = build_model(checkpoint=path).to(device).eval()
+    check_finite(model, path)
+    return model
+
+
+def check_finite(model, where: str | os.PathLike = "the model") -> None:
+    """Refuse a model whose weights (or normalisation) hold NaN or inf.
+
+    Raises :class:`~tsym.runtime.errors.NonFiniteWeightsError` naming ``where`` and the tensors.
+    """
+    bad = nonfinite_tensors(model.state_dict())
+    if bad:
+        raise NonFiniteWeightsError(
+            f"{where}: the model's weights are not finite ({sum(bad.values())} NaN/inf values "
+            f"in {describe(bad)}); it would predict NaN; use a checkpoint written before the "
+            "training diverged, or train again (lower optimiser.lr, set training.grad_clip)")
 
 
 def model_plans(model) -> dict[str, HeadPlan]:
@@ -109,35 +135,24 @@ def _flat(value: np.ndarray, level: str) -> np.ndarray | float:
     return float(flat[0]) if value.ndim == 0 else flat
 
 
-def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size: int = 32,
-                       suffix: str = "", source: str = "<structures>") -> list[Atoms]:
-    """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
-
-    Errors name ``source`` and the structure's place in ``structures`` (``FILE:record 40: ...``).
-
-    Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
-    row-major (``3**n`` numbers per structure or atom).  A key already present (also among the
-    results of an attached single-point calculator) is replaced; results of such a calculator
-    are otherwise kept.
-    """
-    if isinstance(structures, Atoms):
-        structures = [structures]
-    structures = list(structures)
-    plans = model_plans(model)
-    preds = model.predict(structures, batch_size=batch_size, source=source) if structures else {}
+def _with_predictions(batch: Sequence[Atoms], preds: dict[str, np.ndarray],
+                      plans: dict[str, HeadPlan], suffix: str) -> list[Atoms]:
+    """Copies of ``batch`` with its predictions (own float64 copies, no views of ``preds``)."""
     out, offset = [], 0
-    for k, atoms in enumerate(structures):
+    for k, atoms in enumerate(batch):
         new = atoms.copy()
         n = len(atoms)
         written = set()
         for name, plan in plans.items():
             key = f"{name}{suffix}"
-            value = np.asarray(preds[name], dtype=np.float64)
             if plan.level == "atom":
                 new.arrays.pop(key, None)
-                new.new_array(key, _flat(value[offset:offset + n], "atom"))
+                new.new_array(key, np.array(_flat(preds[name][offset:offset + n], "atom"),
+                                            dtype=np.float64))  # [n, 3^k] or [n], a copy
             else:
-                new.info[key] = _flat(value[k], "structure")
+                value = _flat(preds[name][k], "structure")
+                new.info[key] = value if isinstance(value, float) else np.array(
+                    value, dtype=np.float64)  # [3^k], a copy
             written.add(key)
         results = getattr(atoms.calc, "results", None) or {}
         kept = {key: v for key, v in results.items() if key not in written}
@@ -146,6 +161,104 @@ def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size
         offset += n
         out.append(new)
     return out
+
+
+def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
+                     suffix: str = "", source: str = "<structures>") -> Iterator[list[Atoms]]:
+    """Batches of copies of ``structures`` holding the predictions, one batch at a time.
+
+    ``structures`` is read lazily (a generator such as ``ase.io.iread`` works): only one batch
+    of structures and its predictions is alive at a time, so memory does not grow with the
+    number of structures.  The batches are those of ``model.predict(structures, batch_size)``,
+    so the numbers are the same.  Graph errors name ``source`` and the record's place in the
+    input (0-based).
+    """
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    if batch_size < 1:
+        raise PredictError(f"--batch-size must be >= 1, got {batch_size}")
+    plans = model_plans(model)
+    items = iter(structures)
+    first = 0
+    while batch := list(itertools.islice(items, batch_size)):
+        preds = predict_batched(model, list(plans.values()), batch, batch_size,
+                                source=source, first=first)
+        yield _with_predictions(batch, preds, plans, suffix)
+        first += len(batch)
+
+
+def predict_structures(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
+                       suffix: str = "", source: str = "<structures>") -> list[Atoms]:
+    """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
+
+    Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
+    row-major (``3**n`` numbers per structure or atom), each an array of its own.  A key already
+    present (also among the results of an attached single-point calculator) is replaced; results
+    of such a calculator are otherwise kept.  Errors name ``source`` and the structure's place
+    in ``structures`` (``FILE:record 40: ...``).  For many structures use :func:`predict_file`,
+    which keeps one batch in memory.
+    """
+    return [atoms for batch in iter_predictions(model, structures, batch_size=batch_size,
+                                                suffix=suffix, source=source) for atoms in batch]
+
+
+
+def read_lazily(path: str | os.PathLike, format: str | None = None) -> Iterator[Atoms]:
+    """The structures of ``path`` one at a time; read errors as DataError naming the record.
+
+    Extended XYZ (``.xyz``, ``.extxyz``) is split frame by frame here, so memory stays flat
+    however long the file (``ase.io.iread`` first indexes every frame); other formats go
+    through ``ase.io.iread``.
+    """
+    source = str(path)
+    if not Path(source).is_file():
+        raise DataError(source, None, "no such file")
+    extxyz = format in ("extxyz", "xyz") or (format is None and Path(source).suffix.lower()
+                                               in (".xyz", ".extxyz"))
+    count = 0
+    try:
+        with contextlib.ExitStack() as stack:
+            if extxyz:
+                frames = iter_frames(stack.enter_context(open(source)))
+            else:
+                frames = ase.io.iread(source, index=":", format=format)
+            for atoms in frames:
+                yield atoms
+                count += 1
+    except Exception as err:  # noqa: BLE001 - ASE raises many kinds for unreadable files
+        raise DataError(source, count if extxyz or count else None,
+                        f"cannot read structures ({type(err).__name__}: {err})") from None
+
+
+def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike, *,
+                 batch_size: int = 32, suffix: str = "", progress: bool = True) -> int:
+    """Predict every structure of the file ``structures``; write them to extxyz ``output``.
+
+    Streams: structures are read lazily, predicted a batch at a time and each batch is
+    appended to ``output`` when it is done, so memory stays flat in the number of structures.
+    The file appears under its name only when complete (written as a hidden temp file beside
+    it, then renamed).  ``progress``: a tqdm bar on stderr when stderr is a terminal.  Returns
+    the number of structures written.
+    """
+    output = Path(output)
+    tmp = output.with_name(f".{output.name}.part")
+    frames = read_lazily(structures)
+    count = 0
+    try:
+        with open(tmp, "w") as f, tqdm(desc="predict", unit=" structures", leave=False,
+                                       disable=None if progress else True) as bar:
+            for batch in iter_predictions(model, frames, batch_size=batch_size, suffix=suffix,
+                                          source=str(structures)):
+                ase.io.write(f, batch, format="extxyz")
+                count += len(batch)
+                bar.update(len(batch))
+        os.replace(tmp, output)
+    except OSError as err:
+        raise PredictError(f"{output}: cannot write predictions ({err.strerror or err})") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return count
 
 
 def _aliases(plans: dict[str, HeadPlan]) -> dict[str, str]:

@@ -179,7 +179,8 @@ class TrainingConfig:
     """The loop.  ``batch_size`` is the global batch (split over the processes of a DDP run);
     training stops after ``epochs`` or ``max_steps`` optimiser steps, whichever comes first;
     ``eval_every`` counts epochs; ``checkpoint_every`` counts steps (0: at each evaluation);
-    ``log_every`` counts steps between step records in ``metrics.jsonl`` (0: none)."""
+    ``log_every`` counts steps between step records in ``metrics.jsonl`` (0: none);
+    ``progress``: a progress bar on stderr when it is a terminal (never in a log file)."""
 
     epochs: int | None = 100
     max_steps: int | None = None
@@ -346,6 +347,8 @@ def _build(typ, raw, where: str):
     if missing:
         raise ConfigError(f"{where}: missing key '{missing[0]}'")
     values = {k: _coerce(where, k, v, hints[k]) for k, v in raw.items()}
+    for key, value in values.items():
+        _finite(where, key, value)
     obj = typ(**values)
     obj.check(where)
     return obj
@@ -374,6 +377,19 @@ def _coerce(where: str, key: str, value, hint):
     names = " or ".join("null" if o is type(None) else ("list" if o is tuple else o.__name__)
                         for o in options)
     raise ConfigError(f"{where}: '{key}' must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _finite(where: str, key: str, value) -> None:
+    """Every number in ``value`` (nested dicts and lists too) is finite: ``.inf``/``.nan`` are
+    never meaningful settings (``null`` turns an optional one off)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite(where, f"{key}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for k, v in enumerate(value):
+            _finite(where, f"{key}[{k}]", v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
 
 
 def _choice(where: str, key: str, value, allowed) -> None:

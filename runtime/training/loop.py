@@ -9,6 +9,13 @@ The run directory receives ``config.yaml`` (the resolved config), ``split.json``
 weights); see :mod:`tsym.runtime.checkpoint` for their content and
 ``tsym.build_model(checkpoint=run_dir)`` to predict with them.
 
+Divergence: every step checks each head's loss (before the update), the gradient norm (with
+``grad_clip``) and the parameters (after it); the first non-finite value stops the run with
+:class:`DivergedError` (step, head, the checkpoints kept), before anything non-finite is saved, so
+``last.pt`` and ``best.pt`` keep their last finite state; a ``diverged`` record ends
+``metrics.jsonl``.  A non-finite validation loss stops the run the same way.  Every JSON record
+is valid JSON (non-finite numbers as ``null``).
+
 Determinism: the data order of epoch ``e`` is a permutation drawn from a generator seeded with
 ``(seed, e)``; the checkpoint holds the step counters, optimiser, scheduler, EMA and RNG states, so
 ``resume=True`` continues exactly where ``last.pt`` stopped (same parameters and losses as an
@@ -23,7 +30,6 @@ size, so the averaged gradient is the gradient of the global batch's loss.  Only
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import time
@@ -35,9 +41,11 @@ import yaml
 from tqdm.auto import tqdm
 
 from tsym.runtime import keys
-from tsym.runtime.errors import TrainError
-from tsym.runtime.training.setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
-                                         plans_for, setup_dist, truncate_metrics)
+from tsym.runtime.errors import DivergedError, TrainError
+from tsym.runtime.finite import dumps, nonfinite_parameters
+from tsym.runtime.training.setup import (EMA, Batcher, Dist, divergence_message, load_splits,
+                                         make_scheduler, plans_for, setup_dist,
+                                         truncate_metrics)
 from tsym.runtime.checkpoint import (TRAIN_FORMAT, model_record, read_training, remove_stale_temps,
                                      rng_state, save_atomic, set_rng_state, write_text_atomic)
 from tsym.runtime.training.config import TrainConfig, config_changes, load_config
@@ -133,6 +141,7 @@ class _Trainer:
         self.ema = EMA(self.net.model, t.ema_decay) if t.ema_decay else None
         self.step, self.epoch_loss, self.epoch_steps = 0, 0.0, 0
         self.best_valid, self.best_step, self.last_valid = math.inf, -1, None
+        self.saved: dict[str, int] = {}  # checkpoint file -> step it holds (finite state only)
         self._init_dir(ckpt)  # nothing is written before the config, data and model are checked
         if ckpt is not None:
             self._restore(ckpt)
@@ -173,7 +182,7 @@ class _Trainer:
     def _log(self, record: dict) -> None:
         if self.dist.main:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(dumps(record) + "\n")
 
     # -------------------------------------------------------------------------- checkpoints
     def _state(self) -> dict:
@@ -205,6 +214,7 @@ class _Trainer:
             return None
         state = state if state is not None else self._state()
         save_atomic(state, self.run_dir / name)
+        self.saved[name] = self.step
         return state
 
     def _restore(self, ckpt: dict) -> None:
@@ -217,6 +227,9 @@ class _Trainer:
         self.step, self.epoch_loss, self.epoch_steps = (ckpt["step"], ckpt["epoch_loss"],
                                                        ckpt["epoch_steps"])
         self.best_valid, self.best_step = ckpt["best_valid"], ckpt["best_step"]
+        self.saved["last.pt"] = self.step
+        if (self.run_dir / "best.pt").exists() and self.best_step >= 0:
+            self.saved["best.pt"] = self.best_step
 
     # ----------------------------------------------------------------------------- batches
     def _epoch_order(self, epoch: int) -> list[int]:
@@ -264,20 +277,40 @@ class _Trainer:
         out = self.ddp(graph, normalised=True)
         nums, _, counts = self._terms(out, graph, weight)
         total = d.sum(torch.tensor(counts, dtype=torch.float64, device=d.device))  # [H]
+        per_head = d.sum(torch.stack([n.detach().to(torch.float64) for n in nums]))  # [H]
+        if not bool(torch.isfinite(per_head).all()):
+            self._diverged("loss", per_head.tolist())
         loss = sum(self.heads[name].weight * num / total[k].clamp_min(1.0).to(num.dtype)
                    for k, (name, num) in enumerate(zip(self.losses, nums)))
         (loss * d.world).backward()
         t = self.cfg.training
         if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
+            norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
+            if not bool(torch.isfinite(norm)):
+                self._diverged("gradient", per_head.tolist())
         self.sched.before_step(self.step)
         self.lr = self.opt.param_groups[0]["lr"]  # the rate of this step
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.sched.after_step()
+        bad = nonfinite_parameters(self.net.model)
+        if bad:
+            self._diverged("parameter", per_head.tolist(), bad)
         if self.ema:
             self.ema.update(self.net.model)
         return float(d.sum(loss.detach().to(torch.float64)))
+
+    def _diverged(self, what: str, losses: list[float], params: list[str] | None = None,
+                  where: str = "training") -> None:
+        """Log and raise :class:`DivergedError`; nothing non-finite is saved."""
+        step = self.step + 1 if where == "training" else self.step
+        losses = dict(zip(self.losses, losses))
+        heads = tuple(n for n, v in losses.items() if not math.isfinite(v))
+        self._log({"kind": "diverged", "step": step, "cause": what, "heads": list(heads),
+                   "losses": losses, "parameters": params or []})
+        raise DivergedError(divergence_message(self.run_dir, step, what, where, losses,
+                                               params or [], self.saved), step, heads,
+                            dict(self.saved))
 
     @torch.no_grad()
     def _evaluate(self, graphs: list) -> dict:
@@ -312,6 +345,9 @@ class _Trainer:
         if (epoch + 1) % t.eval_every and self.step < self.total_steps:
             return False, False
         valid = self._evaluate(self.splits["valid"]) if self.splits["valid"] else None
+        if valid and not math.isfinite(valid["loss"]):
+            self._diverged("loss", [v["loss"] for v in valid["heads"].values()],
+                           where="validation")
         self.last_valid = valid
         metric = valid["loss"] if valid else train_loss
         self.sched.on_eval(metric, self.step)
@@ -358,7 +394,8 @@ class _Trainer:
         if d.main and self.step == 0:
             self.split_info.save(self.run_dir / "split.json")
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   disable=not (t.progress and d.main), leave=False)
+                   disable=None if (t.progress and d.main) else True,  # None: a TTY only
+                   leave=False)
         self.history, started, stopped = [], time.time(), False
         while self.step < self.total_steps and not stopped:
             epoch = self.step // self.steps_per_epoch

@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from e3nn import o3
 
 from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime.checkpoint import write_text_atomic
+from tsym.runtime.finite import describe
 from tsym.runtime.errors import ConfigError
 from tsym.runtime.training.config import ScheduleConfig, TrainConfig
 from tsym.runtime.data.dataset import LabelSpec, collate_records, read_dataset, save_split, split
 from tsym.runtime.graph import batch_graphs
 
 __all__ = ["Dist", "setup_dist", "plans_for", "SplitInfo", "load_splits", "Batcher", "Schedule",
-           "make_scheduler", "EMA", "truncate_metrics"]
+           "make_scheduler", "EMA", "truncate_metrics", "divergence_message"]
 
 
 # ------------------------------------------------------------------------------------ processes
@@ -140,7 +142,7 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
 
     def read(path):
         return read_dataset(path, labels, by_name, on_error=d.on_error, max_z=max_z,
-                            verbose=verbose)
+                            verbose=verbose, max_abs=torch.finfo(dtype).max)
 
     main = read(d.train)
     fv = 0.0 if d.valid else d.valid_fraction
@@ -274,3 +276,29 @@ class EMA:
             with torch.no_grad():
                 for n, p in params.items():
                     p.copy_(backup[n])
+
+
+# ----------------------------------------------------------------------------------- divergence
+def divergence_message(run_dir: str | os.PathLike, step: int, what: str, where: str,
+                       losses: Mapping[str, float], params: list[str],
+                       kept: Mapping[str, int]) -> str:
+    """One line: where the run diverged, why (``what``: loss, gradient or parameter), the
+    per-head losses, the checkpoints ``kept`` (``{file name: step}``), what to change."""
+    heads = [n for n, v in losses.items() if not math.isfinite(v)]
+    values = ", ".join(f"{n} {v:.4g}" for n, v in losses.items())
+    if what == "loss":
+        cause = (f"the {where} loss of head{'s' if len(heads) > 1 else ''} "
+                 f"{', '.join(repr(h) for h in heads)} is not finite ({values})")
+    elif what == "gradient":
+        cause = f"the gradient norm is not finite (losses finite: {values})"
+    else:
+        cause = (f"parameters became non-finite after the update ({describe(params)}; "
+                 f"losses {values})")
+    if kept:
+        files = ", ".join(f"{Path(run_dir) / n} (step {s})" for n, s in sorted(kept.items()))
+        keep = f"last good checkpoint kept, not overwritten: {files}"
+    else:
+        keep = ("no checkpoint was written before it (training.checkpoint_every writes "
+                "last.pt more often)")
+    return (f"{run_dir}: training diverged at step {step}: {cause}; {keep}; lower optimiser.lr "
+            "or set training.grad_clip")

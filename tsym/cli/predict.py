@@ -1,46 +1,24 @@
 """``tsym predict RUN_OR_CHECKPOINT STRUCTURES -o OUT.extxyz``: write the predicted tensors.
 
 Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work is in
-:mod:`tsym.runtime.inference.predict`.  Structure-level tensors go to ``atoms.info``, atom-level tensors to
-``atoms.arrays``, flattened row-major, under the spec name (plus ``--suffix``).
+:mod:`tsym.runtime.inference.predict`.  Structure-level tensors go to ``atoms.info``,
+atom-level tensors to ``atoms.arrays``, flattened row-major, under the spec name (plus
+``--suffix``).
 """
 from __future__ import annotations
 
-import ase.io
-from ase.io.formats import filetype
-
 from tsym.cli._args import add_model_argument
-from tsym.runtime.data.extxyz import read_frames
-from tsym.runtime.errors import DataError
-from tsym.runtime.inference.predict import load_model, predict_structures
+from tsym.runtime.inference.predict import load_model, predict_file
 
 __all__ = ["register", "cmd_predict"]
 
 
-def _read_structures(path: str) -> list:
-    """Every structure of ``path``; an (extended) XYZ frame that cannot be read is named."""
-    try:
-        if filetype(path, read=True) in ("extxyz", "xyz"):
-            frames, bad = read_frames(path)
-            if bad:
-                raise DataError(path, bad[0][0], bad[0][1], "repair or remove that frame")
-            return [atoms for _, atoms in frames]
-        return ase.io.read(path, index=":")
-    except FileNotFoundError:
-        raise DataError(path, None, "no such file") from None
-    except DataError:
-        raise
-    except Exception as err:  # ASE raises many kinds for unreadable files
-        raise DataError(path, None, f"cannot read structures ({err})") from None
-
-
 def cmd_predict(args) -> int:
-    """Read the structures with ASE, predict, write extended XYZ, print the output path."""
+    """Read the structures lazily, predict batch by batch, append each batch to the extxyz
+    output, print the output path.  Memory stays flat in the number of structures."""
     model = load_model(args.model)
-    structures = _read_structures(args.structures)
-    out = predict_structures(model, structures, batch_size=args.batch_size, suffix=args.suffix,
-                             source=args.structures)
-    ase.io.write(args.output, out, format="extxyz")
+    predict_file(model, args.structures, args.output, batch_size=args.batch_size,
+                 suffix=args.suffix, progress=not args.no_progress)
     print(args.output)
     return 0
 
@@ -55,4 +33,6 @@ def register(subparsers) -> None:
                    help="appended to each spec name to form the key (e.g. _pred, to keep labels "
                         "of the same name)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it shows only when stderr is a terminal)")
     p.set_defaults(func=cmd_predict)

@@ -7,18 +7,21 @@ Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work is i
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 
+from tsym.runtime.finite import dumps
 from tsym.runtime.training.loop import train
 
 __all__ = ["register", "cmd_train"]
 
 
 def cmd_train(args) -> int:
-    """Run :func:`tsym.runtime.training.loop.train`; print a one-line JSON summary (rank 0)."""
+    """Run :func:`tsym.runtime.training.loop.train`; print a one-line JSON summary (rank 0).
+
+    A diverged run raises :class:`~tsym.runtime.errors.DivergedError`: one line on stderr,
+    exit 2, no summary."""
     run_dir = args.run_dir if args.run_dir else str(Path("runs") / Path(args.config).stem)
     summary = train(args.config, run_dir, resume=args.resume, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -27,7 +30,7 @@ def cmd_train(args) -> int:
                  "finished": summary["finished"],
                  "best_valid_loss": best if math.isfinite(best) else None,
                  "best_step": summary["best_step"], "test": summary["test"]}
-        print(json.dumps(short))
+        print(dumps(short))
     return 0
 
 

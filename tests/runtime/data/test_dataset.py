@@ -198,6 +198,33 @@ def test_symmetry_violation_reports_the_deviation(tmp_path, plans):
     assert ds.report.max_symmetry_deviation["dielectric"] == pytest.approx(expected, rel=1e-12)
 
 
+
+F32_MAX = float(np.finfo(np.float32).max)  # 3.4028235e38
+
+
+def test_labels_that_overflow_float32_are_refused(tmp_path, plans):
+    """A value above float32's largest magnitude would be inf in a float32 model; float64 is fine."""
+    def mutate(a):
+        a.arrays["becs"][2, 4] = -4e38  # above F32_MAX, finite in float64
+
+    path = _bad_file(tmp_path, mutate)
+    assert len(read_dataset(path, [EPS, BECS], plans)) == 3  # no limit: float64 holds it
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}:record 1: label 'born_charges': "
+                       "atom 2 value -4e+38 (after scale 1) overflows the model's float type")):
+        read_dataset(path, [EPS, BECS], plans, max_abs=F32_MAX)
+    ds = read_dataset(path, [EPS, BECS], plans, max_abs=F32_MAX, on_error="skip", verbose=False)
+    assert ds.report.counts == {"overflow": 1} and [r.index for r in ds] == [0, 2]
+    # the scale counts: 1e37 * 100 overflows; 1e37 alone does not
+    eps = LabelSpec("dielectric", "eps", scale=100.0)
+    frames = [labelled(0)]
+    frames[0].info["eps"] = np.eye(3).reshape(9) * 1e37
+    path = write(tmp_path / "scaled.extxyz", frames)
+    assert len(read_dataset(path, [EPS], plans, max_abs=F32_MAX)) == 1
+    with pytest.raises(DataError, match=r"record 0: label 'dielectric': value 1e\+39 \(after "
+                                        r"scale 100\)"):
+        read_dataset(path, [eps], plans, max_abs=F32_MAX)
+
+
 def test_skip_mode_counts_every_reason(tmp_path, plans):
     frames = [labelled(k) for k in range(6)]
     _drop_eps(frames[0])

@@ -13,8 +13,10 @@ code under test.  The long runs (resume, kill safety, DDP) are in ``tests/integr
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +115,15 @@ BASE = "heads: {alpha: {spec: 'tensor alpha { indices ij }'}}\ndata: {train: d.e
     ("training: {epochs: null}\n", r"section 'training': give 'epochs' or 'max_steps'"),
     ("data: {train: d.extxyz, valid_fraction: 0.6, test_fraction: 0.5}\n",
      r"section 'data': valid_fraction \+ test_fraction must be < 1"),
+    ("optimiser: {lr: .inf}\n", r"section 'optimiser': 'lr' must be a finite number, got inf"),
+    ("training: {grad_clip: .inf}\n",
+     r"section 'training': 'grad_clip' must be a finite number, got inf"),
+    ("optimiser: {weight_decay: .nan}\n",
+     r"section 'optimiser': 'weight_decay' must be a finite number, got nan"),
+    ("optimiser: {betas: [0.9, -.inf]}\n",
+     r"section 'optimiser': 'betas\[1\]' must be a finite number, got -inf"),
+    ("model: {backbone_kwargs: {cutoff_scale: .inf}}\n",
+     r"section 'model': 'backbone_kwargs.cutoff_scale' must be a finite number, got inf"),
 ])
 def test_config_errors_name_file_section_and_key(tmp_path, extra, message):
     text = BASE + extra if not extra.startswith("data") else BASE.split("data")[0] + extra
@@ -421,3 +432,16 @@ def test_uncovered_element_refused_before_training_then_skipped(tmp_path, capsys
     split = json.loads((tmp_path / "default" / "split.json").read_text())
     assert 6 in [k for frames in split["frames"].values() for k in frames]
     assert summary["steps"] == 2
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    write_dataset(tmp_path / "d.extxyz", n=8)
+    for name, stream in (("log", io.StringIO()), ("tty", Terminal())):
+        monkeypatch.setattr(sys, "stderr", stream)
+        train(make_config(tmp_path / "d.extxyz", max_steps=2, progress=True), tmp_path / name)
+        bar = "train:" in stream.getvalue() or "it/s" in stream.getvalue()
+        assert bar == (name == "tty"), (name, stream.getvalue())
