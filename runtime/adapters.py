@@ -88,7 +88,9 @@ def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> t
                                "not inside backbone_kwargs")
     try:
         return BACKBONES[name](cutoff=cutoff, **kwargs)
-    except TypeError as err:  # an unknown keyword argument
+    except TsymError:  # the backbone's own message
+        raise
+    except (TypeError, ValueError) as err:  # an unknown keyword, or a value of the wrong kind
         raise ModelConfigError(f"backbone {name!r}: bad backbone_kwargs {sorted(kwargs)}: {err}"
                                ) from None
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -34,8 +35,9 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from tsym.compiler import TsymError
 from tsym.runtime import keys
+from tsym.runtime._run_guard import (RunLock, StopSignals, TrainError, TrainInterrupted,
+                                     fingerprint_changes)
 from tsym.runtime._train_setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
                                        plans_for, setup_dist, truncate_metrics)
 from tsym.runtime.checkpoint import (TRAIN_FORMAT, load_checkpoint, model_dict, remove_stale_temps,
@@ -45,15 +47,11 @@ from tsym.runtime.graph import batch_graphs
 from tsym.runtime.losses import HeadLoss, Normalisation, TrainedModel, fit_normalisations
 from tsym.runtime.model import build_model
 
-__all__ = ["train", "TrainError"]
+__all__ = ["train", "TrainError", "TrainInterrupted"]
 
 #: Training keys that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "max_steps", "progress", "log_every", "checkpoint_every",
                      "num_workers", "device")
-
-
-class TrainError(TsymError):
-    """A run directory or resume request that does not fit (checkpoint present, config changed)."""
 
 
 def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
@@ -66,8 +64,9 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
     run_dir : path
         Created if needed.  Without ``resume`` it must not hold a ``last.pt`` already.
     resume : bool
-        Continue from ``run_dir/last.pt`` (the config must match the stored one, except for
-        the keys in ``RESUMABLE_CHANGES``).
+        Continue from ``run_dir/last.pt``: the config must match the stored one (except for
+        the keys in ``RESUMABLE_CHANGES``), and the data, split and specs the run started with
+        (else :class:`TrainError` names the difference).
     stop_after : int, optional
         Stop this invocation after optimiser step ``stop_after`` (``last.pt`` is written), e.g.
         to fit a job time limit; ``resume=True`` carries on.
@@ -79,19 +78,31 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
         ``step_losses`` (``[(step, loss)]`` of this invocation), ``best_valid_loss``,
         ``best_step``, ``valid`` (last evaluation), ``test`` (best model on the test split, or
         None), ``world_size``.
+
+    Raises
+    ------
+    TrainError
+        Another training holds ``run_dir`` (a lock for the whole run), a checkpoint is in the way,
+        or a resume whose inputs differ from the run's start.
+    TrainInterrupted
+        SIGTERM or SIGINT (Ctrl-C): ``last.pt`` was written after the current step; resume goes
+        on exactly as after any other checkpoint.
     """
     cfg = load_config(config)
     dist = setup_dist(cfg.training.device)
     try:
-        return _Trainer(cfg, dist, Path(run_dir), resume, stop_after).run()
+        with (RunLock(run_dir) if dist.main else contextlib.nullcontext(),
+              StopSignals(announce=dist.main) as signals):
+            return _Trainer(cfg, dist, Path(run_dir), resume, stop_after, signals).run()
     finally:
         dist.close()
 
 
 class _Trainer:
     def __init__(self, cfg: TrainConfig, dist: Dist, run_dir: Path, resume: bool,
-                 stop_after: int | None):
+                 stop_after: int | None, signals: StopSignals):
         self.cfg, self.dist, self.run_dir, self.stop_after = cfg, dist, run_dir, stop_after
+        self.signals = signals
         t = cfg.training
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.model.dtype]
         ckpt = self._check_dir(resume)
@@ -103,6 +114,7 @@ class _Trainer:
         if not self.splits["train"]:
             raise TrainError(f"{cfg.source}: the training split is empty")
         if ckpt is not None:
+            self._check_inputs(ckpt, plans)
             norms = {k: Normalisation.from_dict(v) for k, v in ckpt["normalisation"].items()}
         else:
             try:
@@ -131,6 +143,10 @@ class _Trainer:
         limits = [t.max_steps] if t.max_steps else []
         limits += [t.epochs * self.steps_per_epoch] if t.epochs else []
         self.total_steps = min(limits)
+        if cfg.schedule.warmup_steps > self.total_steps:
+            raise TrainError(f"{cfg.source}: schedule.warmup_steps is {cfg.schedule.warmup_steps}"
+                             f", more than the run's {self.total_steps} optimiser steps (the "
+                             "learning rate would never reach optimiser.lr)")
         self.sched = make_scheduler(cfg.schedule, self.opt, self.total_steps)
         self.ema = EMA(self.net.model, t.ema_decay) if t.ema_decay else None
         self.step, self.epoch_loss, self.epoch_steps = 0, 0.0, 0
@@ -163,6 +179,19 @@ class _Trainer:
         else:
             ckpt = None
         return ckpt
+
+    def _check_inputs(self, ckpt: dict, plans) -> None:
+        """Refuse to resume when the data, split or specs differ from the run's start."""
+        last = self.run_dir / "last.pt"
+        if "inputs" not in ckpt:
+            raise TrainError(f"{last}: the checkpoint has no record of its inputs (written by an "
+                             "older tsym), so a resume cannot be checked; start a new run")
+        changes = fingerprint_changes(ckpt["inputs"], self.split_info.inputs,
+                                      {p.name: p for p in plans})
+        if changes:
+            raise TrainError(f"{self.cfg.source}: cannot resume {last}: {changes[0]}"
+                             + (f" (and {len(changes) - 1} more difference(s))"
+                                if len(changes) > 1 else ""))
 
     def _init_dir(self, ckpt: dict | None) -> None:
         if self.dist.main:
@@ -199,6 +228,7 @@ class _Trainer:
             "best_valid": self.best_valid,
             "best_step": self.best_step,
             "world_size": self.dist.world,
+            "inputs": self.split_info.inputs,
         }
 
     def _save(self, name: str, state: dict | None = None) -> dict | None:
@@ -348,12 +378,23 @@ class _Trainer:
                        "lr": self.lr})
         end = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
         evaluated, best = self._end_of_epoch(epoch, started) if end else (False, False)
-        stopped = self.stop_after is not None and self.step >= self.stop_after
+        self.signum = self._signalled()
+        stopped = self.signum is not None or (
+            self.stop_after is not None and self.step >= self.stop_after)
         state = self._save("best.pt") if best else None
         if (evaluated or stopped or self.step >= self.total_steps
                 or (t.checkpoint_every and self.step % t.checkpoint_every == 0)):
             self._save("last.pt", state)
         return stopped
+
+    def _signalled(self) -> int | None:
+        """The stop signal received by any process (all processes stop at the same step)."""
+        signum = self.signals.signum or 0
+        if self.dist.world > 1:
+            flag = torch.tensor([signum], device=self.dist.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        return signum or None
 
     def run(self) -> dict:
         t, d = self.cfg.training, self.dist
@@ -361,7 +402,7 @@ class _Trainer:
             self.split_info.save(self.run_dir / "split.json")
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (t.progress and d.main), leave=False)
-        self.history, started, stopped = [], time.time(), False
+        self.history, started, stopped, self.signum = [], time.time(), False, None
         while self.step < self.total_steps and not stopped:
             epoch = self.step // self.steps_per_epoch
             order = self._epoch_order(epoch)
@@ -375,6 +416,13 @@ class _Trainer:
                 if stopped or self.step >= self.total_steps:
                     break
         bar.close()
+        if self.signum is not None:
+            name = signal.Signals(self.signum).name
+            config = self.cfg.source if self.cfg.source != "<dict>" else "CONFIG"
+            raise TrainInterrupted(
+                f"{self.run_dir}: stopped by {name} after step {self.step}; last.pt is saved\n"
+                f"hint: resume with: tsym train {config} --run-dir {self.run_dir} --resume",
+                self.signum)
         finished = self.step >= self.total_steps
         test = self._test() if finished and self.splits["test"] else None
         return {"run_dir": str(self.run_dir), "steps": self.step, "finished": finished,

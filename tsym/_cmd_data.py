@@ -37,8 +37,12 @@ def _options(items: list[str]) -> dict:
 
 
 def cmd_convert(args) -> int:
+    from tsym._args import check_output_file
     from tsym.runtime.convert import convert, write_extxyz
 
+    check_output_file(args.output)
+    if args.report:
+        check_output_file(args.report, "report")
     options = _options(args.set)
     if args.limit is not None:
         options["limit"] = args.limit
@@ -75,6 +79,7 @@ def cmd_check(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``data`` command (``convert``, ``check``) to an argparse sub-parser set."""
+    from tsym._args import positive_int
     from tsym.runtime.convert import CONVERTERS
 
     p = subparsers.add_parser("data", help="convert public tensor data to extxyz; check a file")
@@ -85,7 +90,8 @@ def register(subparsers) -> None:
                    help=f"one of: {', '.join(sorted(CONVERTERS))}")
     c.add_argument("input")
     c.add_argument("-o", "--output", required=True, help="output .extxyz file")
-    c.add_argument("--limit", type=int, default=None, help="convert the first N entries only")
+    c.add_argument("--limit", type=positive_int, default=None,
+                   help="convert the first N entries only")
     c.add_argument("--report", default=None, help="also write the report as JSON here")
     c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a converter option, e.g. min_sign_margin=0 or cell=15.6")

@@ -95,6 +95,8 @@ def cmd_eval(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``eval`` sub-command to the ``tsym`` parser's ``subparsers``."""
+    from tsym._args import positive_int
+
     p = subparsers.add_parser(
         "eval", help="metrics and parity plots of a trained model on labelled structures")
     p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
@@ -105,7 +107,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
                    help="where metrics.json and the PNGs go (default: eval_<DATA stem> beside "
                         "the checkpoint, or in the run directory)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--symprec", type=float, default=1e-2,
                    help="spglib tolerance (Angstrom) for the point groups of crystals")
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail",

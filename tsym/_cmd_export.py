@@ -13,6 +13,9 @@ def cmd_export(args) -> int:
     from tsym.runtime.export import INPUTS, export_model
     from tsym.runtime.predict import load_model, model_plans
 
+    from tsym._args import check_output_file
+
+    check_output_file(args.output)
     model = load_model(args.model)
     path = export_model(model, args.output, check=not args.no_check)
     heads = ", ".join(f"{n} ({p.level}, order {p.order})" for n, p in model_plans(model).items())

@@ -16,6 +16,9 @@ def cmd_label(args) -> int:
     from tsym.compiler.errors import DataError, TsymError
     from tsym.runtime.label import PROPERTIES, label_structures
 
+    from tsym._args import check_output_file
+
+    check_output_file(args.output)
     props = tuple(p for p in args.properties.split(",") if p)
     unknown = [p for p in props if p not in PROPERTIES]
     if unknown:

@@ -14,8 +14,10 @@ def cmd_predict(args) -> int:
     import ase.io
 
     from tsym.compiler.errors import DataError
+    from tsym._args import check_output_file
     from tsym.runtime.predict import load_model, predict_structures
 
+    check_output_file(args.output)
     model = load_model(args.model)
     try:
         structures = ase.io.read(args.structures, index=":")
@@ -31,6 +33,8 @@ def cmd_predict(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``predict`` sub-command to the ``tsym`` parser's ``subparsers``."""
+    from tsym._args import positive_int
+
     p = subparsers.add_parser("predict", help="predict the tensors of structures into extxyz")
     p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
     p.add_argument("structures", help="structures readable by ase.io.read")
@@ -38,5 +42,5 @@ def register(subparsers) -> None:
     p.add_argument("--suffix", default="",
                    help="appended to each spec name to form the key (e.g. _pred, to keep labels "
                         "of the same name)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.set_defaults(func=cmd_predict)

@@ -33,6 +33,8 @@ def cmd_train(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``train`` sub-command to the ``tsym`` parser's ``subparsers``."""
+    from tsym._args import positive_int
+
     p = subparsers.add_parser(
         "train", help="train a model on labelled structures (YAML config; torchrun for DDP)")
     p.add_argument("config", help="YAML config (sections model, heads, data, optimiser, "
@@ -42,6 +44,6 @@ def register(subparsers) -> None:
                         "(default runs/<config name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last.pt")
-    p.add_argument("--stop-after", type=int, default=None, metavar="STEP",
+    p.add_argument("--stop-after", type=positive_int, default=None, metavar="STEP",
                    help="stop after this optimiser step (last.pt is written; --resume goes on)")
     p.set_defaults(func=cmd_train)
