@@ -146,8 +146,11 @@ def fingerprint_changes(old: dict, new: dict, new_plans: dict | None = None) -> 
                 out.append(f"split: the {name} split is not the one the run started with "
                            f"({_count(a)} records then, {_count(b)} now)")
     for name in sorted(set(old["spec"]) | set(new["spec"])):
-        if old["spec"].get(name) != new["spec"].get(name):
-            out.append(f"spec: head '{name}' " + _spec_change(name, old_specs, new_plans))
+        a, b = old["spec"].get(name), new["spec"].get(name)
+        if a != b:
+            what = ("is new" if a is None else "is gone" if b is None
+                    else _spec_change(name, old_specs, new_plans))
+            out.append(f"spec: head '{name}' {what}")
     return out
 
 
@@ -185,8 +188,6 @@ def _spec_change(name: str, old_specs: dict | None, new_plans: dict | None) -> s
             keys = [k for k in a if k in b and a[k] != b[k] and k != "spec_hash"]
             if keys:
                 return ", ".join(f"{k} was {a[k]!r}, now {b[k]!r}" for k in keys)
-    if name not in (new_plans or {}):
-        return "is not in the spec any more"
     return "compiles to another canonical spec than at the run's start"
 
 
