@@ -30,7 +30,7 @@ import torch
 from tsym.compiler.errors import TsymError
 
 __all__ = ["TrainError", "TrainInterrupted", "RunLock", "record_digest", "inputs_fingerprint",
-           "fingerprint_changes", "StopSignals"]
+           "fingerprint_changes", "resume_refusal", "StopSignals"]
 
 LOCK_NAME = ".lock"
 
@@ -42,8 +42,11 @@ class TrainError(TsymError):
 class TrainInterrupted(TrainError):
     """SIGTERM or SIGINT stopped the run after writing ``last.pt``; ``exit_code`` is 128 + signal."""
 
-    def __init__(self, message: str, signum: int):
-        super().__init__(message)
+    def __init__(self, signum: int, run_dir, step: int, config: str = "<dict>"):
+        config = config if config != "<dict>" else "CONFIG"
+        super().__init__(f"{run_dir}: stopped by {signal.Signals(signum).name} after step {step}; "
+                         f"last.pt is saved\nhint: resume with: tsym train {config} --run-dir "
+                         f"{run_dir} --resume")
         self.signum = signum
         self.exit_code = 128 + signum
 
@@ -154,6 +157,18 @@ def fingerprint_changes(old: dict, new: dict, new_plans: dict | None = None) -> 
     return out
 
 
+def resume_refusal(ckpt: dict, inputs: dict, plans) -> str | None:
+    """Why the checkpoint ``ckpt`` cannot go on with ``inputs`` (None: it can)."""
+    if "inputs" not in ckpt:
+        return ("the checkpoint has no record of its inputs (written by an older tsym), so a "
+                "resume cannot be checked; start a new run")
+    changes = fingerprint_changes(ckpt["inputs"], inputs, {p.name: p for p in plans})
+    if not changes:
+        return None
+    more = len(changes) - 1
+    return changes[0] + (f" (and {more} more difference(s))" if more else "")
+
+
 def _count(t) -> int:
     return 0 if t is None else int(t.numel())
 
@@ -211,6 +226,15 @@ class StopSignals:
             print(f"tsym train: {signal.Signals(signum).name} received; stopping after this step "
                   "and saving last.pt (send it again to stop at once)", file=sys.stderr,
                   flush=True)
+
+    def received(self, world: int = 1, device=None) -> int | None:
+        """The signal received by any of the ``world`` processes (they all stop at one step)."""
+        signum = self.signum or 0
+        if world > 1:
+            flag = torch.tensor([signum], device=device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            signum = int(flag.item())
+        return signum or None
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():

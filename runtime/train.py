@@ -26,7 +26,6 @@ import contextlib
 import json
 import math
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ from tqdm.auto import tqdm
 
 from tsym.runtime import keys
 from tsym.runtime._run_guard import (RunLock, StopSignals, TrainError, TrainInterrupted,
-                                     fingerprint_changes)
+                                     resume_refusal)
 from tsym.runtime._train_setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
                                        plans_for, setup_dist, truncate_metrics)
 from tsym.runtime.checkpoint import (TRAIN_FORMAT, load_checkpoint, model_dict, remove_stale_temps,
@@ -182,16 +181,9 @@ class _Trainer:
 
     def _check_inputs(self, ckpt: dict, plans) -> None:
         """Refuse to resume when the data, split or specs differ from the run's start."""
-        last = self.run_dir / "last.pt"
-        if "inputs" not in ckpt:
-            raise TrainError(f"{last}: the checkpoint has no record of its inputs (written by an "
-                             "older tsym), so a resume cannot be checked; start a new run")
-        changes = fingerprint_changes(ckpt["inputs"], self.split_info.inputs,
-                                      {p.name: p for p in plans})
-        if changes:
-            raise TrainError(f"{self.cfg.source}: cannot resume {last}: {changes[0]}"
-                             + (f" (and {len(changes) - 1} more difference(s))"
-                                if len(changes) > 1 else ""))
+        why = resume_refusal(ckpt, self.split_info.inputs, plans)
+        if why:
+            raise TrainError(f"{self.cfg.source}: cannot resume {self.run_dir / 'last.pt'}: {why}")
 
     def _init_dir(self, ckpt: dict | None) -> None:
         if self.dist.main:
@@ -378,7 +370,7 @@ class _Trainer:
                        "lr": self.lr})
         end = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
         evaluated, best = self._end_of_epoch(epoch, started) if end else (False, False)
-        self.signum = self._signalled()
+        self.signum = self.signals.received(self.dist.world, self.dist.device)
         stopped = self.signum is not None or (
             self.stop_after is not None and self.step >= self.stop_after)
         state = self._save("best.pt") if best else None
@@ -386,15 +378,6 @@ class _Trainer:
                 or (t.checkpoint_every and self.step % t.checkpoint_every == 0)):
             self._save("last.pt", state)
         return stopped
-
-    def _signalled(self) -> int | None:
-        """The stop signal received by any process (all processes stop at the same step)."""
-        signum = self.signals.signum or 0
-        if self.dist.world > 1:
-            flag = torch.tensor([signum], device=self.dist.device)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            signum = int(flag.item())
-        return signum or None
 
     def run(self) -> dict:
         t, d = self.cfg.training, self.dist
@@ -417,12 +400,7 @@ class _Trainer:
                     break
         bar.close()
         if self.signum is not None:
-            name = signal.Signals(self.signum).name
-            config = self.cfg.source if self.cfg.source != "<dict>" else "CONFIG"
-            raise TrainInterrupted(
-                f"{self.run_dir}: stopped by {name} after step {self.step}; last.pt is saved\n"
-                f"hint: resume with: tsym train {config} --run-dir {self.run_dir} --resume",
-                self.signum)
+            raise TrainInterrupted(self.signum, self.run_dir, self.step, self.cfg.source)
         finished = self.step >= self.total_steps
         test = self._test() if finished and self.splits["test"] else None
         return {"run_dir": str(self.run_dir), "steps": self.step, "finished": finished,
