@@ -14,6 +14,9 @@ and tensors only, so ``torch.load(path, weights_only=True)`` reads it::
     optimizer, scheduler   their state dicts
     rng               {"torch", "numpy", "python", "cuda"} generator states as tensors
     step, epoch, step_in_epoch, best_valid, best_step
+    inputs            what the run started with, checked on resume: {"data": {role: {"source",
+                      "frames", "digests"}}, "split": {name: frames}, "spec": {head: spec hash},
+                      "spec_source": {head: canonical spec}} (int64 tensors; see _run_guard)
 
 :func:`save_atomic` writes a temp file in the destination's folder, fsyncs it, and
 ``os.replace``-s it over the destination, so a process killed at any moment leaves either the old

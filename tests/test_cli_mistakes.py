@@ -7,6 +7,7 @@ error.  Argument mistakes (``--batch-size 0``) are argparse's (usage line, then 
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -141,6 +142,19 @@ def test_read_only_run_dir(base, tmp_path, capsys, monkeypatch):
     root, _ = base
     expect_user_error(["train", root / "cfg.yaml", "--run-dir", tmp_path / "ro"], capsys,
                       r"ro: cannot use this run directory \(Permission denied\)")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes in read-only folders")
+def test_read_only_run_dir_for_real(base, tmp_path, capsys):
+    root, _ = base
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    try:
+        expect_user_error(["train", root / "cfg.yaml", "--run-dir", tmp_path / "ro"], capsys,
+                          r"ro: cannot use this run directory \(Permission denied\)")
+    finally:
+        (tmp_path / "ro").chmod(0o755)
 
 
 def test_full_disk(base, tmp_path, capsys, monkeypatch):
