@@ -13,8 +13,13 @@ import re
 import pytest
 import yaml
 
-from tests.runtime.test_train import make_config, write_dataset
+from tests.runtime.training.test_train import make_config, write_dataset
+import tsym.cli as cli
 from tsym.cli import main
+from tsym.runtime import checkpoint
+from tsym.runtime.data.convert import convert
+from tsym.runtime.errors import DataError
+from tsym.runtime.training import guard
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,8 +138,6 @@ def test_run_dir_below_a_file(base, tmp_path, capsys):
 def test_read_only_run_dir(base, tmp_path, capsys, monkeypatch):
     """A folder where the lock file cannot be created (read-only; simulated: root writes
     anywhere)."""
-    import tsym.runtime._run_guard as guard
-
     def refuse(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
 
@@ -160,13 +163,11 @@ def test_read_only_run_dir_for_real(base, tmp_path, capsys):
 def test_full_disk(base, tmp_path, capsys, monkeypatch):
     """torch's writer reports a short write (ENOSPC) as a RuntimeError; it becomes a message
     naming the checkpoint (simulated: a real full disk needs a small file system)."""
-    import tsym.runtime._atomic as atomic
-
     def short_write(obj, f, *args, **kwargs):
         f.write(b"PK")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 2")
 
-    monkeypatch.setattr(atomic.torch, "save", short_write)
+    monkeypatch.setattr(checkpoint.torch, "save", short_write)
     root, _ = base
     expect_user_error(["train", root / "cfg.yaml", "--run-dir", tmp_path / "full"], capsys,
                       r"full/(best|last)\.pt: writing failed \(a short write; \d+ bytes free")
@@ -213,9 +214,6 @@ def test_convert_limit_must_be_positive(base, tmp_path, capsys, value):
 
 
 def test_convert_limit_in_python(base):
-    from tsym.compiler.errors import DataError
-    from tsym.runtime.convert import convert
-
     root, _ = base
     with pytest.raises(DataError, match=r"d\.extxyz: limit must be an integer >= 1, got -1"):
         convert("qm9_alpha_slice", root / "d.extxyz", limit=-1)
@@ -250,8 +248,6 @@ def test_convert_that_writes_nothing_fails(base, tmp_path, capsys):
 
 def test_os_errors_become_user_errors(capsys, monkeypatch):
     """The last net: an OSError the commands do not foresee names its file, exit 2."""
-    import tsym.cli as cli
-
     def fail(args):
         raise OSError(28, "No space left on device", "/somewhere/out.extxyz")
 

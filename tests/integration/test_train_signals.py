@@ -17,8 +17,8 @@ import torch
 import yaml
 
 from tests.integration.test_train_resume import _equal, _records
-from tests.runtime.test_train import make_config, write_dataset
-from tsym.runtime.train import train
+from tests.runtime.training.test_train import make_config, write_dataset
+from tsym.runtime.training.loop import train
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -1,0 +1,94 @@
+"""Per-head losses in normalised irreps space, and the normalisations fitted on the training split.
+
+Each head is trained on the normalised irreps coordinates ``y_n`` of its labels
+(:class:`~tsym.runtime.normalisation.Normalisation`).  Losses (:class:`HeadLoss`), per labelled
+item (a structure, or a labelled atom):
+
+* ``irreps``: ``sum_l w_l * mean_{components of l} (pred_n - y_n)^2 / sum_l w_l``;
+* ``cartesian``: ``mean_{3^n entries} ((T_pred - T) / s)^2`` with one scale ``s``, the RMS of the
+  shifted Cartesian training labels.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+
+from tsym.compiler import HeadPlan
+from tsym.runtime import keys
+from tsym.runtime.errors import ConfigError
+from tsym.runtime.normalisation import Normalisation, l_of_components
+
+__all__ = ["HeadLoss", "fit_normalisations"]
+
+
+class HeadLoss:
+    """The loss of one head, summed over labelled items (divide by the global item count).
+
+    Parameters
+    ----------
+    plan : HeadPlan
+    norm : Normalisation
+    space : {"irreps", "cartesian"}
+    l_weights : dict of int to float, optional
+        Weight of each l in the ``irreps`` space (default 1 for every l).
+    """
+
+    def __init__(self, plan: HeadPlan, norm: Normalisation, space: str = "irreps",
+                 l_weights: Mapping | None = None):
+        self.plan, self.norm, self.space = plan, norm, space
+        ls = l_of_components(plan.irreps)
+        present = sorted(set(ls))
+        weights = {l: 1.0 for l in present}
+        for l, w in (l_weights or {}).items():
+            if l not in weights:
+                raise ConfigError(f"head '{plan.name}': l_weights has l={l}, but its irreps "
+                                  f"'{plan.irreps}' hold l = {present}")
+            weights[l] = float(w)
+        total = sum(weights.values())
+        if not total > 0:
+            raise ConfigError(f"head '{plan.name}': l_weights are all zero")
+        dims = {l: ls.count(l) for l in present}
+        # per component: w_l / (dim_l * sum w), so that the weights of all components sum to 1
+        self.component_weights = torch.tensor([weights[l] / (dims[l] * total) for l in ls],
+                                              dtype=torch.float64)  # [d]
+
+    def __call__(self, pred_n: torch.Tensor, label: torch.Tensor,
+                 n_atoms: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum over items of the per-item loss: ``pred_n`` ``[M, d]``, ``label`` ``[M, 3, ..]``."""
+        if self.space == "irreps":
+            target = self.norm.normalise(self.plan.from_cartesian(label), n_atoms)  # [M, d]
+            weights = self.component_weights.to(pred_n)
+            return ((pred_n - target).pow(2) * weights).sum()
+        pred = self.plan.to_cartesian(self.norm.denormalise(pred_n, n_atoms))  # [M, 3, ..., 3]
+        diff = (pred - label).reshape(pred.shape[0], -1) / self.norm.cartesian_scale  # [M, 3^n]
+        return diff.pow(2).mean(dim=1).sum()
+
+    def abs_error(self, pred_n: torch.Tensor, label: torch.Tensor,
+                  n_atoms: torch.Tensor | None = None) -> torch.Tensor:
+        """Sum over items of the mean absolute error of the Cartesian entries, in data units."""
+        pred = self.plan.to_cartesian(self.norm.denormalise(pred_n, n_atoms))
+        return (pred - label).reshape(pred.shape[0], -1).abs().mean(dim=1).sum()
+
+
+def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]
+                       ) -> dict[str, Normalisation]:
+    """Per plan, :meth:`Normalisation.fit` of the labels in ``graphs`` (the training split).
+
+    ``graphs`` hold ``"label:<name>"`` (and ``"mask:<name>"`` for atom-level labels), as made by
+    :func:`tsym.runtime.data.collate_records`; a sum-pooled structure-level head gets a per-atom
+    shift.
+    """
+    norms = {}
+    for plan in plans:
+        labels = torch.cat([g[keys.label(plan.name)] for g in graphs]).double()  # [M, 3, ..]
+        n_atoms = None
+        if plan.level == "atom":
+            labels = labels[torch.cat([g[keys.mask(plan.name)] for g in graphs])]
+        elif plan.pool == "sum":
+            n_atoms = torch.cat([g[keys.NUM_ATOMS] for g in graphs])  # [M]
+        if labels.shape[0] == 0:
+            raise ValueError(f"head '{plan.name}': no labelled items in the training split")
+        y = plan.from_cartesian(labels)  # [M, d] float64
+        norms[plan.name] = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms)
+    return norms

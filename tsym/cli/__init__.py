@@ -1,0 +1,134 @@
+"""The ``tsym`` command line: ``inspect``, ``compile``, ``table``.
+
+Every user error is a :class:`tsym.TsymError`, printed without a traceback (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tsym.cli import data, demo, eval, export, label, predict, train
+from tsym.compiler import TsymError, compile_file, write_modules
+
+__all__ = ["main"]
+
+#: The ``tsym/cli/<name>.py`` modules, each with ``register(subparsers)``.
+COMMAND_MODULES = (data, demo, eval, export, label, predict, train)
+
+
+def _plans(path: str):
+    return compile_file(path)
+
+
+def cmd_inspect(args) -> int:
+    plans = _plans(args.spec)
+    if args.json:
+        out = []
+        for plan in plans:
+            item = plan.to_dict()
+            item["change_of_basis"] = plan.change_of_basis.tolist()
+            out.append(item)
+        json.dump(out, sys.stdout, indent=1 if args.indent else None)
+        sys.stdout.write("\n")
+        return 0
+    for k, plan in enumerate(plans):
+        if k:
+            print()
+        d = plan.to_dict()
+        width = max(len(key) for key in d)
+        for key in ("name", "indices", "order", "parity", "level", "pool", "units", "irreps",
+                    "num_components", "group_order", "basis_origin"):
+            value = d[key] if d[key] is not None else "-"
+            print(f"{key.replace('_', ' '):<{width}}  {value}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    plans = _plans(args.spec)
+    for path in write_modules(plans, args.output):
+        print(path)
+    return 0
+
+
+def table_rows(paths: list[Path]) -> list[tuple[str, ...]]:
+    rows = []
+    for path in paths:
+        for plan in compile_file(path):
+            rows.append((plan.name, plan.indices, plan.parity, plan.level, plan.pool,
+                         str(plan.num_components), plan.irreps))
+    return rows
+
+
+def cmd_table(args) -> int:
+    root = Path(args.directory)
+    paths = sorted(root.glob("*.tsym")) if root.is_dir() else [root]
+    if not paths:
+        raise TsymError(f"{root}: no .tsym files found")
+    header = ("name", "indices", "parity", "level", "pool", "components", "irreps")
+    rows = [header] + table_rows(paths)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for k, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsym", description="Symbolic tensor-symmetry compiler.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="print the decomposition of every tensor of a spec file")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true", help="JSON, with the change of basis")
+    p.add_argument("--indent", action="store_true", help="indent the JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("compile", help="emit one standalone PyTorch module per tensor")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("table", help="compile every spec of a directory and print a table")
+    p.add_argument("directory", nargs="?", default="specs")
+    p.set_defaults(func=cmd_table)
+
+    # commands of the runtime (training, data, labelling, ...) live beside this file
+    for module in COMMAND_MODULES:
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TsymError as err:
+        print(str(err), file=sys.stderr)
+        return getattr(err, "exit_code", 2)  # 2; 128 + signal for a training stopped by one
+    except KeyboardInterrupt:
+        print("tsym: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as err:  # the machine, not tsym: a full disk, a read-only or missing folder
+        if err.errno is None:
+            return _internal(err)
+        where = f"{err.filename}: " if err.filename else "tsym: "
+        print(f"{where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - no traceback for users; say it is our bug
+        return _internal(err)
+
+
+def _internal(err: BaseException) -> int:
+    print(f"tsym: internal error ({type(err).__name__}: {err}); please report it with the "
+          "command line that caused it", file=sys.stderr)
+    return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())
