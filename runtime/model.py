@@ -185,9 +185,9 @@ class TensorModel(torch.nn.Module):
         The backbone's :meth:`~tsym.runtime.nn.xpainn.XPaiNN.compile_blocks` when it has one
         (other backbones stay eager), and each head's ``node_irreps`` (pooling and ``y @ Q`` stay
         eager).  ``dynamic=True`` by default.  Training configs ask for it with
-        ``model: {compile: true}``; on CPU it makes a training step ~1.5x faster
-        (``benchmarks/backbone_speed.py --compile``) after ~1 minute of compilation, and needs a
-        C++ compiler.  The weights, checkpoints and results are those of the eager model.
+        ``model: {compile: true}``.  It needs a C++ compiler and takes a while to compile; the
+        speed it buys is measured in ``benchmarks/README.md``.  The weights, checkpoints and
+        results are those of the eager model.
         """
         kwargs.setdefault("dynamic", True)
         if hasattr(self.backbone, "compile_blocks"):

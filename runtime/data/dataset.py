@@ -16,7 +16,7 @@ Bad records raise :class:`~tsym.runtime.errors.DataError` (``FILE:record N: ...`
 ``Dataset.report``; nothing is dropped silently.
 
 :func:`collate_records` turns records into a batched graph with ``"label:<name>"`` and
-``"mask:<name>"`` fields; :func:`split` makes a reproducible train/val/test split and
+``"mask:<name>"`` fields; :func:`split` makes a reproducible train/valid/test split and
 :func:`save_split` / :func:`load_split` keep it in a run directory as JSON.
 
 Voigt notation (IEEE order ``xx, yy, zz, yz, xz, xy`` = 0..5; :data:`VOIGT_PAIRS`):

@@ -38,10 +38,9 @@ from tsym.runtime.nn.embedding import (
 __all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edge_vectors"]
 
 #: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
-#: temporaries then stay in the CPU caches (~2.4 MB at the default widths), so the time per edge
-#: stays flat as structures grow (``benchmarks/backbone_speed.py``); and without gradients a large
-#: cell needs no per-edge memory beyond its edge list and embedding (``benchmarks/scale.py``,
-#: ``--no-chunk`` for all edges at once).
+#: temporaries then stay in the CPU caches, so the time per edge stays flat as structures grow;
+#: and without gradients a large cell needs no per-edge memory beyond its edge list and
+#: embedding (measured in ``benchmarks/README.md``).
 EDGE_CHUNK = 1024
 
 
@@ -380,11 +379,11 @@ class XPaiNN(torch.nn.Module):
 
         Compiled: each message block's edge loop (all edges at once, and one chunk) and its
         equivariant layer norm, and each update block.  On CPU the gathers, products and sums
-        over neighbours fuse into a few loops: 1.2-1.6x faster than eager
-        (``benchmarks/backbone_vs_e3nn.py``), after a one-off compilation of ~10-40 s (inductor
-        needs a C++ compiler).  ``dynamic=True`` by default, so batches of other sizes reuse the
-        compiled code.  Same results as eager to float rounding (tests/runtime/nn/
-        test_xpainn_paths.py).  The Python loop over edge chunks stays eager.
+        over neighbours fuse into a few loops, after a one-off compilation (inductor needs a C++
+        compiler; the speed-up is measured in ``benchmarks/README.md``).  ``dynamic=True`` by
+        default, so batches of other sizes reuse the compiled code.  Same results as eager to
+        float rounding (tests/runtime/nn/test_xpainn_paths.py).  The Python loop over edge chunks
+        stays eager.
         """
         kwargs.setdefault("dynamic", True)
 

@@ -18,7 +18,7 @@ import ast
 import json
 from pathlib import Path
 
-from tsym.cli.args import check_output_file, positive_int
+from tsym.cli._args import check_output_file, positive_int
 from tsym.compiler import compile_file
 from tsym.compiler.errors import TsymError
 from tsym.runtime.data.convert import CONVERTERS

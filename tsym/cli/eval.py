@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ase.io
 
-from tsym.cli.args import positive_int
+from tsym.cli._args import add_model_argument, positive_int
 from tsym.compiler.errors import TsymError
 from tsym.runtime.checkpoint import resolve_checkpoint
 from tsym.runtime.errors import DataError
@@ -95,7 +95,7 @@ def register(subparsers) -> None:
     """Add the ``eval`` sub-command to the ``tsym`` parser's ``subparsers``."""
     p = subparsers.add_parser(
         "eval", help="metrics and parity plots of a trained model on labelled structures")
-    p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
+    add_model_argument(p)
     p.add_argument("data", help="labelled structures (extended XYZ)")
     p.add_argument("--labels", nargs="+", default=None, metavar="KEY=SPEC[:FORMAT]",
                    help="data key -> head (spec) name, format flat (default) or voigt; "

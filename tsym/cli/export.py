@@ -4,7 +4,8 @@ Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work (and
 module takes) is in :mod:`tsym.runtime.inference.export`.
 """
 from __future__ import annotations
-from tsym.cli.args import check_output_file
+
+from tsym.cli._args import add_model_argument, check_output_file
 from tsym.runtime.inference.export import INPUTS, export_model
 from tsym.runtime.inference.predict import load_model, model_plans
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     """Add the ``export`` sub-command to the ``tsym`` parser's ``subparsers``."""
     p = subparsers.add_parser(
         "export", help="save a model as TorchScript that loads with torch.jit.load alone")
-    p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
+    add_model_argument(p)
     p.add_argument("-o", "--output", required=True, help="output file (e.g. model.pt)")
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing the exported module with the model")

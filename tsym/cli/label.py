@@ -8,7 +8,7 @@ import sys
 
 from ase.io import read, write
 
-from tsym.cli.args import check_output_file
+from tsym.cli._args import check_output_file
 from tsym.compiler.errors import TsymError
 from tsym.runtime.data.label import PROPERTIES, label_structures
 from tsym.runtime.errors import DataError

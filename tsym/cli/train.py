@@ -12,7 +12,7 @@ import math
 import os
 from pathlib import Path
 
-from tsym.cli.args import positive_int
+from tsym.cli._args import positive_int
 from tsym.runtime.training.loop import train
 
 __all__ = ["register", "cmd_train"]

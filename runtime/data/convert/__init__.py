@@ -37,7 +37,7 @@ from ase.io.formats import UnknownFileTypeError
 
 from tsym.runtime.errors import DataError
 
-from .common import INDEX_SYMMETRY, LABEL_KEYS, ConversionReport
+from .common import LABEL_SPECS, ConversionReport
 from .crystals import (convert_abo3_piezo, convert_becs_epsilon, convert_elastic_matten,
                        convert_nmr_si_matten, convert_piezo_mp_matminer)
 from .magres import convert_nmr_shiftml
@@ -46,7 +46,7 @@ from .molecules import (BOHR_IN_ANGSTROM, convert_qm7x_cookbook,
                         convert_water_gamma_tensoap, convert_water_sagpr)
 
 __all__ = [
-    "ConversionReport", "CONVERTERS", "LABEL_KEYS", "INDEX_SYMMETRY", "BOHR_IN_ANGSTROM",
+    "ConversionReport", "CONVERTERS", "LABEL_SPECS", "BOHR_IN_ANGSTROM",
     "convert", "write_extxyz",
     "convert_becs_epsilon", "convert_nmr_shiftml", "convert_elastic_matten", "convert_nmr_si_matten",
     "convert_piezo_mp_matminer", "convert_abo3_piezo", "convert_water_sagpr",

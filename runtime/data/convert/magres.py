@@ -42,8 +42,7 @@ def convert_nmr_shiftml(path, *, limit: int | None = None):
         names = sorted(n for n in archive.namelist() if n.endswith(".magres"))
         if limit is not None:
             names = names[: int(limit)]
-        for k, name in enumerate(names):
-            report.n_read += 1
+        for k, name in report.entries(names):
             try:
                 src = ase.io.read(io.StringIO(archive.read(name).decode()), format="magres")
             except Exception as err:  # noqa: BLE001 - ASE's reader raises many kinds

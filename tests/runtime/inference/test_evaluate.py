@@ -21,7 +21,8 @@ from ase.io import read, write
 
 from tsym.compiler import compile_file, compile_text
 from tsym.runtime.data.dataset import voigt_to_tensor4
-from tsym.runtime.inference.evaluate import (evaluate, point_group_deviation, positive_definite_share,
+from tsym.runtime.data.crystal import point_group_deviation
+from tsym.runtime.inference.evaluate import (evaluate, positive_definite_share,
                                              tensor_metrics, vrh_moduli)
 from tsym.runtime.inference.plots import parity_plots
 

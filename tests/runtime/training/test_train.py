@@ -256,8 +256,8 @@ def test_loss_decreases_and_files_are_written(trained):
     assert [r["loss"] for r in records if r["kind"] == "step"] == losses
     assert yaml.safe_load((root / "run" / "config.yaml").read_text())["training"]["max_steps"] == 40
     split = json.loads((root / "run" / "split.json").read_text())
-    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(16))
-    assert len(split["val"]) == 4
+    assert sorted(split["train"] + split["valid"] + split["test"]) == list(range(16))
+    assert len(split["valid"]) == 4
 
 
 def _metrics(run) -> list[dict]:
@@ -280,7 +280,7 @@ def test_checkpoints_hold_plain_values_and_predict_in_data_units(trained):
         assert ckpt["model"]["specs"] == [compile_text(ALPHA)[0].source]
     model = build_model(checkpoint=root / "run" / "best.pt")
     frames = read(root / "data.extxyz", index=":")
-    valid = [frames[i] for i in json.loads((root / "run" / "split.json").read_text())["val"]]
+    valid = [frames[i] for i in json.loads((root / "run" / "split.json").read_text())["valid"]]
     pred = model.predict(valid)["alpha"]  # [4, 3, 3]
     label = np.stack([a.info["alpha"].reshape(3, 3) for a in valid])
     mae = np.abs(pred - label).reshape(len(valid), -1).mean(axis=1).mean()

@@ -1,4 +1,5 @@
-"""Checks shared by the sub-commands: argument types and output paths, refused before any work.
+"""Command-line arguments that several ``tsym`` commands share, and the checks of their values
+made before any work (a count >= 1, an output file whose folder exists).
 
 >>> positive_int("3")
 3
@@ -11,7 +12,12 @@ from pathlib import Path
 
 from tsym.compiler import TsymError
 
-__all__ = ["positive_int", "check_output_file"]
+__all__ = ["add_model_argument", "positive_int", "check_output_file"]
+
+
+def add_model_argument(parser) -> None:
+    """The trained model to use: a run directory or a checkpoint file."""
+    parser.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
 
 
 def positive_int(text: str) -> int:
