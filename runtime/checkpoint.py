@@ -180,9 +180,9 @@ def save_atomic(obj: dict, path: str | os.PathLike) -> None:
         if isinstance(err, RuntimeError) and not any(m in str(err) for m in _WRITER_FAILED):
             raise
         free = shutil.disk_usage(path.parent).free
-        raise OSError(getattr(err, "errno", None) or errno.EIO, "writing failed "
-                      f"({getattr(err, 'strerror', None) or 'a short write'}; {free} bytes free "
-                      "on its disk)", str(path)) from None
+        reason = (err.strerror or str(err)) if isinstance(err, OSError) else "a short write"
+        raise OSError(getattr(err, "errno", None) or errno.EIO, f"writing failed ({reason}; "
+                      f"{free} bytes free on its disk)", str(path)) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
