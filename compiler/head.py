@@ -118,68 +118,65 @@ def _exact_w3j(module: torch.nn.Module) -> None:
 
 
 class EquivariantLayerNorm(torch.nn.Module):
-    """Layer norm of ``irreps = mul x ir_1 + mul x ir_2 + ...`` (one multiplicity for all blocks).
+    """Layer norm of equivariant features ``[n_nodes, irreps.dim]`` (e3nn layout, any irreps).
 
-    Per node and per irrep block, the ``mul`` channels are divided by the RMS over channels of
-    their component-normalised norms ``|x_u|^2 / (2l+1)``, then scaled by a learned weight per
-    channel.  ``0e`` channels are centred first and get a learned bias; no other block gets a bias
-    (a bias would break equivariance for ``l > 0`` and parity for ``0o``).
+    Per irrep block ``mul x ir``: ``0e`` channels are centred first; the block is divided by the
+    root mean square of all its components (the RMS over channels of their component-normalised
+    norms ``|x_u|^2 / (2l+1)``) plus ``eps``; then each channel is scaled by a learned weight and
+    ``0e`` channels get a learned bias.  No other block gets a bias (it would break equivariance
+    for ``l > 0`` and parity for ``0o``).  The self-mix head and the XPaiNN backbone share it.
 
     Parameters
     ----------
-    mul : int
-        Channels per block.
-    irs : list of (l, p)
-        The blocks, in layout order.
+    irreps : o3.Irreps or str
+        The layout of the features.
     eps : float
         Added to the mean square before the inverse square root.  Not tiny on purpose: a block
         that vanishes by a node's site symmetry holds only rounding noise, which the norm would
         otherwise scale up by ``1/sqrt(eps)`` (float32 crystal-symmetry errors above 1e-5).
     """
 
-    def __init__(self, mul: int, irs: List[_Ir], eps: float = 1e-2):
+    def __init__(self, irreps, eps: float = 1e-2):
         super().__init__()
+        self.irreps = o3.Irreps(irreps)
         self.eps = eps
-        comp_group: List[int] = []  # channel group (block * mul + u) of each component
-        group_dim: List[float] = []
-        for b, (l, _) in enumerate(irs):
-            for u in range(mul):
-                comp_group += [b * mul + u] * (2 * l + 1)
-                group_dim.append(float(2 * l + 1))
-        self.n_groups = len(irs) * mul
-        self.n_blocks = len(irs)
-        self.mul = mul
-        # derived from the irreps, so not saved in the state dict; 2l+1 is exact in any dtype
-        comp_group_t = torch.tensor(comp_group, dtype=torch.long)  # [dim]
-        self.register_buffer("comp_group", comp_group_t, persistent=False)
-        group_block = torch.arange(self.n_groups) // mul  # [n_groups]
-        self.register_buffer("group_block", group_block, persistent=False)
-        self.register_buffer("group_dim", torch.tensor(group_dim), persistent=False)  # [n_groups]
-        self.weight = torch.nn.Parameter(torch.ones(self.n_groups))  # [n_groups]
-        start = 0
-        self.scalar_start = -1
-        for l, p in irs:
-            if (l, p) == (0, 1):
-                self.scalar_start = start
-            start += mul * (2 * l + 1)
-        self.bias = torch.nn.Parameter(torch.zeros(mul if self.scalar_start >= 0 else 0))  # [mul]
+        # plain ints per block (torch.compile cannot guard on e3nn Irrep objects)
+        self.muls: List[int] = [mul for mul, _ in self.irreps]
+        self.dims: List[int] = [ir.dim for _, ir in self.irreps]
+        self.even: List[bool] = [(ir.l, ir.p) == (0, 1) for _, ir in self.irreps]
+        self.sizes: List[int] = [mul * ir.dim for mul, ir in self.irreps]
+        channel: List[int] = []  # the channel (0..num_irreps-1) of each component
+        for k, (mul, ir) in enumerate(self.irreps):
+            start = sum(self.muls[:k])
+            channel += [start + u for u in range(mul) for _ in range(ir.dim)]
+        self.register_buffer("channel", torch.tensor(channel, dtype=torch.long), persistent=False)
+        scalars = scalar_indices(self.irreps)  # [n_0e] positions of the 0e components
+        self.register_buffer("scalar_idx", torch.tensor(scalars, dtype=torch.long),
+                             persistent=False)
+        self.weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))  # [num_irreps]
+        self.bias = torch.nn.Parameter(torch.zeros(len(scalars)))  # [n_0e]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Older backbone checkpoints hold no ``bias`` when the irreps have no ``0e``."""
+        if self.bias.numel() == 0:
+            state_dict.setdefault(prefix + "bias", self.bias.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [n_nodes, irreps.dim] -> [n_nodes, irreps.dim]."""
-        s0, s1 = self.scalar_start, self.scalar_start + self.mul
-        if s0 >= 0:
-            sc = x[:, s0:s1]  # [n_nodes, mul]
-            x = torch.cat([x[:, :s0], sc - sc.mean(dim=1, keepdim=True), x[:, s1:]], dim=1)
-        sq = torch.zeros(x.shape[0], self.n_groups, dtype=x.dtype, device=x.device)
-        sq = sq.index_add_(1, self.comp_group, x * x)  # [n_nodes, n_groups]  |x_u|^2
-        sq = sq / self.group_dim.to(x.dtype)  # [n_nodes, n_groups]  mean square per component
-        ms = torch.zeros(x.shape[0], self.n_blocks, dtype=x.dtype, device=x.device)
-        ms = ms.index_add_(1, self.group_block, sq) / self.mul  # [n_nodes, n_blocks]
-        scale = torch.rsqrt(ms + self.eps)[:, self.group_block] * self.weight  # [n_nodes, n_groups]
-        x = x * scale[:, self.comp_group]  # [n_nodes, dim]
-        if s0 >= 0:
-            x = torch.cat([x[:, :s0], x[:, s0:s1] + self.bias, x[:, s1:]], dim=1)
-        return x
+        parts: List[torch.Tensor] = []
+        blocks = torch.split(x, self.sizes, dim=-1)
+        for k in range(len(self.sizes)):
+            f = blocks[k].reshape(-1, self.muls[k], self.dims[k])  # [n_nodes, mul, 2l+1]
+            if self.even[k]:
+                f = f - f.mean(dim=1, keepdim=True)
+            f = f * torch.rsqrt(f.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)
+            parts.append(f.reshape(-1, self.sizes[k]))
+        y = torch.cat(parts, dim=-1) * self.weight.index_select(0, self.channel)  # [n, dim]
+        if self.bias.numel() > 0:
+            bias = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
+            y = y + bias.index_copy(0, self.scalar_idx, self.bias)  # [n_nodes, dim]
+        return y
 
 
 def scalar_indices(irreps: o3.Irreps) -> List[int]:
@@ -344,7 +341,7 @@ class SelfMixHead(CartesianReadout):
             [(i, p, k, "uuu", True) for p, (i, _, k) in enumerate(tp1)],
             internal_weights=True, shared_weights=True,
         )
-        self.norm = EquivariantLayerNorm(m, mid)
+        self.norm = EquivariantLayerNorm(_irreps(m, mid))
         self.tp2 = o3.TensorProduct(
             self.irreps_mid, self.irreps_mid, self.irreps_mix,
             [(i, j, k, "uuu", True) for i, j, k in tp2],

@@ -29,13 +29,14 @@ from typing import Mapping
 import torch
 from e3nn import o3
 
+from tsym.compiler import EquivariantLayerNorm
 from tsym.runtime import keys
 from tsym.runtime.graph import edge_vectors
 from tsym.runtime.nn.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
 
-__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edge_vectors"]
+__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "edge_vectors"]
 
 #: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
 #: temporaries then stay in the CPU caches, so the time per edge stays flat as structures grow;
@@ -111,42 +112,6 @@ class _Layout(torch.nn.Module):
 
     def channel_sum(self, x: torch.Tensor) -> torch.Tensor:
         return x.new_zeros(x.shape[0], self.num_channels).index_add_(1, self.channel, x)  # [N, K]
-
-
-class EquivariantLayerNorm(torch.nn.Module):
-    """Layer norm of equivariant features [N, irreps.dim] (irreps sorted, one entry per l).
-
-    For each l: the 0e channels are centred; the channels are divided by the root mean square of
-    all their components (+ eps); then a learned per-channel scale and, for 0e, a learned bias.
-    """
-
-    def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-2):
-        super().__init__()
-        self.irreps = _check_node_irreps("EquivariantLayerNorm", keys.EQUIVARIANT, irreps)
-        self.irreps_in = self.irreps_out = {keys.EQUIVARIANT: self.irreps}
-        self.eps = eps
-        self.layout = _Layout(self.irreps)
-        self.weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))  # [K]
-        self.num_even_scalars = self.irreps.count("0e")
-        if self.num_even_scalars:
-            self.bias = torch.nn.Parameter(torch.zeros(self.num_even_scalars))  # [n_0e]
-        # plain ints per l (torch.compile cannot guard on e3nn Irrep objects)
-        self.blocks = [(mul, ir.dim) for mul, ir in self.irreps]
-        self.sizes = [mul * ir.dim for mul, ir in self.irreps]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for f, (mul, dim) in zip(torch.split(x, self.sizes, dim=-1), self.blocks):  # per l
-            f = f.reshape(-1, mul, dim)  # [N, mul, 2l+1]
-            if dim == 1:  # the irreps have parity (-1)^l: the l = 0 block is 0e
-                f = f - f.mean(dim=1, keepdim=True)
-            f = f * torch.rsqrt(f.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)
-            parts.append(f.reshape(-1, mul * dim))
-        y = torch.cat(parts, dim=-1) * self.layout.expand(self.weight)  # [N, dim]
-        if self.num_even_scalars:  # 0e comes first in a sorted irreps
-            n = self.num_even_scalars
-            y = torch.cat([y[:, :n] + self.bias, y[:, n:]], dim=-1)
-        return y
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> torch.nn.Sequential:
