@@ -20,6 +20,9 @@ A **training checkpoint** (``best.pt``, ``last.pt`` in a run directory) is::
     optimizer, scheduler   their state dicts
     rng               {"torch", "numpy", "python", "cuda"} generator states as tensors
     step, epoch, step_in_epoch, best_valid, best_step
+    inputs            what the run started with, checked on resume: {"data": {role: {"source",
+                      "frames", "digests"}}, "split": {name: frames}, "spec": {head: spec hash},
+                      "spec_source": {head: canonical spec}} (int64 tensors; see training/guard.py)
 
 Both hold plain values and tensors only, so ``torch.load(path, weights_only=True)`` reads them.
 :func:`read_model` reads either kind as a :class:`ModelRecord`, which
@@ -31,8 +34,10 @@ either the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +58,8 @@ TRAIN_FORMAT = "tsym-train/1"
 CHECKPOINT_NAMES = ("best.pt", "last.pt")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 TEMP_SUFFIX = ".tmp"
+#: How torch's zip writer reports a failed write(2) (a full disk): a RuntimeError saying this.
+_WRITER_FAILED = ("inline_container", "PytorchStreamWriter", "file write failed")
 _MODEL_KEYS = ("specs", "spec_hashes", "backbone", "backbone_kwargs", "head_kwargs", "cutoff",
                "dtype", "state_dict")
 
@@ -152,15 +159,30 @@ def read_training(path: str | os.PathLike) -> dict:
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> None:
-    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, ``os.replace``, fsync dir)."""
+    """``torch.save(obj)`` to ``path`` atomically (temp file, fsync, ``os.replace``, fsync dir).
+
+    A failed write (a full disk, a read-only folder) raises ``OSError`` naming ``path``.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write here ({err.strerror})", str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(err, RuntimeError) and not any(m in str(err) for m in _WRITER_FAILED):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        reason = (err.strerror or str(err)) if isinstance(err, OSError) else "a short write"
+        raise OSError(getattr(err, "errno", None) or errno.EIO, f"writing failed ({reason}; "
+                      f"{free} bytes free on its disk)", str(path)) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -13,13 +13,15 @@ True
 """
 from __future__ import annotations
 
+import signal
+
 from tsym.compiler.errors import TsymError
 
 __all__ = [
     "TsymError", "DataError", "LabelSpecError", "LabelError", "ConfigError", "ModelConfigError",
     "UnknownBackboneError", "BackboneConfigError", "IrrepsMismatchError", "UnknownElementError",
-    "CheckpointError", "NonFiniteWeightsError", "TrainError", "DivergedError", "ExportError",
-    "PredictError", "NonFinitePredictionError",
+    "CheckpointError", "NonFiniteWeightsError", "TrainError", "DivergedError", "TrainInterrupted",
+    "ExportError", "PredictError", "NonFinitePredictionError",
 ]
 
 
@@ -85,7 +87,25 @@ class NonFiniteWeightsError(CheckpointError):
 
 
 class TrainError(TsymError):
-    """A run directory or resume request that does not fit (checkpoint present, config changed)."""
+    """A run directory or resume request that does not fit (checkpoint present, config changed,
+    another training holding the folder, inputs that differ from the run's start)."""
+
+
+class TrainInterrupted(TrainError):
+    """SIGTERM or SIGINT stopped the run after writing ``last.pt``; ``exit_code`` is 128 + signal.
+
+    >>> err = TrainInterrupted(15, "runs/a", 40, "a.yaml")
+    >>> err.exit_code, str(err).splitlines()[0]
+    (143, 'runs/a: stopped by SIGTERM after step 40; last.pt is saved')
+    """
+
+    def __init__(self, signum: int, run_dir, step: int, config: str = "<dict>"):
+        config = config if config != "<dict>" else "CONFIG"
+        super().__init__(f"{run_dir}: stopped by {signal.Signals(signum).name} after step {step}; "
+                         f"last.pt is saved\nhint: resume with: tsym train {config} --run-dir "
+                         f"{run_dir} --resume")
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class DivergedError(TrainError):

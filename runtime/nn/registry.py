@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 import torch
 from e3nn import o3
 
-from tsym.runtime.errors import ModelConfigError, UnknownBackboneError
+from tsym.runtime.errors import ModelConfigError, TsymError, UnknownBackboneError
 from tsym.runtime.nn.nequip import NequIPBackbone
 from tsym.runtime.nn.xpainn import XPaiNN
 
@@ -72,7 +72,9 @@ def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> t
                                "not inside backbone_kwargs")
     try:
         return BACKBONES[name](cutoff=cutoff, **kwargs)
-    except TypeError as err:  # an unknown keyword argument
+    except TsymError:  # the backbone's own message
+        raise
+    except (TypeError, ValueError) as err:  # an unknown keyword, or a value of the wrong kind
         raise ModelConfigError(f"backbone {name!r}: bad backbone_kwargs {sorted(kwargs)}: {err}"
                                ) from None
 

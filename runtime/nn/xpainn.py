@@ -45,8 +45,16 @@ __all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "edge_vectors"]
 EDGE_CHUNK = 1024
 
 
+def _parse_irreps(owner: str, field: str, irreps) -> o3.Irreps:
+    try:
+        return o3.Irreps(irreps)
+    except (ValueError, TypeError, AssertionError):
+        raise BackboneConfigError(f"{owner}: field '{field}' is not an e3nn irreps string: "
+                                  f"{irreps!r} (write e.g. '16x0e+8x1o+4x2e')") from None
+
+
 def _check_node_irreps(owner: str, field: str, irreps: o3.Irreps | str) -> o3.Irreps:
-    irreps = o3.Irreps(irreps)
+    irreps = _parse_irreps(owner, field, irreps)
     canonical = irreps.sort().irreps.simplify()
     if len(irreps) == 0 or any(mul < 1 for mul, _ in irreps):
         raise BackboneConfigError(
@@ -66,7 +74,7 @@ def _check_node_irreps(owner: str, field: str, irreps: o3.Irreps | str) -> o3.Ir
 
 
 def _check_scalars(owner: str, field: str, irreps: o3.Irreps | str) -> int:
-    irreps = o3.Irreps(irreps)
+    irreps = _parse_irreps(owner, field, irreps)
     if len(irreps) != 1 or irreps[0].ir != o3.Irrep("0e") or irreps[0].mul < 1:
         raise BackboneConfigError(
             f"{owner}: field '{field}' must be scalars 'Nx0e' with N >= 1, got '{irreps}'")

@@ -52,6 +52,10 @@ __all__ = ["ModelConfig", "HeadConfig", "DataConfig", "OptimiserConfig",
            "ScheduleConfig", "TrainingConfig", "TrainConfig", "load_config", "config_changes"]
 
 
+#: The largest seed (seeds are non-negative 64-bit integers for torch and numpy).
+SEED_MAX = 2**63 - 1
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The network: a registered backbone, its kwargs, the heads' kwargs, cutoff, float dtype."""
@@ -131,6 +135,7 @@ class DataConfig:
                                   f"{getattr(self, name)!r}")
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ConfigError(f"{where}: valid_fraction + test_fraction must be < 1")
+        _seed(where, "split_seed", self.split_seed)
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ class OptimiserConfig:
         _positive(where, "eps", self.eps)
         if not self.weight_decay >= 0:
             raise ConfigError(f"{where}: 'weight_decay' must be >= 0, got {self.weight_decay!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        if len(self.betas) != 2 or not all(_is_number(b) and 0 <= b < 1 for b in self.betas):
             raise ConfigError(f"{where}: 'betas' must be two numbers in [0, 1), got "
                               f"{list(self.betas)!r}")
 
@@ -203,6 +208,7 @@ class TrainingConfig:
                 _positive(where, name, getattr(self, name))
         for name in ("checkpoint_every", "log_every", "num_workers"):
             _nonneg(where, name, getattr(self, name))
+        _seed(where, "seed", self.seed)
         if self.grad_clip is not None:
             _positive(where, "grad_clip", self.grad_clip)
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
@@ -283,11 +289,13 @@ def load_config(config: str | os.PathLike | dict | TrainConfig) -> TrainConfig:
         return TrainConfig.from_dict(config)
     path = Path(config)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a YAML text file (byte {err.start} is not UTF-8)") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}:" if mark else f"{path}:"
@@ -296,21 +304,44 @@ def load_config(config: str | os.PathLike | dict | TrainConfig) -> TrainConfig:
 
 
 def config_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
-    """``(section.key, old value, new value)`` for each key whose value differs (resolved dicts).
+    """``(section.key, old value, new value)`` for each key whose value differs (resolved dicts;
+    nested mappings such as a head's settings are compared key by key).
 
     >>> config_changes({"training": {"epochs": 1}}, {"training": {"epochs": 2}})
     [('training.epochs', 1, 2)]
+    >>> config_changes({"heads": {"a": {"scale": 1.0}}}, {"heads": {"a": {"scale": 2.0}}})
+    [('heads.a.scale', 1.0, 2.0)]
     """
     out = []
-    for section in sorted(set(old) | set(new)):
-        a, b = old.get(section) or {}, new.get(section) or {}
-        for key in sorted(set(a) | set(b), key=str):
-            if a.get(key) != b.get(key):
-                out.append((f"{section}.{key}", a.get(key), b.get(key)))
+    for key in sorted(set(old) | set(new), key=str):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict) and a and b:
+            out += [(f"{key}.{k}", x, y) for k, x, y in config_changes(a, b)]
+        elif a != b and not (a in (None, {}) and b in (None, {})):
+            out.append((str(key), a, b))
     return out
 
 
 # --------------------------------------------------------------------------------------------
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader reports it below
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first.line + 1}); "
+                    "merge the two", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
 def _resolve(path: str | None, base: Path | None) -> str | None:
     if path is None or base is None or Path(path).is_absolute():
         return path
@@ -366,8 +397,11 @@ def _coerce(where: str, key: str, value, hint):
             return value
         if opt is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        if opt is float and _is_number(value):
+            number = float(value) if abs(value) < 2**1023 else math.inf  # a huge int overflows
+            if not math.isfinite(number):
+                raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
+            return number
         if opt is str and isinstance(value, str):
             return value
         if opt is dict and isinstance(value, dict):
@@ -390,6 +424,15 @@ def _finite(where: str, key: str, value) -> None:
             _finite(where, f"{key}[{k}]", v)
     elif isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _seed(where: str, key: str, value: int) -> None:
+    if not 0 <= value <= SEED_MAX:
+        raise ConfigError(f"{where}: '{key}' must be an integer in [0, 2**63 - 1], got {value!r}")
 
 
 def _choice(where: str, key: str, value, allowed) -> None:

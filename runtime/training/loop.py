@@ -41,8 +41,9 @@ import yaml
 from tqdm.auto import tqdm
 
 from tsym.runtime import keys
-from tsym.runtime.errors import DivergedError, TrainError
+from tsym.runtime.errors import DivergedError, TrainError, TrainInterrupted
 from tsym.runtime.finite import dumps, nonfinite_parameters
+from tsym.runtime.training.guard import RunLock, StopSignals, resume_refusal
 from tsym.runtime.training.setup import (EMA, Batcher, Dist, divergence_message, load_splits,
                                          make_scheduler, plans_for, setup_dist,
                                          truncate_metrics)
@@ -71,8 +72,9 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
     run_dir : path
         Created if needed.  Without ``resume`` it must not hold a ``last.pt`` already.
     resume : bool
-        Continue from ``run_dir/last.pt`` (the config must match the stored one, except for
-        the keys in ``RESUMABLE_CHANGES``).
+        Continue from ``run_dir/last.pt``: the config must match the stored one (except for
+        the keys in ``RESUMABLE_CHANGES``), and the data, split and specs the run started with
+        (else :class:`TrainError` names the difference).
     stop_after : int, optional
         Stop this invocation after optimiser step ``stop_after`` (``last.pt`` is written), e.g.
         to fit a job time limit; ``resume=True`` carries on.
@@ -84,19 +86,31 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
         ``step_losses`` (``[(step, loss)]`` of this invocation), ``best_valid_loss``,
         ``best_step``, ``valid`` (last evaluation), ``test`` (best model on the test split, or
         None), ``world_size``.
+
+    Raises
+    ------
+    TrainError
+        Another training holds ``run_dir`` (a lock for the whole run), a checkpoint is in the way,
+        or a resume whose inputs differ from the run's start.
+    TrainInterrupted
+        SIGTERM or SIGINT (Ctrl-C): ``last.pt`` was written after the current step; resume goes
+        on exactly as after any other checkpoint.
     """
     cfg = load_config(config)
     dist = setup_dist(cfg.training.device)
     try:
-        return _Trainer(cfg, dist, Path(run_dir), resume, stop_after).run()
+        with (RunLock(run_dir) if dist.main else contextlib.nullcontext(),
+              StopSignals(announce=dist.main) as signals):
+            return _Trainer(cfg, dist, Path(run_dir), resume, stop_after, signals).run()
     finally:
         dist.close()
 
 
 class _Trainer:
     def __init__(self, cfg: TrainConfig, dist: Dist, run_dir: Path, resume: bool,
-                 stop_after: int | None):
+                 stop_after: int | None, signals: StopSignals):
         self.cfg, self.dist, self.run_dir, self.stop_after = cfg, dist, run_dir, stop_after
+        self.signals = signals
         t = cfg.training
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.model.dtype]
         ckpt = self._check_dir(resume)
@@ -113,6 +127,7 @@ class _Trainer:
         if not self.splits["train"]:
             raise TrainError(f"{cfg.source}: the training split is empty")
         if ckpt is not None:
+            self._check_inputs(ckpt, plans)
             norms = {k: Normalisation.from_dict(v) for k, v in ckpt["normalisation"].items()}
         else:
             try:
@@ -137,6 +152,10 @@ class _Trainer:
         limits = [t.max_steps] if t.max_steps else []
         limits += [t.epochs * self.steps_per_epoch] if t.epochs else []
         self.total_steps = min(limits)
+        if cfg.schedule.warmup_steps > self.total_steps:
+            raise TrainError(f"{cfg.source}: schedule.warmup_steps is {cfg.schedule.warmup_steps}"
+                             f", more than the run's {self.total_steps} optimiser steps (the "
+                             "learning rate would never reach optimiser.lr)")
         self.sched = make_scheduler(cfg.schedule, self.opt, self.total_steps)
         self.ema = EMA(self.net.model, t.ema_decay) if t.ema_decay else None
         self.step, self.epoch_loss, self.epoch_steps = 0, 0.0, 0
@@ -170,6 +189,12 @@ class _Trainer:
         else:
             ckpt = None
         return ckpt
+
+    def _check_inputs(self, ckpt: dict, plans) -> None:
+        """Refuse to resume when the data, split or specs differ from the run's start."""
+        why = resume_refusal(ckpt, self.split_info.inputs, plans)
+        if why:
+            raise TrainError(f"{self.cfg.source}: cannot resume {self.run_dir / 'last.pt'}: {why}")
 
     def _init_dir(self, ckpt: dict | None) -> None:
         if self.dist.main:
@@ -206,6 +231,7 @@ class _Trainer:
             "best_valid": self.best_valid,
             "best_step": self.best_step,
             "world_size": self.dist.world,
+            "inputs": self.split_info.inputs,
         }
 
     def _save(self, name: str, state: dict | None = None) -> dict | None:
@@ -382,7 +408,9 @@ class _Trainer:
                        "lr": self.lr})
         end = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
         evaluated, best = self._end_of_epoch(epoch, started) if end else (False, False)
-        stopped = self.stop_after is not None and self.step >= self.stop_after
+        self.signum = self.signals.received(self.dist.world, self.dist.device)
+        stopped = self.signum is not None or (
+            self.stop_after is not None and self.step >= self.stop_after)
         state = self._save("best.pt") if best else None
         if (evaluated or stopped or self.step >= self.total_steps
                 or (t.checkpoint_every and self.step % t.checkpoint_every == 0)):
@@ -396,7 +424,7 @@ class _Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=None if (t.progress and d.main) else True,  # None: a TTY only
                    leave=False)
-        self.history, started, stopped = [], time.time(), False
+        self.history, started, stopped, self.signum = [], time.time(), False, None
         while self.step < self.total_steps and not stopped:
             epoch = self.step // self.steps_per_epoch
             order = self._epoch_order(epoch)
@@ -410,6 +438,8 @@ class _Trainer:
                 if stopped or self.step >= self.total_steps:
                     break
         bar.close()
+        if self.signum is not None:
+            raise TrainInterrupted(self.signum, self.run_dir, self.step, self.cfg.source)
         finished = self.step >= self.total_steps
         test = self._test() if finished and self.splits["test"] else None
         return {"run_dir": str(self.run_dir), "steps": self.step, "finished": finished,

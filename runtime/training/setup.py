@@ -17,6 +17,7 @@ import torch.distributed as tdist
 from e3nn import o3
 
 from tsym.compiler import HeadPlan, compile_file, compile_text
+from tsym.runtime.training.guard import inputs_fingerprint
 from tsym.runtime.checkpoint import write_text_atomic
 from tsym.runtime.finite import describe
 from tsym.runtime.errors import ConfigError
@@ -116,10 +117,12 @@ def plans_for(cfg: TrainConfig) -> list[HeadPlan]:
 # ----------------------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class SplitInfo:
-    """Which records went where (positions in the train file's dataset, and frame indices)."""
+    """Which records went where (positions in the train file's dataset, and frame indices), and
+    the fingerprint of the inputs (:func:`~tsym.runtime.training.guard.inputs_fingerprint`)."""
 
     split: dict
     meta: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
         save_split(path, self.split, **self.meta)
@@ -144,20 +147,22 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
         return read_dataset(path, labels, by_name, on_error=d.on_error, max_z=max_z,
                             verbose=verbose, max_abs=torch.finfo(dtype).max)
 
-    main = read(d.train)
+    files = {"train": read(d.train)}
+    files.update({role: read(getattr(d, role)) for role in ("valid", "test") if getattr(d, role)})
+    main = files["train"]
     fv = 0.0 if d.valid else d.valid_fraction
     ft = 0.0 if d.test else d.test_fraction
     parts = split(len(main), (1.0 - fv - ft, fv, ft), seed=d.split_seed)
     sets = {"train": main.subset(parts["train"]),
-            "valid": read(d.valid) if d.valid else main.subset(parts["valid"]),
-            "test": read(d.test) if d.test else main.subset(parts["test"])}
+            "valid": files["valid"] if d.valid else main.subset(parts["valid"]),
+            "test": files["test"] if d.test else main.subset(parts["test"])}
     cutoff = cfg.model.cutoff
     graphs = {name: [collate_records([rec], cutoff, dtype, source=ds.source) for rec in ds]
               for name, ds in sets.items()}
     meta = {"train_file": d.train, "valid_file": d.valid, "test_file": d.test,
             "split_seed": d.split_seed, "fractions": [1.0 - fv - ft, fv, ft],
             "frames": {name: [rec.index for rec in ds] for name, ds in sets.items()}}
-    return graphs, SplitInfo(parts, meta)
+    return graphs, SplitInfo(parts, meta, inputs_fingerprint(files, sets, plans))
 
 
 class Batcher:

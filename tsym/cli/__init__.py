@@ -118,16 +118,26 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TsymError as err:
         print(str(err), file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)  # 2; 128 + signal for a training stopped by one
     except KeyboardInterrupt:
         print("tsym: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as err:  # no traceback for users; say it is our bug
-        print(f"tsym: internal error ({type(err).__name__}: {err}); please report it with the "
-              "command line that caused it", file=sys.stderr)
-        return 70
+    except OSError as err:  # the machine, not tsym: a full disk, a read-only or missing folder
+        if err.errno is None:
+            return _internal(err)
+        where = f"{err.filename}: " if err.filename else "tsym: "
+        print(f"{where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - no traceback for users; say it is our bug
+        return _internal(err)
+
+
+def _internal(err: BaseException) -> int:
+    print(f"tsym: internal error ({type(err).__name__}: {err}); please report it with the "
+          "command line that caused it", file=sys.stderr)
+    return 70
 
 
 if __name__ == "__main__":

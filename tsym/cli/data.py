@@ -18,6 +18,7 @@ import ast
 import json
 from pathlib import Path
 
+from tsym.cli._args import check_output_file, positive_int
 from tsym.compiler import compile_file
 from tsym.compiler.errors import TsymError
 from tsym.runtime.data.convert import CONVERTERS
@@ -41,6 +42,9 @@ def _options(items: list[str]) -> dict:
 
 
 def cmd_convert(args) -> int:
+    check_output_file(args.output)
+    if args.report:
+        check_output_file(args.report, "report")
     options = _options(args.set)
     if args.limit is not None:
         options["limit"] = args.limit
@@ -81,7 +85,8 @@ def register(subparsers) -> None:
                    help=f"one of: {', '.join(sorted(CONVERTERS))}")
     c.add_argument("input")
     c.add_argument("-o", "--output", required=True, help="output .extxyz file")
-    c.add_argument("--limit", type=int, default=None, help="convert the first N entries only")
+    c.add_argument("--limit", type=positive_int, default=None,
+                   help="convert the first N entries only")
     c.add_argument("--report", default=None, help="also write the report as JSON here")
     c.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a converter option, e.g. min_sign_margin=0 or cell=15.6")

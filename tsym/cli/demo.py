@@ -72,7 +72,7 @@ def demo_config(epochs: int = 150, seed: int = 0) -> dict:
         "data": {"train": str(demo_data_path()), "valid_fraction": 0.1, "test_fraction": 0.1,
                  "split_seed": seed},
         "optimiser": {"lr": 3.0e-3, "weight_decay": 0.0},
-        "schedule": {"kind": "cosine", "warmup_steps": 50, "min_lr_ratio": 0.02},
+        "schedule": {"kind": "cosine", "warmup_steps": min(50, 10 * epochs), "min_lr_ratio": 0.02},
         "training": {"epochs": epochs, "batch_size": 16, "grad_clip": 10.0, "ema_decay": 0.99,
                      "seed": seed, "progress": False, "log_every": 0},
     }

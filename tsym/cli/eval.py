@@ -17,7 +17,7 @@ from pathlib import Path
 
 import ase.io
 
-from tsym.cli._args import add_model_argument
+from tsym.cli._args import add_model_argument, positive_int
 from tsym.compiler.errors import TsymError
 from tsym.runtime.checkpoint import resolve_checkpoint
 from tsym.runtime.errors import DataError
@@ -103,7 +103,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", default=None, metavar="OUT_DIR",
                    help="where metrics.json and the PNGs go (default: eval_<DATA stem> beside "
                         "the checkpoint, or in the run directory)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--symprec", type=float, default=1e-2,
                    help="spglib tolerance (Angstrom) for the point groups of crystals")
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail",

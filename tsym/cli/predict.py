@@ -7,7 +7,7 @@ atom-level tensors to ``atoms.arrays``, flattened row-major, under the spec name
 """
 from __future__ import annotations
 
-from tsym.cli._args import add_model_argument
+from tsym.cli._args import add_model_argument, check_output_file, positive_int
 from tsym.runtime.inference.predict import load_model, predict_file
 
 __all__ = ["register", "cmd_predict"]
@@ -16,6 +16,7 @@ __all__ = ["register", "cmd_predict"]
 def cmd_predict(args) -> int:
     """Read the structures lazily, predict batch by batch, append each batch to the extxyz
     output, print the output path.  Memory stays flat in the number of structures."""
+    check_output_file(args.output)
     model = load_model(args.model)
     predict_file(model, args.structures, args.output, batch_size=args.batch_size,
                  suffix=args.suffix, progress=not args.no_progress)
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     p.add_argument("--suffix", default="",
                    help="appended to each spec name to form the key (e.g. _pred, to keep labels "
                         "of the same name)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it shows only when stderr is a terminal)")
     p.set_defaults(func=cmd_predict)

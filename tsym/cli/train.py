@@ -11,6 +11,7 @@ import math
 import os
 from pathlib import Path
 
+from tsym.cli._args import positive_int
 from tsym.runtime.finite import dumps
 from tsym.runtime.training.loop import train
 
@@ -45,6 +46,6 @@ def register(subparsers) -> None:
                         "(default runs/<config name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --run-dir from its last.pt")
-    p.add_argument("--stop-after", type=int, default=None, metavar="STEP",
+    p.add_argument("--stop-after", type=positive_int, default=None, metavar="STEP",
                    help="stop after this optimiser step (last.pt is written; --resume goes on)")
     p.set_defaults(func=cmd_train)

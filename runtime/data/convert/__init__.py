@@ -27,10 +27,13 @@ with it.  ``dipole`` is not used as a key because ASE moves it into a calculator
 """
 from __future__ import annotations
 
+import inspect
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import ase.io
+from ase.io.formats import UnknownFileTypeError
 
 from tsym.runtime.errors import DataError
 
@@ -70,19 +73,35 @@ CONVERTERS: dict[str, Callable] = {
 def convert(kind: str, path: str | Path, **options) -> tuple[list, ConversionReport]:
     """Run the converter of ``kind`` on ``path``; ``options`` go to it (e.g. ``limit=10``).
 
-    Raises :class:`DataError` for an unknown kind, a missing file, or a file the converter cannot
-    parse at all (single bad entries are dropped and counted in the report instead).
+    Raises :class:`DataError` for an unknown kind or option, a missing file, a file the converter
+    cannot parse at all, or one of which no entry could be converted (single bad entries are
+    dropped and counted in the report instead).
     """
     if kind not in CONVERTERS:
         raise DataError(str(path), None, f"unknown source kind {kind!r}",
                         hint=f"one of {', '.join(sorted(CONVERTERS))}")
     if not Path(path).is_file():
         raise DataError(str(path), None, "no such file")
+    known = [n for n in inspect.signature(CONVERTERS[kind]).parameters if n != "path"]
+    for name in options:
+        if name not in known:
+            raise DataError(str(path), None, f"{kind} has no option {name!r} (options: "
+                            f"{', '.join(known)})")
+    limit = options.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise DataError(str(path), None, f"limit must be an integer >= 1, got {limit!r}")
     try:
-        return CONVERTERS[kind](path, **options)
-    except (OSError, ValueError, KeyError, StopIteration) as err:
+        frames, report = CONVERTERS[kind](path, **options)
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, StopIteration,
+            zipfile.BadZipFile, UnknownFileTypeError) as err:  # a file of another format
         raise DataError(str(path), None, f"cannot convert as {kind} ({type(err).__name__}: "
                         f"{err})") from None
+    if not frames:
+        reasons = "; ".join(f"{len(items)} {reason}" for reason, items in report.dropped.items())
+        raise DataError(str(path), None, f"no structure converted as {kind}: read "
+                        f"{report.n_read} entries" + (f", dropped {reasons}" if reasons else "")
+                        + f" (is this a {kind} file?)")
+    return frames, report
 
 
 def write_extxyz(path: str | Path, frames: list) -> None:

@@ -316,6 +316,7 @@ def test_normalisation_uses_the_training_split_only(tmp_path, capsys):
     """Structures 8.. get labels x 100; the stored normalisation must come from the train part."""
     frames = write_dataset(tmp_path / "d.extxyz", n=12, scale_from=8, scale=100.0)
     cfg = make_config(tmp_path / "d.extxyz", max_steps=1)
+    cfg["schedule"]["warmup_steps"] = 1  # not longer than the run
     cfg["data"]["valid_fraction"] = 0.34
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     parser = argparse.ArgumentParser()
