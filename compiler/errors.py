@@ -27,6 +27,9 @@ __all__ = [
     "SymmetryTermError",
     "TracelessPairError",
     "ClauseValueError",
+    "RelationError",
+    "ConstraintError",
+    "SpecWarning",
     "SpecFileError",
     "ZeroTensorError",
     "SpecTooLargeError",
@@ -112,6 +115,22 @@ class TracelessPairError(SpecError):
 
 class ClauseValueError(SpecError):
     """A clause value outside its allowed set (e.g. ``parity polr``; allowed: polar, axial)."""
+
+
+class RelationError(SpecError):
+    """A ``relation`` clause whose terms are not permutations of the indices, or that says 0 = 0."""
+
+
+class ConstraintError(SpecError):
+    """``sum_rule`` or ``positive`` on a tensor where it has no meaning (e.g. ``positive`` on an
+    odd-rank or axial tensor, ``sum_rule`` on a structure-level tensor)."""
+
+
+class SpecWarning(UserWarning):
+    """Something in a spec that changes nothing (e.g. a relation the symmetries already imply).
+
+    The message starts with ``FILE:LINE:COL:`` like the errors.
+    """
 
 
 class SpecFileError(TsymError):

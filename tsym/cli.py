@@ -42,6 +42,11 @@ def cmd_inspect(args) -> int:
                     "num_components", "group_order", "basis_origin"):
             value = d[key] if d[key] is not None else "-"
             print(f"{key.replace('_', ' '):<{width}}  {value}")
+        for relation in d["relations"]:
+            print(f"{'relation':<{width}}  {relation}")
+        for key in ("sum_rule", "positive", "factor_irreps"):
+            if d[key] is not None:
+                print(f"{key.replace('_', ' '):<{width}}  {d[key]}")
     return 0
 
 

@@ -185,6 +185,11 @@ LIBRARY = {
         "ijkl", ["ijkl = jikl = ikjl = ijlk"], "polar", [], "structure", "sum", "e^4*Bohr^4/Hartree^3"
     ),
     "gyration": ("ij", ["ij = ji"], "axial", [], "structure", "mean", "dimensionless"),
+    "mixed_rank3": ("ijk", ["ijk = jik"], "polar", [], "structure", "sum", None),
+}
+# name: (relations, sum_rule, positive) where a library spec states more than the defaults.
+PHYSICS = {
+    "mixed_rank3": (["ijk + jki + kij = 0"], None, None),
 }
 
 
@@ -204,6 +209,9 @@ def test_library_spec(name):
     assert spec.parity == parity
     assert [p.letters for p in spec.traceless] == traceless
     assert (spec.level, spec.pool, spec.units) == (level, pool, units)
+    relations, sum_rule, positive = PHYSICS.get(name, ([], None, None))
+    assert [r.to_source() for r in spec.relations] == relations
+    assert (spec.sum_rule and spec.sum_rule.value, spec.positive and spec.positive.value) == (sum_rule, positive)
     assert spec.loc.file == str(path)
     assert parse_text(spec.to_source())[0] == spec
 
