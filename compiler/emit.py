@@ -69,6 +69,9 @@ def emit_module(plan: HeadPlan) -> str:
         + ["# " + ln if ln else "#" for ln in plan.source.splitlines()]
     )
     cls = class_name(plan.name)
+    opts = plan.head_options()
+    factor = plan.factor_basis
+    factor_src = "None" if factor is None else _floats(factor.reshape(factor.shape[0], -1).numpy())
     body = f'''{header}
 """tsym head for tensor {plan.name!r}: irreps {plan.irreps}, {plan.num_components} components.
 
@@ -92,6 +95,14 @@ PARITY = {plan.parity!r}
 LEVEL = {plan.level!r}
 POOL = {plan.pool!r}
 UNITS = {plan.units!r}
+# Physics the head enforces: the atom tensors of a structure sum to zero (SUM_RULE); a positive
+# tensor T = L L^T + FLOOR I from a factor L with irreps FACTOR_IRREPS and change of basis
+# FACTOR_BASIS [factor dim, 3^n] (float64, rounded once from exact values); None otherwise.
+SUM_RULE = {bool(opts.get("sum_rule", False))!r}
+FACTOR_IRREPS = {plan.factor_irreps!r}
+FLOOR = {float(opts.get("floor", 0.0))!r}
+_FACTOR_VALUES = {factor_src}
+FACTOR_BASIS = None if _FACTOR_VALUES is None else torch.tensor(_FACTOR_VALUES, dtype=torch.float64)
 
 # Change of basis: Q[r, t] = SIGN_OF[t] * VALUES[r][ORBIT_OF[t]] (0 where ORBIT_OF[t] < 0), t the
 # row-major index of the Cartesian component; values rounded once from exact algebraic numbers.
@@ -134,7 +145,9 @@ class {cls}(SelfMixHead):
 
     def __init__(self, irreps_in, hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True):
         super().__init__(irreps_in, IRREPS, CHANGE_OF_BASIS, level=LEVEL, pool=POOL,
-                         hidden_mul=hidden_mul, mlp_hidden=mlp_hidden, skip=skip)
+                         hidden_mul=hidden_mul, mlp_hidden=mlp_hidden, skip=skip,
+                         sum_rule=SUM_RULE, factor_irreps=FACTOR_IRREPS, factor_basis=FACTOR_BASIS,
+                         floor=FLOOR)
 
 
 __all__ = ["{cls}", "SelfMixHead", "IRREPS", "SPEC", "CHANGE_OF_BASIS", "to_cartesian", "from_cartesian"]

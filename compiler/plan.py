@@ -25,7 +25,10 @@ from .relations import check_relations, warn_redundant
 from .spec import TensorSpec
 from .symmetry import SignedPermutationGroup, generators_from_terms
 
-__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes"]
+__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "POSITIVE_FLOOR", "max_basis_bytes"]
+
+#: ``floor`` of a ``positive definite`` head: ``T = L L^T + floor I``.
+POSITIVE_FLOOR = 1e-3
 
 #: Orders above this are refused outright: the 3^n Cartesian components alone are too many.
 MAX_ORDER = 12
@@ -98,13 +101,19 @@ class HeadPlan:
     warnings: tuple[str, ...] = field(default=(), repr=False)
 
     def head_options(self) -> dict:
-        """The keyword arguments of the head classes that enforce the sum rule and positivity."""
-        return {
-            "sum_rule": self.sum_rule == "zero",
-            "factor_irreps": self.factor_irreps,
-            "factor_basis": self.factor_basis,
-            "positive_floor": self.positive == "definite",
-        }
+        """The keyword arguments of the head classes that enforce the sum rule and positivity.
+
+        ``floor`` is :data:`POSITIVE_FLOOR` for ``positive definite`` (in the head's output
+        units: the normalised units during training, where a unit is the labels' RMS).
+        """
+        opts: dict = {}
+        if self.sum_rule == "zero":
+            opts["sum_rule"] = True
+        if self.positive is not None:
+            opts["factor_irreps"] = self.factor_irreps
+            opts["factor_basis"] = self.factor_basis
+            opts["floor"] = POSITIVE_FLOOR if self.positive == "definite" else 0.0
+        return opts
 
     @property
     def order(self) -> int:

@@ -327,6 +327,13 @@ class TensorSpec:
                 "(one tensor per structure: nothing to sum)",
                 "add 'level atom' (one tensor per atom, e.g. Born charges), or remove the sum_rule",
             )
+        if self.positive is not None and self.sum_rule is not None:
+            raise ConstraintError(
+                self.positive.loc,
+                f"tensor '{self.name}' cannot be both positive and sum to zero over the atoms "
+                "(a sum of positive matrices is positive)",
+                "keep one of the sum_rule and positive clauses",
+            )
         if self.positive is not None:
             from .positive import check_positive
 

@@ -186,10 +186,18 @@ LIBRARY = {
     ),
     "gyration": ("ij", ["ij = ji"], "axial", [], "structure", "mean", "dimensionless"),
     "mixed_rank3": ("ijk", ["ijk = jik"], "polar", [], "structure", "sum", None),
+    "born_charges_sum_rule": ("ij", [], "polar", [], "atom", "sum", "e"),
+    "polarizability_positive": ("ij", ["ij = ji"], "polar", [], "structure", "sum", "Bohr^3"),
+    "dielectric_positive": ("ij", ["ij = ji"], "polar", [], "structure", "mean", "dimensionless"),
+    "elastic_positive": ("ijkl", ["ijkl = jikl = ijlk = klij"], "polar", [], "structure", "mean", "GPa"),
 }
 # name: (relations, sum_rule, positive) where a library spec states more than the defaults.
 PHYSICS = {
     "mixed_rank3": (["ijk + jki + kij = 0"], None, None),
+    "born_charges_sum_rule": ([], "zero", None),
+    "polarizability_positive": ([], None, "definite"),
+    "dielectric_positive": ([], None, "definite"),
+    "elastic_positive": ([], None, "definite"),
 }
 
 
