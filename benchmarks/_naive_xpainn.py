@@ -1,6 +1,6 @@
 """XPaiNN written the straightforward way with e3nn modules: the baseline of ``backbone_vs_e3nn.py``.
 
-The same architecture and the same weights as :class:`tsym.runtime.backbone.XPaiNN` (the dense
+The same architecture and the same weights as :class:`tsym.runtime.nn.xpainn.XPaiNN` (the dense
 layers, layer norms and ``o3.Linear`` maps are *shared* with the tsym model it is built from), so
 both compute the same function; ``backbone_vs_e3nn.py`` checks that before timing.  What differs
 is how the equivariant products are written, as one would write them from the e3nn documentation:
@@ -19,8 +19,8 @@ import torch
 from e3nn import o3
 
 from tsym.runtime import keys
-from tsym.runtime.backbone import XPaiNN
-from tsym.runtime.embedding import sh_irreps_for
+from tsym.runtime.nn.xpainn import XPaiNN
+from tsym.runtime.nn.embedding import sh_irreps_for
 from tsym.runtime.graph import edge_vectors
 
 

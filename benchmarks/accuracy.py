@@ -1,6 +1,6 @@
 """Accuracy of tsym's self-mix head against two baseline heads, same backbone, data and budget.
 
-Heads (``model.head_kwargs.kind``, see :mod:`tsym.runtime.baselines`):
+Heads (``model.head_kwargs.kind``, see :mod:`tsym.runtime.nn.heads`):
 
 * ``selfmix``: tsym's node-wise self-mix head (the default);
 * ``linear``: one equivariant ``o3.Linear`` per node, e3nn ``CartesianTensor`` style (target irreps
@@ -9,7 +9,7 @@ Heads (``model.head_kwargs.kind``, see :mod:`tsym.runtime.baselines`):
   projected onto the declared symmetry, not rotation-equivariant.
 
 Every kind is trained with the same config (split, epochs, optimiser, schedule, backbone, seed)
-by ``tsym.runtime.train.train``; the best checkpoint is evaluated on the test split and on a copy of
+by ``tsym.runtime.training.loop.train``; the best checkpoint is evaluated on the test split and on a copy of
 the test split in which every structure (positions, cell) and its labels (``R^{(x)n}``) are
 rotated by a random proper rotation of its own.  An equivariant head gives the same errors on both
 up to float32 rounding; the invariant baseline predicts the unrotated tensor and loses.
@@ -19,7 +19,7 @@ Data sets:
 * ``demo``: the bundled RHF/6-31G* set of ``tsym demo`` (polarizability, hyperpolarizability,
   nmr_shielding), the demo's config with ``--epochs``;
 * ``dielectric``: the dielectric tensors of becs_epsilon_e3nn, when ``TSYM_SHARED_DATA`` is set
-  (converted with ``tsym.runtime.convert``; one-hot embedding up to Z = 94).
+  (converted with ``tsym.runtime.data.convert``; one-hot embedding up to Z = 94).
 
 Run::
 
@@ -47,7 +47,7 @@ DATASETS = ("demo", "dielectric")
 
 
 def demo_setup(epochs: int, seed: int, work: Path) -> dict:
-    from tsym._cmd_demo import demo_config
+    from tsym.cli.demo import demo_config
 
     return demo_config(epochs, seed)
 
@@ -61,7 +61,7 @@ def dielectric_setup(epochs: int, seed: int, work: Path) -> dict | None:
     if not source.is_file():
         print(f"# no {source}: dielectric skipped")
         return None
-    from tsym.runtime.convert import convert, write_extxyz
+    from tsym.runtime.data.convert import convert, write_extxyz
 
     frames, _ = convert("becs_epsilon_e3nn", source)
     path = work / "becs_epsilon.extxyz"
@@ -88,7 +88,7 @@ SETUPS = {"demo": demo_setup, "dielectric": dielectric_setup}
 
 def rotated(dataset, plans: dict, seed: int):
     """``dataset`` with each structure and its labels rotated by its own random proper rotation."""
-    from tsym.runtime.data import Dataset, Record
+    from tsym.runtime.data.dataset import Dataset, Record
     from tsym.runtime.testing import random_rotation, rotate_atoms, rotate_cartesian
 
     generator = torch.Generator().manual_seed(seed)
@@ -103,10 +103,10 @@ def rotated(dataset, plans: dict, seed: int):
 
 def run_one(config: dict, kind: str, run_dir: Path, seed: int) -> dict:
     """Train ``config`` with head ``kind``; test and rotated-test metrics per head."""
-    from tsym.runtime.data import read_dataset
-    from tsym.runtime.evaluate import evaluate
-    from tsym.runtime.predict import checkpoint_labels, load_model, model_plans
-    from tsym.runtime.train import train
+    from tsym.runtime.data.dataset import read_dataset
+    from tsym.runtime.inference.evaluate import evaluate
+    from tsym.runtime.inference.predict import checkpoint_labels, load_model, model_plans
+    from tsym.runtime.training.loop import train
 
     config = copy.deepcopy(config)
     config["model"]["head_kwargs"] = {**config["model"]["head_kwargs"], "kind": kind}

@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 import tsym  # noqa: E402
 from tsym.runtime import keys  # noqa: E402
-from tsym.runtime.backbone import XPaiNN  # noqa: E402
+from tsym.runtime.nn.xpainn import XPaiNN  # noqa: E402
 from tsym.runtime.graph import collate  # noqa: E402
 
 from _naive_xpainn import NaiveXPaiNN  # noqa: E402

@@ -36,7 +36,7 @@ def _iso(t: np.ndarray) -> np.ndarray:
 def _load(run_dir: Path):
     from ase.io import read
 
-    from tsym.runtime.predict import load_model
+    from tsym.runtime.inference.predict import load_model
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     split = json.loads((run_dir / "split.json").read_text())
@@ -100,8 +100,8 @@ def retrain_without(found: dict, out_dir: Path) -> None:
     """Train the same config without the largest-eps training crystal; print the check."""
     from ase.io import write
 
-    from tsym.runtime.predict import load_model
-    from tsym.runtime.train import train
+    from tsym.runtime.inference.predict import load_model
+    from tsym.runtime.training.loop import train
 
     out_dir.mkdir(parents=True, exist_ok=True)
     frames, split = found["frames"], found["split"]

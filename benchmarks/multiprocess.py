@@ -3,7 +3,7 @@
 Run: ``python benchmarks/multiprocess.py [--steps 40] [--batch-size 32] [--repeats 2] [--budget 40]
 [--float64-steps 10] [--layouts 1x1,2x1,1x2] [--device cpu|cuda|auto] [--keep DIR]``.
 
-Every run trains the demo model (:func:`tsym._cmd_demo.demo_config`: XPaiNN 64 scalars +
+Every run trains the demo model (:func:`tsym.cli.demo.demo_config`: XPaiNN 64 scalars +
 ``32x0e+16x1o+8x2e``, 2 blocks, polarizability + hyperpolarizability + NMR-shielding heads) on the
 bundled ``demo_molecules.extxyz`` (276 training structures) for ``--steps`` optimiser steps with
 the same *global* batch of ``--batch-size`` structures, launched as::
@@ -17,7 +17,7 @@ the natural single-process use of two cores).  Changes to the demo config: ``max
 evaluation and no checkpoint before the last step (``eval_every`` large, ``checkpoint_every`` 0),
 no progress bar.
 
-Timing: :func:`tsym.runtime.train.train` returns the step losses but no times, so the worker
+Timing: :func:`tsym.runtime.training.loop.train` returns the step losses but no times, so the worker
 wraps the trainer's private ``_after_step`` and records, on rank 0, the time at which each
 optimiser step ends (the ranks synchronise at every step through the gradient all-reduce).
 Samples/s = structures of steps ``warm+1 .. steps`` / time from the end of step ``warm`` to the end
@@ -82,7 +82,7 @@ def worker(config: str, run_dir: str, out: str, threads: int, budget: float) -> 
     import torch
 
     torch.set_num_threads(threads)
-    from tsym.runtime import train as train_module
+    from tsym.runtime.training import loop as train_module
 
     times: list[float] = []
     info: dict = {}
@@ -135,7 +135,7 @@ def agrees(row: dict, rtol: float) -> bool:
 
 
 def bench_config(steps: int, batch_size: int, dtype: str, device: str) -> dict:
-    from tsym._cmd_demo import demo_config
+    from tsym.cli.demo import demo_config
 
     cfg = demo_config(epochs=1000, seed=0)
     cfg["model"]["dtype"] = dtype

@@ -2,12 +2,12 @@
 
 For each data set (``benchmarks/shared/<name>.yaml``, in the order of :data:`SETS`):
 
-1. convert the source file with :func:`tsym.runtime.convert.convert` into
+1. convert the source file with :func:`tsym.runtime.data.convert.convert` into
    ``OUT/converted/<name>.extxyz`` (skipped when that file exists; ``--reconvert`` redoes it);
-2. train with :func:`tsym.runtime.train.train` into ``OUT/runs/<name>`` (a run directory that
+2. train with :func:`tsym.runtime.training.loop.train` into ``OUT/runs/<name>`` (a run directory that
    already holds ``results.json`` is reused unless ``--retrain``);
 3. evaluate the best checkpoint (EMA weights) on the test split with
-   :func:`tsym.runtime.evaluate.evaluate` and write ``test_metrics.json`` and ``results.json``.
+   :func:`tsym.runtime.inference.evaluate.evaluate` and write ``test_metrics.json`` and ``results.json``.
 
 Then one markdown table over all run directories under ``OUT/runs`` that hold ``results.json``
 (so runs of separate ``--only`` invocations end up in one table; ``--table`` prints it alone).
@@ -83,7 +83,7 @@ _AX = "xyz"
 
 def convert_set(name: str, data_root: Path, out: Path, reconvert: bool = False) -> dict:
     """Convert the source files of ``name`` into ``out/converted``; the report summaries."""
-    from tsym.runtime.convert import convert, write_extxyz
+    from tsym.runtime.data.convert import convert, write_extxyz
 
     kind, files, options = SETS[name]
     conv = out / "converted"
@@ -119,8 +119,8 @@ def config_for(name: str, out: Path, epochs_scale: float = 1.0) -> dict:
 
 def _test_split(cfg: dict, run_dir: Path, model):
     """The test split of the run in ``run_dir`` and the number of validation structures."""
-    from tsym.runtime.data import read_dataset
-    from tsym.runtime.predict import checkpoint_labels
+    from tsym.runtime.data.dataset import read_dataset
+    from tsym.runtime.inference.predict import checkpoint_labels
 
     labels = list(checkpoint_labels(run_dir, model).values())
     split = json.loads((run_dir / "split.json").read_text())
@@ -142,9 +142,9 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     """
     from shared_compare import add_rotated, with_kind
 
-    from tsym.runtime.evaluate import evaluate
-    from tsym.runtime.predict import load_model
-    from tsym.runtime.train import train
+    from tsym.runtime.inference.evaluate import evaluate
+    from tsym.runtime.inference.predict import load_model
+    from tsym.runtime.training.loop import train
 
     cfg = with_kind(config_for(name, out, epochs_scale), kind)
     run_dir = out / "runs" / (name if kind is None else f"{name}__{kind}")
@@ -171,7 +171,7 @@ def rotate_existing(name: str, out: Path, run_dir: Path) -> dict:
     """Add ``rotated_metrics.json`` to an earlier run directory (its own ``config.yaml``)."""
     from shared_compare import add_rotated
 
-    from tsym.runtime.predict import load_model
+    from tsym.runtime.inference.predict import load_model
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     model = load_model(run_dir)

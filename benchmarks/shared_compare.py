@@ -32,12 +32,12 @@ def with_kind(cfg: dict, kind: str | None) -> dict:
 def config_matches(run_dir: Path, cfg: dict) -> list:
     """Differences ``(key, saved, wanted)`` between ``run_dir/config.yaml`` and ``cfg``.
 
-    Both are resolved with the current defaults (:func:`tsym.runtime.config.load_config`); a
+    Both are resolved with the current defaults (:func:`tsym.runtime.training.config.load_config`); a
     head kind ``selfmix`` equals an absent kind (the default).
     """
     import yaml
 
-    from tsym.runtime.config import config_changes, load_config
+    from tsym.runtime.training.config import config_changes, load_config
 
     def norm(d: dict) -> dict:
         d = load_config(d).to_dict()
@@ -66,8 +66,8 @@ def rotated_metrics(model, test, seed: int = 1) -> dict:
     """``{head: {"mae", "rmse", "norm_rmse"}}`` of ``model`` on the randomly rotated ``test``."""
     from accuracy import rotated  # benchmarks/accuracy.py
 
-    from tsym.runtime.evaluate import evaluate
-    from tsym.runtime.predict import model_plans
+    from tsym.runtime.inference.evaluate import evaluate
+    from tsym.runtime.inference.predict import model_plans
 
     report = evaluate(model, rotated(test, model_plans(model), seed), crystal_symmetry=False)
     return {name: {k: h.metrics[k] for k in ("mae", "rmse", "norm_rmse")}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._head import SelfMixHead
+from .head import SelfMixHead
 from .emit import emit_module, write_modules
 from .errors import SpecError, TsymError
 from .parse import parse_file, parse_text

@@ -33,7 +33,6 @@ __all__ = [
     "SpecFileError",
     "ZeroTensorError",
     "SpecTooLargeError",
-    "DataError",
 ]
 
 
@@ -143,16 +142,3 @@ class ZeroTensorError(SpecError):
 
 class SpecTooLargeError(SpecError):
     """The change of basis would not fit in memory; refused before any work."""
-
-
-class DataError(TsymError):
-    """A bad data record; messages start with ``FILE:record N:``."""
-
-    def __init__(self, file: str, record: int | None, message: str, hint: str | None = None):
-        self.file = file
-        self.record = record
-        where = f"{file}:record {record}:" if record is not None else f"{file}:"
-        text = f"{where} {message}"
-        if hint:
-            text += f"\nhint: {hint}"
-        super().__init__(text)

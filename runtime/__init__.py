@@ -5,7 +5,7 @@ Public API::
     build_model(specs, backbone="xpainn", ...)  -> TensorModel
     TensorModel(backbone, plans)                 a backbone plus one compiled head per spec
 
-Other backbones plug in through :mod:`tsym.runtime.adapters` (the contract, ``register_backbone``).
+Other backbones plug in through :mod:`tsym.runtime.nn.registry` (the contract, ``register_backbone``).
 """
 from __future__ import annotations
 

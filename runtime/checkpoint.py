@@ -29,9 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tsym.runtime.losses import Normalisation, TrainedModel
+from tsym.runtime.training.losses import Normalisation, TrainedModel
 from tsym.runtime._atomic import TEMP_SUFFIX, save_atomic
-from tsym.runtime.model import CheckpointError, build_model, read_checkpoint
+from tsym.runtime.errors import CheckpointError
+from tsym.runtime.model import build_model, read_checkpoint
 
 __all__ = ["TRAIN_FORMAT", "save_atomic", "load_checkpoint", "remove_stale_temps", "rng_state",
            "set_rng_state", "load_trained", "write_text_atomic"]

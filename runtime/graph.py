@@ -47,7 +47,7 @@ import torch
 from ase import Atoms
 from ase.neighborlist import primitive_neighbor_list
 
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 from tsym.runtime import keys
 
 try:  # optional, faster backend (see benchmarks/neighbour_list.py)

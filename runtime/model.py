@@ -1,7 +1,7 @@
 """``TensorModel``: compiled heads on a backbone; ``build_model``; checkpoints that keep the specs.
 
 A :class:`TensorModel` holds one backbone (any module meeting the contract of
-:mod:`tsym.runtime.adapters`) and one :class:`~tsym.compiler.SelfMixHead` per
+:mod:`tsym.runtime.nn.registry`) and one :class:`~tsym.compiler.SelfMixHead` per
 :class:`~tsym.compiler.HeadPlan`, keyed by the spec's name::
 
     graph -> backbone -> NODE_FEATURES [N, irreps_out.dim] -> head_k -> {name_k: [G|N, 3, ..., 3]}
@@ -34,14 +34,15 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.compiler import HeadPlan, TsymError, compile_file, compile_text
+from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime import keys
 from tsym.runtime._atomic import save_atomic
-from tsym.runtime.adapters import ModelConfigError, build_backbone, check_backbone
-from tsym.runtime.baselines import make_head
+from tsym.runtime.errors import CheckpointError, ModelConfigError
+from tsym.runtime.nn.registry import build_backbone, check_backbone
+from tsym.runtime.nn.heads import make_head
 from tsym.runtime.graph import collate
 
-__all__ = ["TensorModel", "build_model", "load_checkpoint", "CheckpointError", "CHECKPOINT_FORMAT"]
+__all__ = ["TensorModel", "build_model", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 CHECKPOINT_FORMAT = "tsym-model/1"
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -49,10 +50,6 @@ _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _PLAIN = (str, int, float, bool, type(None))
 _CHECKPOINT_KEYS = ("specs", "spec_hashes", "backbone", "backbone_kwargs", "head_kwargs", "cutoff",
                     "dtype", "state_dict")
-
-
-class CheckpointError(TsymError):
-    """A checkpoint file that is not a tsym model, or that disagrees with the arguments given."""
 
 
 @contextlib.contextmanager
@@ -82,13 +79,13 @@ class TensorModel(torch.nn.Module):
     Parameters
     ----------
     backbone : torch.nn.Module
-        Meets the contract of :mod:`tsym.runtime.adapters` (``irreps_out``, ``NODE_FEATURES``).
+        Meets the contract of :mod:`tsym.runtime.nn.registry` (``irreps_out``, ``NODE_FEATURES``).
     plans : sequence of HeadPlan
         One head per plan; names must be distinct.
     head_kwargs : dict, optional
         Extra arguments of every :class:`~tsym.compiler.SelfMixHead` (``hidden_mul``,
         ``mlp_hidden``, ``skip``); ``kind`` ``"linear"`` or ``"invariant"`` picks a baseline
-        head of :mod:`tsym.runtime.baselines` instead.
+        head of :mod:`tsym.runtime.nn.heads` instead.
     cutoff : float, optional
         Graph radius used by :meth:`predict`; default ``backbone.cutoff``.
     seed : int, optional
@@ -135,7 +132,7 @@ class TensorModel(torch.nn.Module):
         self.build_info: dict | None = None  # set by build_model: what save() writes
 
     def _make_head(self, plan: HeadPlan, bname: str) -> torch.nn.Module:
-        try:  # head_kwargs["kind"] picks a baseline head (tsym.runtime.baselines)
+        try:  # head_kwargs["kind"] picks a baseline head (tsym.runtime.nn.heads)
             return make_head(self.irreps_in, plan.irreps, plan.change_of_basis, plan.level,
                              plan.pool, **self.head_kwargs, **plan.head_options())
         except (ValueError, TypeError) as err:
@@ -189,7 +186,7 @@ class TensorModel(torch.nn.Module):
     def compile_for_speed(self, **kwargs) -> "TensorModel":
         """``torch.compile`` the backbone's blocks and each head's per-node part; return self.
 
-        The backbone's :meth:`~tsym.runtime.backbone.XPaiNN.compile_blocks` when it has one
+        The backbone's :meth:`~tsym.runtime.nn.xpainn.XPaiNN.compile_blocks` when it has one
         (other backbones stay eager), and each head's ``node_irreps`` (pooling and ``y @ Q`` stay
         eager).  ``dynamic=True`` by default.  Training configs ask for it with
         ``model: {compile: true}``; on CPU it makes a training step ~1.5x faster
@@ -359,7 +356,7 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
         ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str
-        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.adapters`).
+        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.registry`).
     cutoff : float
         Graph radius in Angstrom, passed to the backbone.
     seed : int
@@ -385,7 +382,7 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
         raise ModelConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if checkpoint is not None:
         from .checkpoint import TRAIN_FORMAT, load_trained
-        from .predict import resolve_checkpoint
+        from .inference.predict import resolve_checkpoint
 
         path = resolve_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
         try:  # a training checkpoint? (anything unreadable is reported by _from_checkpoint)

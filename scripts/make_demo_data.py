@@ -1,4 +1,4 @@
-"""Make ``runtime/data/demo_molecules.extxyz``: RHF/6-31G* tensors for small G2 molecules.
+"""Make ``runtime/data/assets/demo_molecules.extxyz``: RHF/6-31G* tensors for small G2 molecules.
 
 Structures: the closed-shell neutral singlets of ASE's G2 collection with at most
 ``--max-heavy`` heavy atoms from the allowed elements, each once at the G2 geometry and
@@ -11,7 +11,7 @@ the output file, so an interrupted run leaves a usable, balanced partial set; a 
 The labels need PySCF + pyscf-properties; NMR shielding needs PySCF 2.4 (see DEMO_DATA.md)::
 
     OMP_NUM_THREADS=1 nice -n 10 /tmp/nmrenv/bin/python scripts/make_demo_data.py \
-        -o runtime/data/demo_molecules.extxyz
+        -o runtime/data/assets/demo_molecules.extxyz
 
 ``--check-beta`` instead compares the analytic polarizability and hyperpolarizability of one
 molecule with central finite differences of the dipole in a field added to the core Hamiltonian.
@@ -22,6 +22,7 @@ import argparse
 import importlib.util
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_label():
-    """Import runtime/label.py standalone (the labelling env need not have torch or tsym)."""
-    spec = importlib.util.spec_from_file_location("tsym_label", ROOT / "runtime" / "label.py")
+    """Import runtime/data/label.py, standalone where tsym cannot be imported (the labelling env
+    need not have torch): its one tsym import, ``LabelError``, then stands for a plain exception."""
+    try:
+        from tsym.runtime.data import label
+        return label
+    except ImportError:
+        pass
+    errors = types.ModuleType("tsym.runtime.errors")
+    errors.LabelError = type("LabelError", (Exception,), {})
+    for name in ("tsym", "tsym.runtime"):
+        if sys.modules.get(name) is None:
+            sys.modules[name] = types.ModuleType(name)
+    sys.modules["tsym.runtime.errors"] = errors
+    spec = importlib.util.spec_from_file_location("tsym_label", ROOT / "runtime" / "data" / "label.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -175,7 +188,7 @@ def check_beta(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("-o", "--output", default=str(ROOT / "runtime/data/demo_molecules.extxyz"))
+    p.add_argument("-o", "--output", default=str(ROOT / "runtime/data/assets/demo_molecules.extxyz"))
     p.add_argument("--basis", default="6-31G*")
     p.add_argument("--elements", default="H,C,N,O,F")
     p.add_argument("--max-heavy", type=int, default=6)

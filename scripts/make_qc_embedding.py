@@ -1,4 +1,4 @@
-"""Make the XPaiNN quantum-chemistry element embedding table shipped in ``runtime/data/``.
+"""Make the XPaiNN quantum-chemistry element embedding table shipped in ``runtime/nn/assets/``.
 
 Each element's minimal-basis atomic orbitals (PySCF's STO-3G, elements H..I, Z = 1..53) are
 projected, by one-electron overlap integrals ``<aux_k | ao_mu>`` between functions on the same
@@ -20,7 +20,7 @@ The auxiliary exponents (bohr^-2) are ``alpha0 / beta**k``, k = 0..n-1:
 
 Run once (PySCF is needed here only, never at run time)::
 
-    python scripts/make_qc_embedding.py            # writes runtime/data/xpainn_qc_embedding.npz
+    python scripts/make_qc_embedding.py            # writes runtime/nn/assets/xpainn_qc_embedding.npz
 
 The ``.npz`` holds ``table`` [max_z + 1, 28] float64, ``aux_l`` [28] int64, ``aux_exponents`` [28]
 float64, ``basis`` (str), ``pyscf_version`` (str).
@@ -35,7 +35,7 @@ import numpy as np
 BASIS = "sto-3g"
 MAX_Z = 53  # STO-3G in PySCF covers H..I
 AUX_SHELLS = ((0, 128.0, 2.0, 16), (1, 32.0, 4.0, 8), (2, 4.0, 4.0, 4))  # (l, alpha0, beta, n)
-OUTPUT = Path(__file__).resolve().parents[1] / "runtime" / "data" / "xpainn_qc_embedding.npz"
+OUTPUT = Path(__file__).resolve().parents[1] / "runtime" / "nn" / "assets" / "xpainn_qc_embedding.npz"
 
 
 def aux_exponents() -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Tests of the node-wise self-mix head ``tsym.compiler._head.SelfMixHead``.
+"""Tests of the node-wise self-mix head ``tsym.compiler.head.SelfMixHead``.
 
 The changes of basis come from e3nn's ``CartesianTensor`` (built in float64), independently of the
 tsym compiler.  ``dtype``/``tol`` (float32: 1e-5, float64: 1e-10, relative to the largest output
@@ -17,7 +17,7 @@ import torch
 from e3nn import o3
 from e3nn.io import CartesianTensor
 
-from tsym.compiler._head import SelfMixHead
+from tsym.compiler.head import SelfMixHead
 
 from ..conftest import default_dtype, rotation_and_d
 

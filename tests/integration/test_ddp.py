@@ -20,15 +20,15 @@ import pytest
 import torch
 import yaml
 
-from tests.runtime.test_train import make_config, write_dataset
-from tsym.runtime.train import train
+from tests.runtime.training.test_train import make_config, write_dataset
+from tsym.runtime.training.loop import train
 
 pytestmark = pytest.mark.slow
 
 _SCRIPT = """
 import json, os, sys, torch
 torch.set_num_threads(1)
-from tsym.runtime.train import train
+from tsym.runtime.training.loop import train
 summary = train(sys.argv[1], sys.argv[2])
 if os.environ["RANK"] == "0":
     with open(sys.argv[3], "w") as f:

@@ -25,7 +25,7 @@ def _losses(run_dir):
 
 
 def test_demo_specs_are_the_library_specs():
-    from tsym._cmd_demo import _SPEC_TEXT, DEMO_SPECS
+    from tsym.cli.demo import _SPEC_TEXT, DEMO_SPECS
 
     for name, text in _SPEC_TEXT.items():
         library = tsym.parse_file(SPECS_DIR.parent / DEMO_SPECS[name])[0]
@@ -46,9 +46,9 @@ def test_demo_command_trains_and_reports(tmp_path, capsys):
 
 
 def _train_eval_predict_export_resume(tmp_path, config, data):
-    from tsym.runtime.export import export_model, load_exported, graph_inputs
-    from tsym.runtime.predict import load_model, predict_structures
-    from tsym.runtime.train import train
+    from tsym.runtime.inference.export import export_model, load_exported, graph_inputs
+    from tsym.runtime.inference.predict import load_model, predict_structures
+    from tsym.runtime.training.loop import train
 
     run = tmp_path / "run"
     first = train(config, run, stop_after=4)
@@ -91,7 +91,7 @@ def _config(heads, data, epochs=3, embedding="qc"):
 
 
 def test_bundled_data_run(tmp_path):
-    from tsym._cmd_demo import demo_data_path
+    from tsym.cli.demo import demo_data_path
 
     import ase.io
 
@@ -106,7 +106,7 @@ def test_shared_dielectric_and_born_charges_run(tmp_path):
     root = shared_data_dir()
     if root is None:
         pytest.skip("TSYM_SHARED_DATA not set")
-    from tsym.runtime.convert import convert, write_extxyz
+    from tsym.runtime.data.convert import convert, write_extxyz
 
     frames, report = convert("becs_epsilon_e3nn", root / "becs_epsilon_e3nn" / "phonon_becs_epsilon.xyz",
                              limit=40)
@@ -120,8 +120,8 @@ def test_shared_dielectric_and_born_charges_run(tmp_path):
 
 
 def test_build_model_loads_a_trained_run(tmp_path):
-    from tsym._cmd_demo import demo_data_path
-    from tsym.runtime.train import train
+    from tsym.cli.demo import demo_data_path
+    from tsym.runtime.training.loop import train
 
     import ase.io
 

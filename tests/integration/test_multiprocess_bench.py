@@ -46,8 +46,8 @@ def test_max_rel_diff_and_agreement(bench):
 
 
 def test_bench_config_is_the_demo_with_the_benchmark_loop(bench):
-    from tsym._cmd_demo import demo_config
-    from tsym.runtime.config import load_config
+    from tsym.cli.demo import demo_config
+    from tsym.runtime.training.config import load_config
 
     cfg = bench.bench_config(40, 32, "float64", "cpu")
     demo = demo_config()

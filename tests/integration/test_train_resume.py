@@ -21,8 +21,8 @@ import pytest
 import torch
 import yaml
 
-from tests.runtime.test_train import make_config, write_dataset
-from tsym.runtime.train import train
+from tests.runtime.training.test_train import make_config, write_dataset
+from tsym.runtime.training.loop import train
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -81,7 +81,7 @@ if mode == "hang":  # write half a checkpoint, then wait to be killed
         open(os.path.join(run, "HALF_WRITTEN"), "w").close()
         import time; time.sleep(60)
     ck.torch.save = slow_save
-from tsym.runtime.train import train
+from tsym.runtime.training.loop import train
 train(cfg, run, resume=os.path.exists(os.path.join(run, "last.pt")))
 """
 

@@ -12,7 +12,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk, fcc111, molecule
 
-from tsym.compiler.errors import DataError
+from tsym.runtime.errors import DataError
 from tsym.runtime import keys
 from tsym.runtime.graph import atoms_to_graph, batch_graphs, collate, edge_vectors
 

@@ -21,7 +21,7 @@ from ase.build import bulk, molecule
 import tsym
 from tsym.compiler.errors import SpecFileError, TsymError
 from tsym.runtime import keys
-from tsym.runtime.adapters import UnknownBackboneError
+from tsym.runtime.errors import UnknownBackboneError
 from tsym.runtime.graph import collate
 from tsym.runtime.model import CHECKPOINT_FORMAT, CheckpointError, TensorModel
 from tsym.runtime.testing import assert_equivariant

@@ -1,0 +1,335 @@
+"""Labelled structures: extended XYZ in, validated label tensors out; splits; Voigt maps.
+
+Extended XYZ (read with ASE) is the one input format of tsym; :mod:`tsym.runtime.data.convert` turns the
+public formats into it.  A :class:`LabelSpec` says where a label lives and how it is written::
+
+    LabelSpec(name="elastic", key="C", format="voigt", unit="GPa")  # info["C"]: 36 numbers
+    LabelSpec(name="born_charges", key="becs", level="atom")        # arrays["becs"]: [n, 9]
+
+Per-structure tensors live in ``atoms.info``, per-atom tensors in ``atoms.arrays``; ``"flat"`` is
+the row-major list of the ``3**n`` Cartesian components.  :func:`read_dataset` returns a
+:class:`Dataset` whose records hold float64 tensors ``[3, ..., 3]`` (structure) or
+``[n_atoms, 3, ..., 3]`` (atom), plus a ``[n_atoms]`` bool mask per atom-level label: an atom is
+unlabelled when its row is all NaN or when a ``<key>_mask`` array says so (its row is then zero).
+Bad records raise :class:`~tsym.runtime.errors.DataError` (``FILE:record N: ...``, ``N`` the
+0-based frame index) or, with ``on_error="skip"``, are skipped and counted by reason in
+``Dataset.report``; nothing is dropped silently.
+
+:func:`collate_records` turns records into a batched graph with ``"label:<name>"`` and
+``"mask:<name>"`` fields; :func:`split` makes a reproducible train/val/test split and
+:func:`save_split` / :func:`load_split` keep it in a run directory as JSON.
+
+Voigt notation (IEEE order ``xx, yy, zz, yz, xz, xy`` = 0..5; :data:`VOIGT_PAIRS`):
+
+* stiffness ``C_IJ = C_ijkl`` with ``I = (ij)``, ``J = (kl)``: no factors;
+* piezoelectric stress tensor ``e_iJ = e_ijk`` with ``J = (jk)``: no factors.
+
+Compliance ``S`` and the piezoelectric strain tensor ``d`` carry factors 2 and 4 on shear entries
+in Voigt form; :func:`voigt_to_tensor4` and :func:`voigt_to_tensor3` never apply them.
+
+>>> c = np.zeros((6, 6)); c[3, 3] = 40.0        # C_44 = C_yzyz
+>>> t = voigt_to_tensor4(c)
+>>> t[1, 2, 1, 2], t[2, 1, 1, 2], t[2, 1, 2, 1], t[0, 0, 0, 0]
+(np.float64(40.0), np.float64(40.0), np.float64(40.0), np.float64(0.0))
+>>> bool(np.all(tensor4_to_voigt(t) == c))
+True
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tsym.runtime.errors import DataError, LabelSpecError
+from tsym.runtime import graph as _graph
+from tsym.runtime.data.records import (Reject, check_geometry, parse_label,
+                                       symmetry_deviation)
+from tsym.runtime.data.split import load_split, save_split, split
+from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
+                                     voigt_to_tensor3, voigt_to_tensor4)
+
+__all__ = [
+    "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
+    "collate_records", "split", "save_split", "load_split",
+    "VOIGT_PAIRS", "voigt_to_tensor4", "tensor4_to_voigt", "voigt_to_tensor3", "tensor3_to_voigt",
+]
+
+FORMATS = ("flat", "voigt")
+LEVELS = ("structure", "atom")
+# reasons a record is rejected, in the order the checks run
+REASONS = ("bad structure", "atoms too close", "missing key", "not numeric", "wrong length",
+           "non-finite", "symmetry")
+
+
+# ------------------------------------------------------------------------------------ label specs
+@dataclass(frozen=True)
+class LabelSpec:
+    """Where one label lives in an extxyz file and how it is written.
+
+    Parameters
+    ----------
+    name : str
+        The spec (HeadPlan) name; graphs carry the label as ``"label:<name>"``.
+    key : str
+        Key in ``atoms.info`` (structure level) or ``atoms.arrays`` (atom level).
+    format : {"flat", "voigt"}
+        ``"flat"``: the ``3**order`` Cartesian components, row-major.  ``"voigt"``: a row-major
+        6x6 (order 4, stiffness) or 3x6 (order 3, piezoelectric ``e``) in IEEE order, no factors.
+    unit : str or None
+        Unit of the values after scaling (documentation; compared with nothing).
+    scale : float
+        The values are multiplied by ``scale`` when read (unit conversion).
+    level : {"structure", "atom"}
+    order : int or None
+        Tensor rank; taken from the plan when one is given, else inferred from the first record.
+
+    A YAML mapping with these keys maps one to one: ``LabelSpec.from_dict(d)``.
+    """
+
+    name: str
+    key: str
+    format: str = "flat"
+    unit: str | None = None
+    scale: float = 1.0
+    level: str = "structure"
+    order: int | None = None
+
+    def __post_init__(self):
+        for what in ("name", "key"):
+            value = getattr(self, what)
+            if not isinstance(value, str) or not value:
+                raise LabelSpecError(f"label {what} must be a non-empty string, got {value!r}")
+        if self.format not in FORMATS:
+            raise LabelSpecError(f"label {self.name!r}: format must be one of {FORMATS}, "
+                                 f"got {self.format!r}")
+        if self.level not in LEVELS:
+            raise LabelSpecError(f"label {self.name!r}: level must be one of {LEVELS}, "
+                                 f"got {self.level!r}")
+        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
+                and self.scale != 0):
+            raise LabelSpecError(f"label {self.name!r}: scale must be a finite nonzero number, "
+                                 f"got {self.scale!r}")
+        if self.order is not None and not (isinstance(self.order, int) and 0 <= self.order <= 12):
+            raise LabelSpecError(f"label {self.name!r}: order must be an integer 0..12, "
+                                 f"got {self.order!r}")
+        if self.format == "voigt" and self.order not in (None, 3, 4):
+            raise LabelSpecError(f"label {self.name!r}: Voigt form exists for order 3 (3x6) and "
+                                 f"4 (6x6), not {self.order}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> LabelSpec:
+        """Build from a mapping with exactly the field names (unknown keys are an error)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise LabelSpecError(f"unknown label field(s) {unknown}; allowed: {sorted(names)}")
+        return cls(**dict(d))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_order(self, order: int) -> LabelSpec:
+        return LabelSpec(**{**asdict(self), "order": order})
+
+
+# ------------------------------------------------------------------------------- records, reports
+@dataclass(frozen=True, eq=False)
+class Record:
+    """One structure and its labels.
+
+    ``labels[name]``: float64 ``[3, ..., 3]`` or ``[n_atoms, 3, ..., 3]`` (unlabelled rows zero);
+    ``masks[name]``: ``[n_atoms]`` bool, for atom-level labels only; ``index``: frame in the file.
+    """
+
+    atoms: object
+    labels: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    index: int
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """What :func:`read_dataset` read, kept and skipped (by reason), and how symmetric it was.
+
+    ``skipped[reason]`` lists ``(record, message)``; ``max_symmetry_deviation[name]`` is the largest
+    ``|T - P(T)| / |T|`` over the kept records (only labels checked against a plan).
+    """
+
+    source: str
+    n_records: int
+    n_kept: int
+    skipped: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    max_symmetry_deviation: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {reason: len(items) for reason, items in self.skipped.items()}
+
+    def summary(self) -> str:
+        lines = [f"{self.source}: {self.n_kept} of {self.n_records} records kept"]
+        for reason, items in self.skipped.items():
+            first = items[0][1]
+            lines.append(f"  skipped {len(items)} ({reason}), e.g. {first}")
+        for name, dev in self.max_symmetry_deviation.items():
+            lines.append(f"  {name}: max relative symmetry deviation {dev:.3g}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset(Sequence):
+    """A list-like of :class:`Record`, with the label specs and the :class:`DataReport`."""
+
+    records: tuple[Record, ...]
+    labels: tuple[LabelSpec, ...]
+    source: str
+    report: DataReport
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return self.subset(range(len(self))[k])
+        return self.records[k]
+
+    def __iter__(self) -> Iterator[Record]:
+        return iter(self.records)
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        """The records at ``indices`` (positions in this dataset, e.g. a split)."""
+        return Dataset(tuple(self.records[int(i)] for i in indices), self.labels, self.source,
+                       self.report)
+
+
+def _check_plan(spec: LabelSpec, plan, source: str) -> LabelSpec:
+    if plan.level != spec.level:
+        raise LabelSpecError(f"{source}: label {spec.name!r} has level {spec.level!r} but the "
+                             f"spec {plan.name!r} has level {plan.level!r}")
+    if spec.order is not None and spec.order != plan.order:
+        raise LabelSpecError(f"{source}: label {spec.name!r} has order {spec.order} but the "
+                             f"spec {plan.name!r} has order {plan.order}")
+    if spec.format == "voigt" and plan.order not in (3, 4):
+        raise LabelSpecError(f"{source}: label {spec.name!r}: Voigt form needs order 3 or 4, "
+                             f"the spec has order {plan.order}")
+    return spec.with_order(plan.order)
+
+
+def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | LabelSpec,
+                 plans: Mapping[str, object] | None = None, on_error: str = "fail",
+                 symmetry_tol: float = 1e-3, *, verbose: bool = True) -> Dataset:
+    """Read an extended XYZ file, validate every record, and return a :class:`Dataset`.
+
+    Parameters
+    ----------
+    path : str or Path
+    labels : sequence of LabelSpec (or mappings with its fields)
+    plans : dict name -> HeadPlan, optional
+        When a label's name has a plan, its level and order must agree with the plan, and each
+        tensor must keep the plan's symmetries: ``|T - P(T)| / |T| <= symmetry_tol`` with
+        ``P(T) = plan.to_cartesian(plan.from_cartesian(T))``.
+    on_error : {"fail", "skip"}
+        ``"fail"``: the first bad record raises :class:`DataError`.  ``"skip"``: bad records are
+        left out, counted by reason in ``report`` (a summary goes to stderr when ``verbose``).
+    symmetry_tol : float
+
+    Raises
+    ------
+    DataError
+        ``FILE:record N: ...`` for a bad record (``N`` is the 0-based frame index): missing key,
+        wrong number of values, not numeric, NaN/inf outside masked rows, a broken symmetry
+        (with the deviation), atoms closer than 0.1 Angstrom, a singular periodic cell; or
+        ``FILE: ...`` when the file cannot be read.
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', got {on_error!r}")
+    source = str(path)
+    specs = [labels] if isinstance(labels, LabelSpec) else list(labels)
+    specs = [s if isinstance(s, LabelSpec) else LabelSpec.from_dict(s) for s in specs]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise LabelSpecError(f"{source}: duplicate label names in {names}")
+    plans = dict(plans or {})
+    specs = [_check_plan(s, plans[s.name], source) if s.name in plans else s for s in specs]
+    frames = _read_frames(source)
+    orders = {s.name: s.order for s in specs}
+    records, skipped = [], {}
+    max_dev: dict[str, float] = {}
+    for index, atoms in enumerate(frames):
+        try:
+            check_geometry(atoms)
+            values, masks, devs = {}, {}, {}
+            for spec in specs:
+                tensor, mask, orders[spec.name] = parse_label(atoms, spec, orders[spec.name])
+                values[spec.name] = tensor
+                if mask is not None:
+                    masks[spec.name] = mask
+                if spec.name in plans:
+                    dev = symmetry_deviation(plans[spec.name], tensor, mask)
+                    if dev > symmetry_tol:
+                        raise Reject("symmetry", f"label {spec.name!r} breaks the symmetry of "
+                                     f"spec {spec.name!r}: relative deviation {dev:.3g} > "
+                                     f"{symmetry_tol:g}", "symmetrize the data, or raise "
+                                     "symmetry_tol if this is noise")
+                    devs[spec.name] = dev
+        except Reject as err:
+            if on_error == "fail":
+                raise DataError(source, index, err.message, err.hint) from None
+            skipped.setdefault(err.reason, []).append((index, err.message))
+            continue
+        for name, dev in devs.items():
+            max_dev[name] = max(max_dev.get(name, 0.0), dev)
+        records.append(Record(atoms, values, masks, index))
+    ordered = {r: skipped[r] for r in REASONS if r in skipped}
+    report = DataReport(source, len(frames), len(records), ordered, max_dev)
+    if verbose and ordered:
+        print(report.summary(), file=sys.stderr)
+    specs = [s.with_order(orders[s.name]) if orders[s.name] is not None else s for s in specs]
+    return Dataset(tuple(records), tuple(specs), source, report)
+
+
+def _read_frames(source: str) -> list:
+    import ase.io
+
+    if not Path(source).is_file():
+        raise DataError(source, None, "no such file")
+    try:
+        return list(ase.io.read(source, index=":", format="extxyz"))
+    except Exception as err:  # ASE raises many kinds; all mean "not extxyz we can read"
+        raise DataError(source, None, f"cannot read as extended XYZ ({type(err).__name__}: "
+                        f"{err})", "convert the file first: tsym data convert ...") from None
+
+
+# ------------------------------------------------------------------------------------ graphs
+def collate_records(records: Sequence[Record], cutoff: float, dtype: torch.dtype = torch.float64,
+                    *, source: str = "<records>", neighbour_backend: str = "auto"
+                    ) -> dict[str, torch.Tensor]:
+    """A batched graph (:func:`tsym.runtime.graph.batch_graphs`) with the records' labels.
+
+    Adds, for each label name of the records:
+
+    * ``"label:<name>"``: ``[G, 3, ..., 3]`` (structure level) or ``[N, 3, ..., 3]`` (atom level),
+      in ``dtype``; unlabelled atoms hold zeros;
+    * ``"mask:<name>"``: ``[N]`` bool, atom-level labels only (True where the atom is labelled).
+
+    Every record must carry the same label names.  Graph errors name ``source`` and the record's
+    frame index.
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("collate_records needs at least one record")
+    graphs = []
+    for rec in records:
+        g = _graph.atoms_to_graph(rec.atoms, cutoff, dtype, neighbour_backend=neighbour_backend,
+                                  source=source, record=rec.index)
+        for name, tensor in rec.labels.items():
+            t = torch.as_tensor(tensor, dtype=dtype)
+            g[f"label:{name}"] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
+        for name, mask in rec.masks.items():
+            g[f"mask:{name}"] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
+        graphs.append(g)
+    return _graph.batch_graphs(graphs)

@@ -1,0 +1,142 @@
+"""Validation of one extxyz record: geometry, label parsing (flat/Voigt, masks), symmetry.
+
+Each check raises :class:`Reject` with a reason (one of ``data.REASONS``) and a message;
+:func:`tsym.runtime.data.read_dataset` turns it into a ``DataError`` or a counted skip.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from tsym.runtime import graph as _graph
+from tsym.runtime.data.voigt import voigt_to_tensor3, voigt_to_tensor4
+
+if TYPE_CHECKING:  # pragma: no cover
+    from tsym.runtime.data.dataset import LabelSpec
+
+__all__ = ["Reject", "check_geometry", "parse_label", "symmetry_deviation", "VOIGT_SHAPES"]
+
+VOIGT_SHAPES = {4: (6, 6), 3: (3, 6)}
+_FROM_VOIGT = {4: voigt_to_tensor4, 3: voigt_to_tensor3}
+
+
+class Reject(Exception):
+    """A record fails a check: ``reason`` (for counting), ``message``, optional ``hint``."""
+
+    def __init__(self, reason: str, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.reason, self.message, self.hint = reason, message, hint
+
+
+def check_geometry(atoms) -> None:
+    """No atoms, non-finite positions, a singular periodic cell, atoms closer than 0.1 A."""
+    n = len(atoms)
+    if n == 0:
+        raise Reject("bad structure", "the structure has no atoms")
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    if not np.isfinite(positions).all():
+        bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+        raise Reject("bad structure", f"atom {bad} has a non-finite position")
+    cell, pbc = np.asarray(atoms.cell, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any():
+        periodic = cell[pbc]
+        norms = np.linalg.norm(periodic, axis=1)
+        volume = math.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0))
+        if not np.isfinite(cell).all() or norms.min() < 1e-8 or volume < 1e-6 * np.prod(norms):
+            raise Reject("bad structure", f"the cell is zero or singular along periodic axes "
+                         f"(pbc={pbc.tolist()})", "set a full-rank Lattice, or pbc=\"F F F\"")
+    i, j, shifts, d = _graph.neighbour_list(positions, cell, pbc, _graph.MIN_DISTANCE)
+    if d.size:
+        k = int(np.argmin(d))
+        a, b = sorted((int(i[k]), int(j[k])))
+        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
+        raise Reject("atoms too close", f"{what} are {d[k]:.3g} Angstrom apart (minimum "
+                     f"{_graph.MIN_DISTANCE})", "check for duplicated atoms and Angstrom units")
+
+
+def _raw_value(atoms, spec: LabelSpec):
+    store = atoms.arrays if spec.level == "atom" else atoms.info
+    if spec.key in store:
+        return store[spec.key]
+    calc = getattr(atoms, "calc", None)  # ASE moves e.g. "dipole" into a SinglePointCalculator
+    results = getattr(calc, "results", None) or {}
+    if spec.key in results:
+        return results[spec.key]
+    where = "atoms.arrays (per-atom columns)" if spec.level == "atom" else "atoms.info"
+    raise Reject("missing key", f"label {spec.name!r}: key {spec.key!r} not found in {where}")
+
+
+def _expected_size(spec: LabelSpec, order: int) -> int:
+    if spec.format == "voigt":
+        return int(np.prod(VOIGT_SHAPES[order]))
+    return 3 ** order
+
+
+def _infer_order(spec: LabelSpec, size: int) -> int | None:
+    if spec.format == "voigt":
+        return {36: 4, 18: 3}.get(size)
+    order = round(math.log(size, 3)) if size > 0 else -1
+    return order if order >= 0 and 3 ** order == size else None
+
+
+def parse_label(atoms, spec: LabelSpec, order: int | None
+                 ) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Label tensor (float64, scaled, masked rows zero), mask or None, and the order."""
+    raw = _raw_value(atoms, spec)
+    try:
+        values = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise Reject("not numeric", f"label {spec.name!r}: key {spec.key!r} holds "
+                     f"{str(raw)[:60]!r}, not numbers") from None
+    n = len(atoms)
+    rows = values.reshape(n, -1) if spec.level == "atom" else values.reshape(1, -1)
+    if order is None:
+        order = _infer_order(spec, rows.shape[1])
+        if order is None:
+            raise Reject("wrong length", f"label {spec.name!r}: {rows.shape[1]} numbers per "
+                         f"{spec.level} is no {spec.format} tensor")
+    size = _expected_size(spec, order)
+    if rows.shape[1] != size:
+        what = f"{VOIGT_SHAPES[order]} Voigt" if spec.format == "voigt" else f"order-{order} flat"
+        raise Reject("wrong length", f"label {spec.name!r}: expected {size} numbers per "
+                     f"{spec.level} ({what}), got {rows.shape[1]}")
+    mask = None
+    if spec.level == "atom":
+        finite = np.isfinite(rows).all(axis=1)
+        mask_key = f"{spec.key}_mask"
+        if mask_key in atoms.arrays:
+            mask = np.asarray(atoms.arrays[mask_key]).reshape(n).astype(bool)
+        else:
+            mask = finite | ~np.isnan(rows).all(axis=1)  # all-NaN rows are unlabelled
+        rows = np.where(mask[:, None], rows, 0.0)
+        bad = np.flatnonzero(mask & ~finite)
+        if bad.size:
+            raise Reject("non-finite", f"label {spec.name!r}: atom {bad[0]} has non-finite "
+                         f"values (NaN rows are unlabelled only when the whole row is NaN "
+                         f"and no {mask_key!r} array marks it labelled)")
+    elif not np.isfinite(rows).all():
+        raise Reject("non-finite", f"label {spec.name!r}: non-finite values")
+    rows = rows * spec.scale
+    if spec.format == "voigt":
+        tensor = _FROM_VOIGT[order](rows.reshape((-1,) + VOIGT_SHAPES[order]))
+    else:
+        tensor = rows.reshape((-1,) + (3,) * order)
+    return (tensor if spec.level == "atom" else tensor[0]), mask, order
+
+
+def symmetry_deviation(plan, tensor: np.ndarray, mask: np.ndarray | None) -> float:
+    """max over rows of ``|T - P(T)| / |T|``, ``P = to_cartesian o from_cartesian``."""
+    t = torch.from_numpy(np.ascontiguousarray(tensor))
+    if mask is not None:
+        t = t[torch.from_numpy(mask)]  # [n_labelled, 3, ..., 3]
+    if t.numel() == 0:
+        return 0.0
+    t = t.reshape((-1,) + (3,) * plan.order)  # [rows, 3, ..., 3]
+    p = plan.to_cartesian(plan.from_cartesian(t))  # [rows, 3, ..., 3]
+    num = (t - p).flatten(1).norm(dim=1)
+    den = t.flatten(1).norm(dim=1)
+    rel = torch.where(den > 0, num / den.clamp_min(1e-300), num)  # [rows]
+    return float(rel.max())

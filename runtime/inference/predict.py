@@ -1,0 +1,225 @@
+"""Trained models in use: load a run or checkpoint, write predictions to extxyz, an ASE calculator.
+
+:func:`load_model` accepts a run directory (``best.pt``, else ``last.pt``), a training checkpoint
+(``tsym-train/1``: a :class:`~tsym.runtime.training.losses.TrainedModel` whose outputs are de-normalised,
+i.e. in the units of the training labels) or a model checkpoint written by
+:meth:`TensorModel.save <tsym.runtime.model.TensorModel.save>` (``tsym-model/1``: raw outputs).
+
+:func:`predict_structures` returns copies of the structures with every head's prediction stored
+under its spec name (plus an optional suffix), flattened row-major: a structure-level tensor in
+``atoms.info`` (``3**n`` numbers), an atom-level one in ``atoms.arrays`` (``[n_atoms, 3**n]``).
+Note that ASE's extxyz reader moves ``info`` keys that are ASE property names (``dipole``, ...)
+into ``atoms.calc.results``.
+
+:class:`TsymCalculator` is an ``ase.calculators.calculator.Calculator``.  Its ``results`` hold each
+head under its spec name (structure level: ``[3, ..., 3]``; atom level: ``[n_atoms, 3, ..., 3]``)
+and, for these spec names, also under ASE's standard property name (:data:`ASE_NAMES`):
+
+=========================  ============================  ===============  =====
+spec name                  ASE property                  level            order
+=========================  ============================  ===============  =====
+dipole                     ``dipole``                    structure        1
+polarization               ``polarization``              structure        1
+dielectric                 ``dielectric_tensor``         structure        2
+born_charges               ``born_effective_charges``    atom             2
+charges                    ``charges``                   atom             0
+=========================  ============================  ===============  =====
+
+A spec whose level or order differs from the table keeps its spec name only.
+
+>>> from ase.build import molecule
+>>> calc = TsymCalculator(load_model("runs/dipole"))                   # doctest: +SKIP
+>>> water = molecule("H2O"); water.calc = calc                          # doctest: +SKIP
+>>> water.get_dipole_moment()                                           # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from tsym.compiler import HeadPlan
+from tsym.runtime.checkpoint import TRAIN_FORMAT, load_trained
+from tsym.runtime.data.dataset import LabelSpec
+from tsym.runtime.training.losses import TrainedModel
+from tsym.runtime.errors import CheckpointError
+from tsym.runtime.model import (CHECKPOINT_FORMAT, TensorModel, build_model,
+                                read_checkpoint)
+
+__all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "model_plans", "checkpoint_labels",
+           "predict_structures", "TsymCalculator"]
+
+#: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
+#: reports the prediction.
+ASE_NAMES = {
+    "dipole": ("dipole", "structure", 1),
+    "polarization": ("polarization", "structure", 1),
+    "dielectric": ("dielectric_tensor", "structure", 2),
+    "dielectric_tensor": ("dielectric_tensor", "structure", 2),
+    "born_charges": ("born_effective_charges", "atom", 2),
+    "born_effective_charges": ("born_effective_charges", "atom", 2),
+    "charges": ("charges", "atom", 0),
+}
+_CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint file of ``path``: itself, or ``best.pt`` / ``last.pt`` of a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in _CHECKPOINT_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path}: the run directory holds no checkpoint (best.pt or "
+                              "last.pt)\nhint: train first (tsym train), or pass a .pt file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such run directory or checkpoint file")
+    return path
+
+
+def _read(path: Path) -> dict:
+    return read_checkpoint(path, (TRAIN_FORMAT, CHECKPOINT_FORMAT))
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
+               ) -> TrainedModel | TensorModel:
+    """The model of a run directory or checkpoint, in eval mode, predicting in data units.
+
+    A training checkpoint gives a :class:`~tsym.runtime.training.losses.TrainedModel` (EMA weights,
+    outputs de-normalised with the stored training statistics); a model checkpoint gives the
+    :class:`~tsym.runtime.model.TensorModel` it holds (no normalisation to undo).
+    """
+    path = resolve_checkpoint(path)
+    if _read(path)["format"] == TRAIN_FORMAT:
+        return load_trained(path, device)
+    return build_model(checkpoint=path).to(device).eval()
+
+
+def model_plans(model) -> dict[str, HeadPlan]:
+    """``{spec name: HeadPlan}`` of a :class:`TensorModel` or :class:`TrainedModel`."""
+    plans = model.plans
+    if isinstance(plans, dict):
+        return dict(plans)
+    return {plan.name: plan for plan in plans}
+
+
+def checkpoint_labels(path: str | os.PathLike, model=None) -> dict[str, LabelSpec]:
+    """The label of each head as the run read it (key, format, unit, scale from its config).
+
+    For a model checkpoint (no training config) each head's label key is its spec name, in
+    ``flat`` format.
+    """
+    path = resolve_checkpoint(path)
+    ckpt = _read(path)
+    model = load_model(path) if model is None else model
+    heads = (ckpt.get("config") or {}).get("heads") or {}
+    out = {}
+    for name, plan in model_plans(model).items():
+        h = heads.get(name) or {}
+        key = h.get("key") or name
+        out[name] = LabelSpec(name=name, key=key, format=h.get("format", "flat"),
+                              unit=h.get("unit"), scale=float(h.get("scale", 1.0)),
+                              level=plan.level, order=plan.order)
+    return out
+
+
+def _flat(value: np.ndarray, level: str) -> np.ndarray | float:
+    if level == "atom":
+        return value.reshape(value.shape[0], -1) if value.ndim > 1 else value  # [n, 3^k] or [n]
+    flat = value.reshape(-1)  # [3^k]
+    return float(flat[0]) if value.ndim == 0 else flat
+
+
+def predict_structures(model, structures: Atoms | Sequence[Atoms], *, batch_size: int = 32,
+                       suffix: str = "") -> list[Atoms]:
+    """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
+
+    Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
+    row-major (``3**n`` numbers per structure or atom).  A key already present (also among the
+    results of an attached single-point calculator) is replaced; results of such a calculator
+    are otherwise kept.
+    """
+    if isinstance(structures, Atoms):
+        structures = [structures]
+    structures = list(structures)
+    plans = model_plans(model)
+    preds = model.predict(structures, batch_size=batch_size) if structures else {}
+    out, offset = [], 0
+    for k, atoms in enumerate(structures):
+        new = atoms.copy()
+        n = len(atoms)
+        written = set()
+        for name, plan in plans.items():
+            key = f"{name}{suffix}"
+            value = np.asarray(preds[name], dtype=np.float64)
+            if plan.level == "atom":
+                new.arrays.pop(key, None)
+                new.new_array(key, _flat(value[offset:offset + n], "atom"))
+            else:
+                new.info[key] = _flat(value[k], "structure")
+            written.add(key)
+        results = getattr(atoms.calc, "results", None) or {}
+        kept = {key: v for key, v in results.items() if key not in written}
+        if kept:
+            new.calc = SinglePointCalculator(new, **kept)
+        offset += n
+        out.append(new)
+    return out
+
+
+def _aliases(plans: dict[str, HeadPlan]) -> dict[str, str]:
+    """``{spec name: ASE property}`` for the specs of :data:`ASE_NAMES` of the right shape."""
+    out = {}
+    for name, plan in plans.items():
+        if name in ASE_NAMES:
+            ase_name, level, order = ASE_NAMES[name]
+            other_spec = ase_name != name and ase_name in plans  # that spec keeps the name
+            if plan.level == level and plan.order == order and not other_spec:
+                out[name] = ase_name
+    return out
+
+
+class TsymCalculator(Calculator):
+    """An ASE calculator that predicts the model's tensors (no energy or forces).
+
+    Parameters
+    ----------
+    model : TrainedModel, TensorModel, or a path for :func:`load_model`
+    **kwargs
+        Passed to ``ase.calculators.calculator.Calculator``.
+
+    Attributes
+    ----------
+    implemented_properties : list of str
+        The ASE names of :data:`ASE_NAMES` that apply, then every spec name.
+    aliases : dict of str to str
+        Spec name -> ASE property name.
+    """
+
+    implemented_properties: list[str] = []
+
+    def __init__(self, model, **kwargs):
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model)
+        self.model = model
+        self.plans = model_plans(model)
+        self.aliases = _aliases(self.plans)
+        names = list(self.aliases.values()) + list(self.plans)
+        self.implemented_properties = list(dict.fromkeys(names))  # unique, in order
+        super().__init__(**kwargs)
+
+    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        preds = self.model.predict([self.atoms])
+        for name, plan in self.plans.items():
+            value = np.asarray(preds[name], dtype=np.float64)
+            value = value if plan.level == "atom" else value[0]  # [n, 3..] or [3..]
+            self.results[name] = value
+            if name in self.aliases:
+                self.results[self.aliases[name]] = value.copy()

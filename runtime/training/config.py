@@ -1,0 +1,391 @@
+"""Training configurations: YAML sections that map one to one onto frozen dataclasses.
+
+A config file has six sections; each is the keyword arguments of one dataclass below, and every
+key is checked up front (an unknown key, a wrong type or a value out of range raises
+:class:`ConfigError` naming the file, the section and the key)::
+
+    model:                          # ModelConfig
+      backbone: xpainn
+      backbone_kwargs: {num_scalars: 16, irreps: "8x0e+4x1o+2x2e", num_blocks: 1}
+      head_kwargs: {hidden_mul: 4, mlp_hidden: 8}
+      cutoff: 4.0
+      dtype: float32                # or float64
+      compile: false                # torch.compile backbone and heads (faster; C++ compiler)
+    heads:                          # tensor name -> HeadConfig
+      alpha:
+        spec: specs/polarizability.tsym   # a .tsym file (relative to the config) or spec text
+        key: polarizability         # label key in the data (default: the tensor name)
+        format: flat                # flat | voigt
+        unit: bohr^3                # unit after scaling (documentation)
+        scale: 1.0                  # labels are multiplied by this when read
+        weight: 1.0                 # weight of this head in the total loss
+        loss_space: irreps          # irreps (each l normalised by its RMS) | cartesian
+        l_weights: {0: 1.0, 2: 1.0} # optional, per l (irreps loss space only)
+    data:                           # DataConfig
+      train: data/train.extxyz
+      valid_fraction: 0.1           # used when no valid file is given
+      split_seed: 0
+    optimiser: {lr: 1.0e-3, weight_decay: 0.0}                 # OptimiserConfig (AdamW)
+    schedule: {kind: cosine, warmup_steps: 10}                 # ScheduleConfig
+    training: {epochs: 100, batch_size: 8, grad_clip: 10.0, ema_decay: 0.99, seed: 0}
+
+>>> cfg = TrainConfig.from_dict({"heads": {"alpha": {"spec": "tensor alpha { indices ij }"}},
+...                              "data": {"train": "train.extxyz"}})
+>>> cfg.training.batch_size, cfg.heads[0].data_key, cfg.model.dtype
+(8, 'alpha', 'float32')
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tsym.runtime.errors import ConfigError
+
+__all__ = ["ModelConfig", "HeadConfig", "DataConfig", "OptimiserConfig",
+           "ScheduleConfig", "TrainingConfig", "TrainConfig", "load_config", "config_changes"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: a registered backbone, its kwargs, the heads' kwargs, cutoff, float dtype."""
+
+    backbone: str = "xpainn"
+    backbone_kwargs: dict = field(default_factory=dict)
+    head_kwargs: dict = field(default_factory=dict)
+    cutoff: float = 5.0
+    dtype: str = "float32"
+    compile: bool = False
+
+    def check(self, where: str) -> None:
+        _choice(where, "dtype", self.dtype, ("float32", "float64"))
+        _positive(where, "cutoff", self.cutoff)
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """One output head: the tensor ``name`` of ``spec``, where its labels are, how it is trained.
+
+    ``key``, ``format``, ``unit``, ``scale`` are those of
+    :class:`tsym.runtime.data.LabelSpec` (the level and order come from the spec).
+    """
+
+    name: str
+    spec: str
+    key: str | None = None
+    format: str = "flat"
+    unit: str | None = None
+    scale: float = 1.0
+    weight: float = 1.0
+    loss_space: str = "irreps"
+    l_weights: dict | None = None
+
+    def check(self, where: str) -> None:
+        _choice(where, "format", self.format, ("flat", "voigt"))
+        _choice(where, "loss_space", self.loss_space, ("irreps", "cartesian"))
+        if not (math.isfinite(self.scale) and self.scale != 0):
+            raise ConfigError(f"{where}: 'scale' must be a finite nonzero number, got "
+                              f"{self.scale!r}")
+        if not self.weight >= 0:
+            raise ConfigError(f"{where}: 'weight' must be >= 0, got {self.weight!r}")
+        if self.l_weights is not None:
+            if self.loss_space != "irreps":
+                raise ConfigError(f"{where}: 'l_weights' needs loss_space: irreps")
+            for l, w in self.l_weights.items():
+                if not (isinstance(l, int) and not isinstance(l, bool) and l >= 0):
+                    raise ConfigError(f"{where}: 'l_weights' keys are l = 0, 1, 2, ...; got {l!r}")
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                    raise ConfigError(f"{where}: 'l_weights' values must be numbers >= 0, "
+                                      f"got {w!r} for l={l}")
+
+    @property
+    def data_key(self) -> str:
+        return self.key if self.key is not None else self.name
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Data files (extended XYZ); without a ``valid``/``test`` file, that split is drawn from
+    ``train`` with :func:`tsym.runtime.data.split` (``split_seed``).  ``on_error``: ``fail`` on
+    the first bad record, or ``skip`` bad records (counted in the report)."""
+
+    train: str
+    valid: str | None = None
+    test: str | None = None
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.0
+    split_seed: int = 0
+    on_error: str = "fail"
+
+    def check(self, where: str) -> None:
+        _choice(where, "on_error", self.on_error, ("fail", "skip"))
+        for name in ("valid_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{where}: '{name}' must be in [0, 1), got "
+                                  f"{getattr(self, name)!r}")
+        if self.valid_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(f"{where}: valid_fraction + test_fraction must be < 1")
+
+
+@dataclass(frozen=True)
+class OptimiserConfig:
+    """AdamW."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def check(self, where: str) -> None:
+        _positive(where, "lr", self.lr)
+        _positive(where, "eps", self.eps)
+        if not self.weight_decay >= 0:
+            raise ConfigError(f"{where}: 'weight_decay' must be >= 0, got {self.weight_decay!r}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"{where}: 'betas' must be two numbers in [0, 1), got "
+                              f"{list(self.betas)!r}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning rate: linear warm-up, then cosine decay to ``min_lr_ratio * lr`` over the run
+    (``cosine``), a constant (``constant``), or ReduceLROnPlateau on the validation loss
+    (``plateau``, with ``factor`` and ``patience`` in evaluations)."""
+
+    kind: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+    factor: float = 0.5
+    patience: int = 10
+
+    def check(self, where: str) -> None:
+        _choice(where, "kind", self.kind, ("cosine", "plateau", "constant"))
+        _nonneg(where, "warmup_steps", self.warmup_steps)
+        _nonneg(where, "patience", self.patience)
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError(f"{where}: 'min_lr_ratio' must be in [0, 1]")
+        if not 0.0 < self.factor < 1.0:
+            raise ConfigError(f"{where}: 'factor' must be in (0, 1), got {self.factor!r}")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The loop.  ``batch_size`` is the global batch (split over the processes of a DDP run);
+    training stops after ``epochs`` or ``max_steps`` optimiser steps, whichever comes first;
+    ``eval_every`` counts epochs; ``checkpoint_every`` counts steps (0: at each evaluation);
+    ``log_every`` counts steps between step records in ``metrics.jsonl`` (0: none)."""
+
+    epochs: int | None = 100
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_clip: float | None = 10.0
+    ema_decay: float | None = 0.99
+    seed: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 0
+    log_every: int = 10
+    num_workers: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    def check(self, where: str) -> None:
+        if self.epochs is None and self.max_steps is None:
+            raise ConfigError(f"{where}: give 'epochs' or 'max_steps'")
+        for name in ("epochs", "max_steps", "batch_size", "eval_every"):
+            if getattr(self, name) is not None:
+                _positive(where, name, getattr(self, name))
+        for name in ("checkpoint_every", "log_every", "num_workers"):
+            _nonneg(where, name, getattr(self, name))
+        if self.grad_clip is not None:
+            _positive(where, "grad_clip", self.grad_clip)
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"{where}: 'ema_decay' must be in [0, 1), got {self.ema_decay!r}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise ConfigError(f"{where}: 'device' must be auto, cpu or cuda[:N], got "
+                              f"{self.device!r}")
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optimiser": OptimiserConfig,
+             "schedule": ScheduleConfig, "training": TrainingConfig}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run: :meth:`from_dict` validates, :meth:`to_dict` gives it back."""
+
+    model: ModelConfig
+    heads: tuple
+    data: DataConfig
+    optimiser: OptimiserConfig = OptimiserConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    training: TrainingConfig = TrainingConfig()
+    source: str = "<dict>"
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<dict>", base_dir: str | os.PathLike | None = None
+                  ) -> TrainConfig:
+        """Validate ``raw`` (the parsed YAML) and build the config.
+
+        Relative data and spec paths are resolved against ``base_dir`` (the config's folder).
+        """
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: a config must be a mapping of sections, got "
+                              f"{type(raw).__name__}")
+        allowed = ("model", "heads", "data", "optimiser", "schedule", "training")
+        _unknown(source, "the top level", raw, allowed)
+        for need in ("heads", "data"):
+            if need not in raw:
+                raise ConfigError(f"{source}: missing section '{need}'")
+        base = Path(base_dir) if base_dir is not None else None
+        sections = {name: _build(typ, raw.get(name) or {}, f"{source}: section '{name}'")
+                    for name, typ in _SECTIONS.items() if name != "data"}
+        data = _build(DataConfig, raw["data"], f"{source}: section 'data'")
+        data = dataclasses.replace(data, **{k: _resolve(getattr(data, k), base)
+                                            for k in ("train", "valid", "test")})
+        heads_raw = raw["heads"]
+        if not isinstance(heads_raw, dict) or not heads_raw:
+            raise ConfigError(f"{source}: section 'heads' must map tensor names to head settings")
+        heads = []
+        for name, item in heads_raw.items():
+            where = f"{source}: section 'heads', head '{name}'"
+            if not isinstance(item, dict):
+                raise ConfigError(f"{where}: expected a mapping, got {type(item).__name__}")
+            if "name" in item:
+                raise ConfigError(f"{where}: unknown key 'name' (the head's name is its key)")
+            head = _build(HeadConfig, {"name": str(name), **item}, where)
+            if "{" not in head.spec:
+                head = dataclasses.replace(head, spec=_resolve(head.spec, base))
+            heads.append(head)
+        return cls(heads=tuple(heads), data=data, source=source, **sections)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (what ``config.yaml`` in a run directory holds, paths resolved)."""
+        out = {}
+        for name in ("model", "data", "optimiser", "schedule", "training"):
+            out[name] = _plain(dataclasses.asdict(getattr(self, name)))
+        out["heads"] = {h.name: {k: v for k, v in _plain(dataclasses.asdict(h)).items()
+                                 if k != "name"} for h in self.heads}
+        return out
+
+
+def load_config(config: str | os.PathLike | dict | TrainConfig) -> TrainConfig:
+    """A :class:`TrainConfig` from a YAML path, a dict (as parsed YAML), or a config itself."""
+    if isinstance(config, TrainConfig):
+        return config
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    path = Path(config)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}:" if mark else f"{path}:"
+        raise ConfigError(f"{where} not valid YAML ({getattr(err, 'problem', err)})") from None
+    return TrainConfig.from_dict(raw if raw is not None else {}, str(path), path.parent)
+
+
+def config_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """``(section.key, old value, new value)`` for each key whose value differs (resolved dicts).
+
+    >>> config_changes({"training": {"epochs": 1}}, {"training": {"epochs": 2}})
+    [('training.epochs', 1, 2)]
+    """
+    out = []
+    for section in sorted(set(old) | set(new)):
+        a, b = old.get(section) or {}, new.get(section) or {}
+        for key in sorted(set(a) | set(b), key=str):
+            if a.get(key) != b.get(key):
+                out.append((f"{section}.{key}", a.get(key), b.get(key)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+def _resolve(path: str | None, base: Path | None) -> str | None:
+    if path is None or base is None or Path(path).is_absolute():
+        return path
+    return str(base.resolve() / path)
+
+
+def _plain(value):
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _unknown(source: str, where: str, raw: dict, allowed) -> None:
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{source}: unknown key '{key}' in {where} (allowed: "
+                              f"{', '.join(allowed)})")
+
+
+def _build(typ, raw, where: str):
+    """``typ(**raw)`` after checking keys and types; errors name ``where`` and the key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(typ)}
+    hints = typing.get_type_hints(typ)
+    for key in raw:
+        if key not in fields:
+            allowed = ", ".join(n for n in fields if n != "name")
+            raise ConfigError(f"{where}: unknown key '{key}' (allowed: {allowed})")
+    missing = [n for n, f in fields.items() if n not in raw and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: missing key '{missing[0]}'")
+    values = {k: _coerce(where, k, v, hints[k]) for k, v in raw.items()}
+    obj = typ(**values)
+    obj.check(where)
+    return obj
+
+
+def _coerce(where: str, key: str, value, hint):
+    """Check ``value`` against the annotation ``hint``; ints are accepted for floats."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where}: '{key}' must not be empty (null)")
+    for opt in options:
+        if opt is bool and isinstance(value, bool):
+            return value
+        if opt is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if opt is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if opt is str and isinstance(value, str):
+            return value
+        if opt is dict and isinstance(value, dict):
+            return dict(value)
+        if opt is tuple and isinstance(value, (list, tuple)):
+            return tuple(value)
+    names = " or ".join("null" if o is type(None) else ("list" if o is tuple else o.__name__)
+                        for o in options)
+    raise ConfigError(f"{where}: '{key}' must be {names}, got {type(value).__name__} {value!r}")
+
+
+def _choice(where: str, key: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{where}: '{key}' must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _positive(where: str, key: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(f"{where}: '{key}' must be > 0, got {value!r}")
+
+
+def _nonneg(where: str, key: str, value) -> None:
+    if not value >= 0:
+        raise ConfigError(f"{where}: '{key}' must be >= 0, got {value!r}")

@@ -1,0 +1,394 @@
+"""``tsym train``: the training loop (AdamW, warm-up + cosine or plateau, EMA, DDP, exact resume).
+
+>>> summary = train("configs/alpha.yaml", "runs/alpha")              # doctest: +SKIP
+>>> summary["best_valid_loss"], summary["steps"]                      # doctest: +SKIP
+
+The run directory receives ``config.yaml`` (the resolved config), ``split.json``,
+``metrics.jsonl`` (step, epoch and test records) and the checkpoints ``last.pt`` (every
+``checkpoint_every`` steps and at each evaluation) and ``best.pt`` (lowest validation loss, EMA
+weights); see :mod:`tsym.runtime.checkpoint` for their content and
+:func:`~tsym.runtime.checkpoint.load_trained` to predict with them.
+
+Determinism: the data order of epoch ``e`` is a permutation drawn from a generator seeded with
+``(seed, e)``; the checkpoint holds the step counters, optimiser, scheduler, EMA and RNG states, so
+``resume=True`` continues exactly where ``last.pt`` stopped (same parameters and losses as an
+uninterrupted run, bitwise on one CPU process).
+
+Multi-process: launched by ``torchrun`` (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` in the
+environment) the model is wrapped in DistributedDataParallel (gloo on CPU, nccl on GPUs); each
+global batch of ``batch_size`` structures is sharded ``batch[rank::world_size]``; each rank's loss
+is its share of the global sum divided by the global number of labelled items, times the world
+size, so the averaged gradient is the gradient of the global batch's loss.  Only rank 0 writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from tsym.runtime import keys
+from tsym.runtime.errors import TrainError
+from tsym.runtime.training.setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
+                                         plans_for, setup_dist, truncate_metrics)
+from tsym.runtime.checkpoint import (TRAIN_FORMAT, load_checkpoint, model_dict, remove_stale_temps,
+                                     rng_state, save_atomic, set_rng_state, write_text_atomic)
+from tsym.runtime.training.config import TrainConfig, config_changes, load_config
+from tsym.runtime.graph import batch_graphs
+from tsym.runtime.training.losses import HeadLoss, Normalisation, TrainedModel, fit_normalisations
+from tsym.runtime.model import build_model
+
+__all__ = ["train"]
+
+#: Training keys that may change between a run and its resumption.
+RESUMABLE_CHANGES = ("epochs", "max_steps", "progress", "log_every", "checkpoint_every",
+                     "num_workers", "device")
+
+
+def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
+          stop_after: int | None = None) -> dict:
+    """Train the model that ``config`` describes; write the run to ``run_dir``.
+
+    Parameters
+    ----------
+    config : path to a YAML file, dict, or TrainConfig
+    run_dir : path
+        Created if needed.  Without ``resume`` it must not hold a ``last.pt`` already.
+    resume : bool
+        Continue from ``run_dir/last.pt`` (the config must match the stored one, except for
+        the keys in ``RESUMABLE_CHANGES``).
+    stop_after : int, optional
+        Stop this invocation after optimiser step ``stop_after`` (``last.pt`` is written), e.g.
+        to fit a job time limit; ``resume=True`` carries on.
+
+    Returns
+    -------
+    dict
+        ``run_dir``, ``steps`` (optimiser steps done in total), ``epochs``, ``finished``,
+        ``step_losses`` (``[(step, loss)]`` of this invocation), ``best_valid_loss``,
+        ``best_step``, ``valid`` (last evaluation), ``test`` (best model on the test split, or
+        None), ``world_size``.
+    """
+    cfg = load_config(config)
+    dist = setup_dist(cfg.training.device)
+    try:
+        return _Trainer(cfg, dist, Path(run_dir), resume, stop_after).run()
+    finally:
+        dist.close()
+
+
+class _Trainer:
+    def __init__(self, cfg: TrainConfig, dist: Dist, run_dir: Path, resume: bool,
+                 stop_after: int | None):
+        self.cfg, self.dist, self.run_dir, self.stop_after = cfg, dist, run_dir, stop_after
+        t = cfg.training
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.model.dtype]
+        ckpt = self._check_dir(resume)
+        torch.manual_seed(t.seed)
+        np.random.seed(t.seed % 2**32)
+        plans = plans_for(cfg)
+        self.heads = {h.name: h for h in cfg.heads}
+        self.splits, self.split_info = load_splits(cfg, plans, self.dtype, verbose=dist.main)
+        if not self.splits["train"]:
+            raise TrainError(f"{cfg.source}: the training split is empty")
+        if ckpt is not None:
+            norms = {k: Normalisation.from_dict(v) for k, v in ckpt["normalisation"].items()}
+        else:
+            try:
+                norms = fit_normalisations(plans, self.splits["train"])
+            except ValueError as err:
+                raise TrainError(f"{cfg.source}: {err}") from None
+        net = build_model(plans, backbone=cfg.model.backbone, cutoff=cfg.model.cutoff,
+                          seed=t.seed, dtype=self.dtype,
+                          backbone_kwargs=cfg.model.backbone_kwargs,
+                          head_kwargs=cfg.model.head_kwargs)
+        if cfg.model.compile:
+            net.compile_for_speed()
+        self.net = TrainedModel(net, norms).to(self.dist.device)
+        self.losses = {p.name: HeadLoss(p, norms[p.name], self.heads[p.name].loss_space,
+                                        self.heads[p.name].l_weights) for p in plans}
+        self.ddp = self.net
+        if self.dist.world > 1:
+            ids = [self.dist.device.index] if self.dist.device.type == "cuda" else None
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=ids, find_unused_parameters=self._has_unused())
+        o = cfg.optimiser
+        self.opt = torch.optim.AdamW(self.net.parameters(), lr=o.lr, betas=tuple(o.betas),
+                                     eps=o.eps, weight_decay=o.weight_decay)
+        n_train, bs = len(self.splits["train"]), t.batch_size
+        self.steps_per_epoch = math.ceil(n_train / bs)
+        limits = [t.max_steps] if t.max_steps else []
+        limits += [t.epochs * self.steps_per_epoch] if t.epochs else []
+        self.total_steps = min(limits)
+        self.sched = make_scheduler(cfg.schedule, self.opt, self.total_steps)
+        self.ema = EMA(self.net.model, t.ema_decay) if t.ema_decay else None
+        self.step, self.epoch_loss, self.epoch_steps = 0, 0.0, 0
+        self.best_valid, self.best_step, self.last_valid = math.inf, -1, None
+        self._init_dir(ckpt)  # nothing is written before the config, data and model are checked
+        if ckpt is not None:
+            self._restore(ckpt)
+
+    def _has_unused(self) -> bool:
+        """Whether some parameter gets no gradient from the heads (DDP must then look for it)."""
+        graph = self._graph(self.splits["train"], [0])
+        sum(v.sum() for v in self.net(graph, normalised=True).values()).backward()
+        unused = any(p.grad is None for p in self.net.parameters() if p.requires_grad)
+        self.net.zero_grad(set_to_none=True)
+        return unused
+
+    # ------------------------------------------------------------------------------ run dir
+    def _check_dir(self, resume: bool) -> dict | None:
+        """The checkpoint to resume from (its config checked against ours), or None."""
+        last = self.run_dir / "last.pt"
+        if resume:
+            ckpt = load_checkpoint(last)
+            for key, was, now in config_changes(ckpt["config"], self.cfg.to_dict()):
+                if key.removeprefix("training.") not in RESUMABLE_CHANGES:
+                    raise TrainError(f"{self.cfg.source}: cannot resume {last}: {key} was "
+                                     f"{was!r}, now {now!r}")
+        elif last.exists():
+            raise TrainError(f"{self.run_dir}: the run directory already holds a checkpoint "
+                             "(last.pt)\nhint: pass --resume to continue it, or another --run-dir")
+        else:
+            ckpt = None
+        return ckpt
+
+    def _init_dir(self, ckpt: dict | None) -> None:
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.run_dir)
+            write_text_atomic(self.run_dir / "config.yaml",
+                               yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+            truncate_metrics(self.run_dir / "metrics.jsonl", ckpt["step"] if ckpt else 0)
+
+    def _log(self, record: dict) -> None:
+        if self.dist.main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    # -------------------------------------------------------------------------- checkpoints
+    def _state(self) -> dict:
+        model = self.net.model
+        weights = self.ema.merged(model) if self.ema else model.state_dict()
+        return {
+            "format": TRAIN_FORMAT,
+            "model": model_dict(self.net, weights, model.build_info),
+            "normalisation": {k: v.to_dict() for k, v in self.net.norms.items()},
+            "config": self.cfg.to_dict(),
+            "train_state_dict": {k: v.detach().cpu().clone()
+                                 for k, v in model.state_dict().items()},
+            "ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "rng": rng_state(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "epoch_loss": self.epoch_loss,
+            "epoch_steps": self.epoch_steps,
+            "best_valid": self.best_valid,
+            "best_step": self.best_step,
+            "world_size": self.dist.world,
+        }
+
+    def _save(self, name: str, state: dict | None = None) -> dict | None:
+        """Write ``state`` (default: the current one) to ``run_dir/name`` on rank 0."""
+        if not self.dist.main:
+            return None
+        state = state if state is not None else self._state()
+        save_atomic(state, self.run_dir / name)
+        return state
+
+    def _restore(self, ckpt: dict) -> None:
+        self.net.model.load_state_dict(ckpt["train_state_dict"])
+        if self.ema:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        self.step, self.epoch_loss, self.epoch_steps = (ckpt["step"], ckpt["epoch_loss"],
+                                                       ckpt["epoch_steps"])
+        self.best_valid, self.best_step = ckpt["best_valid"], ckpt["best_step"]
+
+    # ----------------------------------------------------------------------------- batches
+    def _epoch_order(self, epoch: int) -> list[int]:
+        seed = int(np.random.SeedSequence([self.cfg.training.seed, epoch]).generate_state(1)[0])
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randperm(len(self.splits["train"]), generator=gen).tolist()
+
+    def _graph(self, graphs: list, indices: list[int]) -> dict:
+        g = batch_graphs([graphs[i] for i in indices])
+        return {k: v.to(self.dist.device) for k, v in g.items()}
+
+    def _terms(self, out: dict, graph: dict, weight: float = 1.0):
+        """Per head: summed loss, summed absolute error (data units), number of labelled items."""
+        nums, abs_err, counts = [], [], []
+        for name, loss in self.losses.items():
+            pred, label = out[name], graph[f"label:{name}"]  # [G or N, d], [G or N, 3, ..]
+            n_atoms = graph[keys.NUM_ATOMS] if loss.norm.per_atom_shift else None
+            mask = graph.get(f"mask:{name}")
+            if mask is not None:
+                pred, label = pred[mask], label[mask]
+            nums.append(loss(pred, label, n_atoms) * weight)
+            abs_err.append(loss.abs_error(pred.detach(), label, n_atoms) * weight)
+            counts.append(pred.shape[0] * weight)
+        return nums, abs_err, counts
+
+    def _shards(self, batches: list[list[int]]) -> list[tuple[list[int], float]]:
+        """This process's part of each global batch, and its weight (0: a stand-in structure)."""
+        d, out = self.dist, []
+        for indices in batches:
+            shard = indices[d.rank::d.world]
+            out.append((shard, 1.0) if shard else (indices[:1], 0.0))
+        return out
+
+    def _loaded(self, graphs: list, shards: list[list[int]]):
+        """Batched graphs of ``shards`` on the device (batched by worker processes if asked)."""
+        workers = self.cfg.training.num_workers
+        if workers:
+            loader = torch.utils.data.DataLoader(shards, batch_size=None, num_workers=workers,
+                                                 collate_fn=Batcher(graphs))
+            return ({k: v.to(self.dist.device) for k, v in g.items()} for g in loader)
+        return (self._graph(graphs, shard) for shard in shards)
+
+    def _train_step(self, graph: dict, weight: float) -> float:
+        d = self.dist
+        out = self.ddp(graph, normalised=True)
+        nums, _, counts = self._terms(out, graph, weight)
+        total = d.sum(torch.tensor(counts, dtype=torch.float64, device=d.device))  # [H]
+        loss = sum(self.heads[name].weight * num / total[k].clamp_min(1.0).to(num.dtype)
+                   for k, (name, num) in enumerate(zip(self.losses, nums)))
+        (loss * d.world).backward()
+        t = self.cfg.training
+        if t.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), t.grad_clip)
+        self.sched.before_step(self.step)
+        self.lr = self.opt.param_groups[0]["lr"]  # the rate of this step
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.after_step()
+        if self.ema:
+            self.ema.update(self.net.model)
+        return float(d.sum(loss.detach().to(torch.float64)))
+
+    @torch.no_grad()
+    def _evaluate(self, graphs: list) -> dict:
+        """Loss and MAE (data units) per head on ``graphs``, with the EMA weights."""
+        d, bs, h = self.dist, self.cfg.training.batch_size, len(self.losses)
+        sums = torch.zeros(3 * h, dtype=torch.float64, device=d.device)
+        was = self.net.training
+        self.net.eval()
+        with self.ema.applied(self.net.model) if self.ema else contextlib.nullcontext():
+            for start in range(0, len(graphs), bs):
+                shard = list(range(start, min(start + bs, len(graphs))))[d.rank::d.world]
+                if shard:
+                    graph = self._graph(graphs, shard)
+                    nums, abs_err, counts = self._terms(self.net(graph, normalised=True), graph)
+                    sums += torch.tensor([float(v) for v in (*nums, *abs_err, *counts)],
+                                         dtype=torch.float64, device=d.device)
+        self.net.train(was)
+        sums = d.sum(sums).tolist()
+        result, total = {}, 0.0
+        for k, name in enumerate(self.losses):
+            n = max(sums[2 * h + k], 1.0)
+            result[name] = {"loss": sums[k] / n, "mae": sums[h + k] / n}
+            total += self.heads[name].weight * result[name]["loss"]
+        return {"loss": total, "heads": result}
+
+    # -------------------------------------------------------------------------------- loop
+    def _end_of_epoch(self, epoch: int, started: float) -> tuple[bool, bool]:
+        """Evaluate (if due) and step a plateau schedule; (evaluated, new best)."""
+        t = self.cfg.training
+        train_loss = self.epoch_loss / max(self.epoch_steps, 1)
+        self.epoch_loss, self.epoch_steps = 0.0, 0
+        if (epoch + 1) % t.eval_every and self.step < self.total_steps:
+            return False, False
+        valid = self._evaluate(self.splits["valid"]) if self.splits["valid"] else None
+        self.last_valid = valid
+        metric = valid["loss"] if valid else train_loss
+        self.sched.on_eval(metric, self.step)
+        lr = self.opt.param_groups[0]["lr"]
+        record = {"kind": "epoch", "epoch": epoch + 1, "step": self.step,
+                  "train_loss": train_loss, "lr": lr, "time": time.time() - started}
+        if valid:
+            record.update(valid_loss=valid["loss"], valid=valid["heads"])
+        self._log(record)
+        if self.dist.main:
+            heads = "".join(f"  {n}: loss {v['loss']:.4g} mae {v['mae']:.4g}"
+                            for n, v in (valid["heads"].items() if valid else ()))
+            tqdm.write(f"epoch {epoch + 1:4d}  step {self.step:6d}  train {train_loss:.4g}  "
+                       f"valid {metric if valid else float('nan'):.4g}{heads}  lr {lr:.3g}  "
+                       f"{record['time']:.1f}s")
+        if metric < self.best_valid:
+            self.best_valid, self.best_step = metric, self.step
+            return True, True
+        return True, False
+
+    def _after_step(self, loss: float, epoch: int, started: float, bar) -> bool:
+        """Count, log, evaluate at the end of an epoch, checkpoint; True to stop here."""
+        t = self.cfg.training
+        self.step += 1
+        self.epoch_loss += loss
+        self.epoch_steps += 1
+        self.history.append((self.step, loss))
+        bar.update(1)
+        bar.set_postfix(loss=f"{self.epoch_loss / self.epoch_steps:.4g}")
+        if t.log_every and self.step % t.log_every == 0:
+            self._log({"kind": "step", "step": self.step, "epoch": epoch + 1, "loss": loss,
+                       "lr": self.lr})
+        end = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
+        evaluated, best = self._end_of_epoch(epoch, started) if end else (False, False)
+        stopped = self.stop_after is not None and self.step >= self.stop_after
+        state = self._save("best.pt") if best else None
+        if (evaluated or stopped or self.step >= self.total_steps
+                or (t.checkpoint_every and self.step % t.checkpoint_every == 0)):
+            self._save("last.pt", state)
+        return stopped
+
+    def run(self) -> dict:
+        t, d = self.cfg.training, self.dist
+        if d.main and self.step == 0:
+            self.split_info.save(self.run_dir / "split.json")
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (t.progress and d.main), leave=False)
+        self.history, started, stopped = [], time.time(), False
+        while self.step < self.total_steps and not stopped:
+            epoch = self.step // self.steps_per_epoch
+            order = self._epoch_order(epoch)
+            first = self.step % self.steps_per_epoch
+            batches = [order[b * t.batch_size:(b + 1) * t.batch_size]
+                       for b in range(first, self.steps_per_epoch)]
+            shards = self._shards(batches)
+            graphs = self._loaded(self.splits["train"], [shard for shard, _ in shards])
+            for (_, weight), graph in zip(shards, graphs):
+                stopped = self._after_step(self._train_step(graph, weight), epoch, started, bar)
+                if stopped or self.step >= self.total_steps:
+                    break
+        bar.close()
+        finished = self.step >= self.total_steps
+        test = self._test() if finished and self.splits["test"] else None
+        return {"run_dir": str(self.run_dir), "steps": self.step, "finished": finished,
+                "epochs": self.step / self.steps_per_epoch, "step_losses": self.history,
+                "best_valid_loss": self.best_valid, "best_step": self.best_step,
+                "valid": self.last_valid, "test": test, "world_size": d.world}
+
+    def _test(self) -> dict:
+        """The test split, evaluated with the weights of ``best.pt``."""
+        self.dist.barrier()
+        best = self.run_dir / "best.pt"
+        if best.exists():
+            self.net.model.load_state_dict(load_checkpoint(best)["model"]["state_dict"])
+        ema, self.ema = self.ema, None  # best.pt already holds the EMA weights
+        try:
+            result = self._evaluate(self.splits["test"])
+        finally:
+            self.ema = ema
+        self._log({"kind": "test", "step": self.step, "best_step": self.best_step, **result})
+        return result
+

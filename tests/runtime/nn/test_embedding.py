@@ -1,0 +1,143 @@
+"""Tests of the XPaiNN element and edge embeddings (tsym.runtime.nn.embedding)."""
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tsym.compiler.errors import TsymError
+from tsym.runtime.nn.embedding import (
+    BackboneConfigError, BesselBasis, CutoffEnvelope, EdgeEmbedding, ElementEmbedding,
+    UnknownElementError, load_qc_table, sh_irreps_for,
+)
+
+from ...conftest import default_dtype
+
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "make_qc_embedding.py"
+
+# STO-3G (Hehre, Stewart, Pople 1969) as published: (exponent, coefficient) of normalised primitives.
+STO3G_H_1S = [(3.42525091, 0.15432897), (0.62391373, 0.53532814), (0.16885540, 0.44463454)]
+STO3G_C_2P = [(2.9412494, 0.15591627), (0.6834831, 0.60768372), (0.2222899, 0.39195739)]
+
+
+def _prim_overlap(a: float, b: float, l: int) -> float:
+    """<g_a | g_b> of two normalised same-centre Gaussians r^l exp(-a r^2) Y_lm (same l, m)."""
+    return (2.0 * math.sqrt(a * b) / (a + b)) ** (l + 1.5)
+
+
+def _projection(aux_exp: np.ndarray, shell: list[tuple[float, float]], l: int) -> np.ndarray:
+    """Overlaps of normalised auxiliary primitives with the normalised contracted ``shell``."""
+    exps, coefs = np.array(shell).T
+    pairs = itertools.product(zip(exps, coefs), repeat=2)
+    norm2 = sum(ci * cj * _prim_overlap(a, b, l) for (a, ci), (b, cj) in pairs)
+    raw = [sum(c * _prim_overlap(x, a, l) for a, c in zip(exps, coefs)) for x in aux_exp]
+    return np.array(raw) / math.sqrt(norm2)
+
+
+def test_qc_table_shape_and_aux_set():
+    t = load_qc_table()
+    assert t.table.shape == (54, 28) and t.max_z == 53 and t.basis == "sto-3g"
+    assert np.all(t.table[0] == 0.0) and np.all(np.isfinite(t.table))
+    assert np.all(np.abs(t.table[1:]).sum(axis=1) > 0)  # every element has a non-zero vector
+    assert list(np.bincount(t.aux_l)) == [16, 8, 4]
+    for l, ratio in ((0, 2.0), (1, 4.0), (2, 4.0)):  # even-tempered, documented ratios
+        e = t.aux_exponents[t.aux_l == l]
+        np.testing.assert_allclose(e[:-1] / e[1:], ratio, rtol=1e-14)
+    np.testing.assert_allclose(t.aux_exponents[[0, 16, 24]], [128.0, 32.0, 4.0])
+    assert not t.table.flags.writeable
+
+
+def test_qc_rows_match_analytic_overlaps():
+    """H (1s only) and the p part of C, derived from the published STO-3G numbers."""
+    t = load_qc_table()
+    s, p = t.aux_l == 0, t.aux_l == 1
+    np.testing.assert_allclose(t.table[1, s], _projection(t.aux_exponents[s], STO3G_H_1S, 0), rtol=1e-7)
+    np.testing.assert_allclose(t.table[1, ~s], 0.0, atol=1e-14)  # H has no p, d orbitals
+    np.testing.assert_allclose(t.table[6, p], _projection(t.aux_exponents[p], STO3G_C_2P, 1), rtol=1e-7)
+    np.testing.assert_allclose(t.table[6, t.aux_l == 2], 0.0, atol=1e-14)  # C has no d orbitals
+
+
+def test_qc_table_reproduced_by_script():
+    pytest.importorskip("pyscf")
+    spec = importlib.util.spec_from_file_location("make_qc_embedding", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    t = load_qc_table()
+    np.testing.assert_array_equal(script.aux_exponents()[1], t.aux_exponents)
+    for z in (8, 26):
+        np.testing.assert_allclose(script.element_row(z), t.table[z], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["qc", "onehot"])
+def test_element_embedding(kind):
+    emb = ElementEmbedding(12, kind, max_z=20 if kind == "onehot" else None)
+    z = torch.tensor([1, 6, 8, 6, 20])
+    x = emb(z)
+    assert x.shape == (5, 12) and str(emb.irreps_out["scalars"]) == "12x0e"
+    torch.testing.assert_close(x[1], x[3], rtol=0, atol=0)
+    assert not torch.allclose(x[1], x[2])
+    with pytest.raises(UnknownElementError, match=r"^ElementEmbedding\('" + kind + r"'\): atomic number 0"):
+        emb(torch.tensor([1, 0]))
+    with pytest.raises(UnknownElementError, match=r"atomic number 99 is outside 1\.\."):
+        emb(torch.tensor([99]))
+
+
+def test_element_embedding_config_errors():
+    with pytest.raises(BackboneConfigError, match=r"^ElementEmbedding: unknown embedding 'qm'"):
+        ElementEmbedding(8, "qm")
+    with pytest.raises(BackboneConfigError, match=r"^ElementEmbedding: max_z=54 is outside 1\.\.53"):
+        ElementEmbedding(8, "qc", max_z=54)
+    assert ElementEmbedding(8, "onehot", max_z=100).max_z == 100
+    assert issubclass(BackboneConfigError, TsymError) and issubclass(UnknownElementError, TsymError)
+
+
+def test_bessel_basis(dtype, tol):
+    c, n = 5.0, 6
+    with default_dtype(dtype):  # built in the dtype, so the initial frequencies are exact there
+        basis = BesselBasis(n, c)
+    r = np.array([0.0, 0.3, 1.7, 4.9])
+    got = basis(torch.tensor(r, dtype=dtype)).detach().numpy()
+    k = np.arange(1, n + 1) * np.pi / c
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.sqrt(2 / c) * np.sin(k * r[:, None]) / r[:, None]
+    want[0] = np.sqrt(2 / c) * k  # the limit r -> 0
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    assert basis.freqs.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["cosine", "polynomial"])
+def test_cutoff_envelope(kind):
+    c = 5.0
+    env = CutoffEnvelope(c, kind)
+    r = torch.linspace(0.0, 6.0, 601, dtype=torch.float64, requires_grad=True)
+    f = env(r).squeeze(-1)
+    assert f.shape == (601,) and f[0].item() == pytest.approx(1.0, abs=1e-15)
+    assert torch.all(f[r >= c] == 0.0) and torch.all(f.diff() <= 1e-15)  # decreasing to zero
+    (grad,) = torch.autograd.grad(f.sum(), r)
+    assert abs(grad[500].item()) < 1e-12  # slope vanishes at r = c
+    near = env(torch.tensor([c - 1e-6], dtype=torch.float64)).item()
+    assert 0.0 < near < 1e-11
+    with pytest.raises(BackboneConfigError, match=r"^CutoffEnvelope: unknown cutoff_fn 'step'"):
+        CutoffEnvelope(c, "step")
+
+
+def test_edge_embedding_matches_e3nn():
+    emb = EdgeEmbedding("4x0e+2x2e", num_basis=5, cutoff=3.0).double()
+    assert {k: str(v) for k, v in emb.irreps_out.items()} == {
+        "edge_sh": "1x0e+1x2e", "edge_radial": "5x0e", "edge_envelope": "1x0e"}
+    vec = torch.tensor([[1.0, 0.0, 0.0], [0.3, -1.2, 0.5], [0.0, 0.0, 4.0]], dtype=torch.float64)
+    sh, radial, envelope = emb(vec)
+    x, y, z = (vec / vec.norm(dim=1, keepdim=True)).T
+    # component-normalised l=2 in e3nn order: sqrt(15) xz, sqrt(15) xy, sqrt(5)(y^2 - (x^2+z^2)/2), ...
+    want_l2 = torch.stack([math.sqrt(15) * x * z, math.sqrt(15) * x * y,
+                           math.sqrt(5) * (y**2 - 0.5 * (x**2 + z**2)), math.sqrt(15) * y * z,
+                           math.sqrt(15) / 2 * (z**2 - x**2)], dim=1)
+    torch.testing.assert_close(sh[:, 0], torch.ones(3, dtype=torch.float64))
+    torch.testing.assert_close(sh[:, 1:], want_l2, rtol=1e-12, atol=1e-12)
+    assert radial.shape == (3, 5) and envelope.shape == (3, 1) and envelope[2].item() == 0.0
+    assert str(sh_irreps_for("8x0e+4x1o+2x3o")) == "1x0e+1x1o+1x3o"

@@ -1,0 +1,137 @@
+"""The ``tsym`` command line: ``inspect``, ``compile``, ``table``.
+
+Every user error is a :class:`tsym.TsymError`, printed without a traceback (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+#: ``tsym/cli/<name>.py`` modules, each with ``register(subparsers)``.
+COMMAND_MODULES = ("data", "demo", "eval", "export", "label", "predict", "train")
+
+
+def _plans(path: str):
+    from tsym.compiler import compile_file
+
+    return compile_file(path)
+
+
+def cmd_inspect(args) -> int:
+    plans = _plans(args.spec)
+    if args.json:
+        out = []
+        for plan in plans:
+            item = plan.to_dict()
+            item["change_of_basis"] = plan.change_of_basis.tolist()
+            out.append(item)
+        json.dump(out, sys.stdout, indent=1 if args.indent else None)
+        sys.stdout.write("\n")
+        return 0
+    for k, plan in enumerate(plans):
+        if k:
+            print()
+        d = plan.to_dict()
+        width = max(len(key) for key in d)
+        for key in ("name", "indices", "order", "parity", "level", "pool", "units", "irreps",
+                    "num_components", "group_order", "basis_origin"):
+            value = d[key] if d[key] is not None else "-"
+            print(f"{key.replace('_', ' '):<{width}}  {value}")
+        for relation in d["relations"]:
+            print(f"{'relation':<{width}}  {relation}")
+        for key in ("sum_rule", "positive", "factor_irreps"):
+            if d[key] is not None:
+                print(f"{key.replace('_', ' '):<{width}}  {d[key]}")
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from tsym.compiler import write_modules
+
+    plans = _plans(args.spec)
+    for path in write_modules(plans, args.output):
+        print(path)
+    return 0
+
+
+def table_rows(paths: list[Path]) -> list[tuple[str, ...]]:
+    from tsym.compiler import compile_file
+
+    rows = []
+    for path in paths:
+        for plan in compile_file(path):
+            rows.append((plan.name, plan.indices, plan.parity, plan.level, plan.pool,
+                         str(plan.num_components), plan.irreps))
+    return rows
+
+
+def cmd_table(args) -> int:
+    root = Path(args.directory)
+    paths = sorted(root.glob("*.tsym")) if root.is_dir() else [root]
+    if not paths:
+        from tsym.compiler.errors import TsymError
+
+        raise TsymError(f"{root}: no .tsym files found")
+    header = ("name", "indices", "parity", "level", "pool", "components", "irreps")
+    rows = [header] + table_rows(paths)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for k, row in enumerate(rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tsym", description="Symbolic tensor-symmetry compiler.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="print the decomposition of every tensor of a spec file")
+    p.add_argument("spec")
+    p.add_argument("--json", action="store_true", help="JSON, with the change of basis")
+    p.add_argument("--indent", action="store_true", help="indent the JSON")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("compile", help="emit one standalone PyTorch module per tensor")
+    p.add_argument("spec")
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("table", help="compile every spec of a directory and print a table")
+    p.add_argument("directory", nargs="?", default="specs")
+    p.set_defaults(func=cmd_table)
+
+    # commands of the runtime (training, data, labelling, ...) live beside this file
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"tsym.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tsym.compiler.errors import TsymError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TsymError as err:
+        print(str(err), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tsym: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # no traceback for users; say it is our bug
+        print(f"tsym: internal error ({type(err).__name__}: {err}); please report it with the "
+              "command line that caused it", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from tsym.cli import main
+
+sys.exit(main())
