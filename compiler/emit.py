@@ -3,7 +3,7 @@
 The emitted file holds a header (spec source, its SHA-256, the tsym version), ``SPEC``, ``IRREPS``,
 the constant change of basis ``CHANGE_OF_BASIS`` (float64, plus ``CHANGE_OF_BASIS_F32``, both
 rounded once from the exact values), ``to_cartesian``, ``from_cartesian``, the generic
-``SelfMixHead`` (pasted from ``tsym/compiler/head.py``) and a head class
+``SelfMixHead`` (pasted from ``tsym/compiler/readout.py`` and ``head.py``) and a head class
 ``<CamelCaseName>Head(irreps_in, ...)``.  The output is byte-identical for the same spec.
 
 The basis is stored compactly as its values on the orbit representatives plus, for every index
@@ -34,9 +34,13 @@ def class_name(name: str) -> str:
 
 
 def _head_source() -> str:
-    text = resources.files("tsym.compiler").joinpath("head.py").read_text(encoding="utf-8")
-    lines = [ln for ln in text.splitlines() if not ln.startswith("from __future__")]
-    return "\n".join(lines).strip() + "\n"
+    """``readout.py`` then ``head.py``, without their ``__future__`` and package-relative imports."""
+    texts = []
+    for name in ("readout.py", "head.py"):
+        text = resources.files("tsym.compiler").joinpath(name).read_text(encoding="utf-8")
+        skip = ("from __future__", "from .readout import")
+        texts.append("\n".join(ln for ln in text.splitlines() if not ln.startswith(skip)).strip())
+    return "\n\n\n".join(texts) + "\n"
 
 
 def _floats(values: np.ndarray) -> str:
@@ -137,7 +141,7 @@ def from_cartesian(t: torch.Tensor) -> torch.Tensor:
     return flat @ q.reshape(q.shape[0], -1).T
 
 
-# ---- the generic node-wise self-mix head (from tsym/compiler/head.py) ----
+# ---- the generic node-wise self-mix head (from tsym/compiler/readout.py and head.py) ----
 {_head_source()}
 
 class {cls}(SelfMixHead):
