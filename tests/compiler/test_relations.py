@@ -209,9 +209,24 @@ def _text(indices, equations, pairs, relations):
     return block(*clauses)
 
 
+ONE = Fraction(1)
+NAMED = {
+    "cyclic_sum": ("ijk", ["ijk = jik"], [], [[(ONE, "ijk"), (ONE, "jki"), (ONE, "kij")]]),
+    "bianchi": ("ijkl", ["ijkl = -jikl = -ijlk = klij"], [], [[(ONE, "ijkl"), (ONE, "iklj"), (ONE, "iljk")]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAMED))
+def test_issue_cases_against_svd_and_characters(name):
+    _check_against_reference(NAMED[name])
+
+
 @pytest.mark.parametrize("seed", range(60))
 def test_random_relations_against_svd_and_characters(seed):
-    case = _random_case(random.Random(seed))
+    _check_against_reference(_random_case(random.Random(seed)))
+
+
+def _check_against_reference(case):
     text = _text(*case)
     try:
         parse_text(text, "r.tsym")
