@@ -45,6 +45,16 @@ def test_inspect_shows_relations(tmp_path, capsys):
     assert item["relations"] == ["ijk + jki + kij = 0"] and item["num_components"] == 8
 
 
+def test_inspect_prints_a_redundant_relation_warning(tmp_path, capsys):
+    path = tmp_path / "riemann.tsym"
+    path.write_text("tensor r {\n indices ijkl\n symmetry ijkl = -jikl = -ijlk = klij\n"
+                    " relation ijkl + iklj + iljk = 0\n}\n")
+    assert main(["inspect", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"warning: {path}:4:2: relation 'ijkl + iklj + iljk = 0' changes nothing")
+    assert "1x0e+1x2e" in captured.out
+
+
 def test_inspect_json_has_change_of_basis(spec_file, capsys):
     assert main(["inspect", str(spec_file), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

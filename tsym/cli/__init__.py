@@ -17,9 +17,19 @@ COMMAND_MODULES = ("data", "demo", "eval", "export", "label", "predict", "train"
 
 
 def _plans(path: str):
-    from tsym.compiler import compile_file
+    """Compile ``path``; a spec's warnings (e.g. a redundant relation) go to stderr, located."""
+    import warnings
 
-    return compile_file(path)
+    from tsym.compiler import compile_file
+    from tsym.compiler.errors import SpecWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpecWarning)  # printed once below, without Python's frame
+        plans = compile_file(path)
+    for plan in plans:
+        for message in plan.warnings:
+            print(f"warning: {message}", file=sys.stderr)
+    return plans
 
 
 def cmd_inspect(args) -> int:
