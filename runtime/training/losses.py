@@ -91,7 +91,7 @@ class Normalisation:
         entries); ``n_atoms`` ``[M]`` (atoms per structure) makes the shift per atom.  An l whose
         RMS is zero (or below 1e-12 of the largest) gets the largest RMS as its scale.
         ``shift=False`` keeps the shift at zero (a sum rule: atom tensors summing to zero stay
-        so only without a shift; a positive head: a shift could make ``T`` indefinite);
+        so only without a shift; a positive head whose shift is not positive semidefinite);
         ``uniform_scale=True`` uses one scale, the RMS over all components (a positive head:
         only a positive multiple of a positive matrix is sure to stay positive).
         """
@@ -270,8 +270,26 @@ def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]
         if labels.shape[0] == 0:
             raise ValueError(f"head '{plan.name}': no labelled items in the training split")
         y = plan.from_cartesian(labels)  # [M, d] float64
-        constrained = plan.sum_rule is not None or plan.positive is not None
-        norms[plan.name] = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms,
-                                             shift=not constrained,
-                                             uniform_scale=plan.positive is not None)
+        positive = plan.positive is not None
+        norm = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms,
+                                 shift=plan.sum_rule is None, uniform_scale=positive)
+        if positive and not _positive_semidefinite(plan, norm.shift):
+            norm = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms,
+                                     shift=False, uniform_scale=True)
+        norms[plan.name] = norm
     return norms
+
+
+def _positive_semidefinite(plan: HeadPlan, shift: Sequence[float]) -> bool:
+    """Whether the shift of a positive head is a positive semidefinite tensor.
+
+    The shift is the ``0e`` part of the mean label, the rotation average of the mean: positive
+    whenever the labels are, and then ``s T + shift`` stays positive.  A rank-4 tensor is read as
+    a 9x9 matrix of index pairs: on symmetric pairs it is the Mandel matrix (orthonormal change of
+    basis), on antisymmetric ones zero, so its eigenvalues are the Mandel ones and zeros.
+    """
+    t = plan.to_cartesian(torch.tensor(shift, dtype=torch.float64)[None])[0]  # [3, ..., 3]
+    half = 3 ** (plan.order // 2)
+    mat = t.reshape(half, half)
+    eig = torch.linalg.eigvalsh(0.5 * (mat + mat.T))
+    return bool(eig.min() >= -1e-12 * max(1.0, float(eig.abs().max())))

@@ -20,6 +20,14 @@ def test_normalisation_of_constrained_heads_keeps_the_physics():
     graph = {f"label:{born.name}": labels_z, f"mask:{born.name}": torch.ones(6, dtype=torch.bool),
              f"label:{alpha.name}": labels_a, keys.NUM_ATOMS: torch.tensor([1, 2, 1, 2])}
     norms = fit_normalisations([born, alpha], [graph])
-    assert set(norms[born.name].shift) == {0.0} and set(norms[alpha.name].shift) == {0.0}
-    assert len(set(norms[alpha.name].scale)) == 1  # a positive multiple keeps T positive
+    assert set(norms[born.name].shift) == {0.0}  # a shift would break the sum rule
     assert len(set(norms[born.name].scale)) == 3  # one per l, as for any head
+    # positive labels: the 0e shift (their rotation-averaged mean, per atom) is positive and kept
+    shift = torch.tensor(norms[alpha.name].shift)
+    t = alpha.to_cartesian(shift[None])[0]
+    assert torch.linalg.eigvalsh(t).min() > 0 and shift[1:].abs().max() == 0
+    assert len(set(norms[alpha.name].scale)) == 1  # a positive multiple keeps T positive
+    # labels whose mean is not positive: no shift
+    graph[f"label:{alpha.name}"] = -labels_a
+    norms = fit_normalisations([alpha], [graph])
+    assert set(norms[alpha.name].shift) == {0.0} and len(set(norms[alpha.name].scale)) == 1
