@@ -27,6 +27,7 @@ Losses (:class:`HeadLoss`), per labelled item (a structure, or a labelled atom):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,7 +92,8 @@ class Normalisation:
         entries); ``n_atoms`` ``[M]`` (atoms per structure) makes the shift per atom.  An l whose
         RMS is zero (or below 1e-12 of the largest) gets the largest RMS as its scale.
         ``shift=False`` keeps the shift at zero (a sum rule: atom tensors summing to zero stay
-        so only without a shift; a positive head whose shift is not positive semidefinite);
+        so only without a shift; :func:`fit_normalisations` then scales a positive head's shift
+        down to what every training label lies above);
         ``uniform_scale=True`` uses one scale, the RMS over all components (a positive head:
         only a positive multiple of a positive matrix is sure to stay positive).
         """
@@ -273,23 +275,44 @@ def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]
         positive = plan.positive is not None
         norm = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms,
                                  shift=plan.sum_rule is None, uniform_scale=positive)
-        if positive and not _positive_semidefinite(plan, norm.shift):
-            norm = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms,
-                                     shift=False, uniform_scale=True)
+        if positive:
+            c = _positive_shift_factor(plan, norm.shift, labels, n_atoms)
+            norm = dataclasses.replace(norm, shift=tuple(c * v for v in norm.shift))
         norms[plan.name] = norm
     return norms
 
 
-def _positive_semidefinite(plan: HeadPlan, shift: Sequence[float]) -> bool:
-    """Whether the shift of a positive head is a positive semidefinite tensor.
+def _sym_matrices(plan: HeadPlan, t: torch.Tensor) -> torch.Tensor:
+    """``[M, 3, ..., 3]`` -> ``[M, 3, 3]`` (rank 2) or the ``[M, 6, 6]`` Mandel matrices (rank 4)."""
+    if plan.order == 2:
+        return 0.5 * (t + t.transpose(1, 2))
+    basis = torch.zeros(9, 6, dtype=t.dtype)  # orthonormal basis of the symmetric index pairs
+    for a, (i, j) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
+        w = 1.0 if i == j else 0.5**0.5
+        basis[3 * i + j, a] += w
+        basis[3 * j + i, a] += w if i != j else 0.0
+    mats = basis.T @ t.reshape(t.shape[0], 9, 9) @ basis  # [M, 6, 6]
+    return 0.5 * (mats + mats.transpose(1, 2))
 
-    The shift is the ``0e`` part of the mean label, the rotation average of the mean: positive
-    whenever the labels are, and then ``s T + shift`` stays positive.  A rank-4 tensor is read as
-    a 9x9 matrix of index pairs: on symmetric pairs it is the Mandel matrix (orthonormal change of
-    basis), on antisymmetric ones zero, so its eigenvalues are the Mandel ones and zeros.
+
+def _positive_shift_factor(plan: HeadPlan, shift: Sequence[float], labels: torch.Tensor,
+                           n_atoms: torch.Tensor | None) -> float:
+    """The largest ``c`` in [0, 1] with ``T_k - c n_k S`` positive semidefinite for every label.
+
+    A positive head predicts ``s (L L^T + floor I) + c S`` (``S`` the ``0e`` shift, per atom times
+    ``n_k`` for a sum-pooled head): positive when ``S`` is, and it can only reach tensors above
+    ``c S``, so ``c`` is as large as the training labels allow (0 when ``S`` is not positive
+    definite, e.g. labels of both signs).  ``c_k`` is the smallest generalised eigenvalue of
+    ``(T_k, n_k S)``.
     """
-    t = plan.to_cartesian(torch.tensor(shift, dtype=torch.float64)[None])[0]  # [3, ..., 3]
-    half = 3 ** (plan.order // 2)
-    mat = t.reshape(half, half)
-    eig = torch.linalg.eigvalsh(0.5 * (mat + mat.T))
-    return bool(eig.min() >= -1e-12 * max(1.0, float(eig.abs().max())))
+    s_t = plan.to_cartesian(torch.tensor(shift, dtype=torch.float64)[None])  # [1, 3, ..., 3]
+    s_mat = _sym_matrices(plan, s_t)[0]
+    eig = torch.linalg.eigvalsh(s_mat)
+    if not eig.min() > 1e-12 * max(1.0, float(eig.abs().max())):
+        return 0.0
+    inv_root = torch.linalg.inv(torch.linalg.cholesky(s_mat))  # S = R R^T, inv_root = R^-1
+    t = _sym_matrices(plan, labels)  # [M, k, k]
+    lam = torch.linalg.eigvalsh(inv_root @ t @ inv_root.T).min(dim=1).values  # [M]
+    if n_atoms is not None:
+        lam = lam / n_atoms.to(lam.dtype)
+    return float(lam.min().clamp(0.0, 1.0))

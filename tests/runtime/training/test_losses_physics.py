@@ -22,10 +22,14 @@ def test_normalisation_of_constrained_heads_keeps_the_physics():
     norms = fit_normalisations([born, alpha], [graph])
     assert set(norms[born.name].shift) == {0.0}  # a shift would break the sum rule
     assert len(set(norms[born.name].scale)) == 3  # one per l, as for any head
-    # positive labels: the 0e shift (their rotation-averaged mean, per atom) is positive and kept
-    shift = torch.tensor(norms[alpha.name].shift)
-    t = alpha.to_cartesian(shift[None])[0]
+    # positive labels: the 0e shift (their rotation-averaged mean, per atom) is positive, scaled
+    # down so that every training label lies above it (in the positive semidefinite order)
+    shift = torch.tensor(norms[alpha.name].shift, dtype=torch.float64)
+    t = alpha.to_cartesian(shift[None])[0]  # per atom
     assert torch.linalg.eigvalsh(t).min() > 0 and shift[1:].abs().max() == 0
+    n = graph[keys.NUM_ATOMS].double()
+    gap = torch.linalg.eigvalsh(labels_a - n[:, None, None] * t).min(dim=1).values  # [4]
+    assert gap.min() >= -1e-12 * labels_a.abs().max() and gap.min() <= 1e-9 * labels_a.abs().max()
     assert len(set(norms[alpha.name].scale)) == 1  # a positive multiple keeps T positive
     # labels whose mean is not positive: no shift
     graph[f"label:{alpha.name}"] = -labels_a
