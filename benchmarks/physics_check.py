@@ -45,7 +45,6 @@ def check(run_dir: Path) -> list[str]:
     model = load_model(run_dir)
     test, _, _ = _test_split(cfg, run_dir, model)
     plans = model_plans(model)
-    keys = {name: head.get("key", name) for name, head in cfg["heads"].items()}
     preds = model.predict([r.atoms for r in test])
     lines = []
     for name, plan in plans.items():
@@ -55,7 +54,7 @@ def check(run_dir: Path) -> list[str]:
             for r in test:
                 n = len(r.atoms)
                 worst_pred.append(np.abs(pred[offset:offset + n].sum(axis=0)).max())
-                worst_label.append(np.abs(r.labels[keys[name]].sum(axis=0)).max())
+                worst_label.append(np.abs(r.labels[name].sum(axis=0)).max())
                 offset += n
             lines.append(f"{run_dir.name} {name}: max |sum_atoms| per structure: predictions "
                          f"{max(worst_pred):.3g} (mean {np.mean(worst_pred):.3g}), labels "
@@ -63,7 +62,7 @@ def check(run_dir: Path) -> list[str]:
                          f"{len(test)} structures")
         elif plan.level == "structure" and plan.order in (2, 4) and plan.parity == "polar":
             mats = pred if plan.order == 2 else _mandel(pred)
-            labels = np.stack([r.labels[keys[name]] for r in test])
+            labels = np.stack([r.labels[name] for r in test])
             lab = labels if plan.order == 2 else _mandel(labels)
             eig = np.linalg.eigvalsh(0.5 * (mats + np.swapaxes(mats, 1, 2))).min(axis=1)
             eig_l = np.linalg.eigvalsh(0.5 * (lab + np.swapaxes(lab, 1, 2))).min(axis=1)
