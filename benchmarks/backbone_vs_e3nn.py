@@ -20,7 +20,6 @@ Run: ``python benchmarks/backbone_vs_e3nn.py [--threads 1] [--repeats 7] [--no-c
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import os
 import platform
@@ -39,24 +38,16 @@ import tsym  # noqa: E402
 from tsym.runtime import keys  # noqa: E402
 from tsym.runtime.nn.xpainn import XPaiNN  # noqa: E402
 from tsym.runtime.graph import collate  # noqa: E402
+from tsym.runtime.testing import default_dtype  # noqa: E402
 
 from _naive_xpainn import NaiveXPaiNN  # noqa: E402
 from backbone_speed import CUTOFF, SPECS, crystals, molecules  # noqa: E402
 
 
-@contextlib.contextmanager
-def _default_dtype(dtype):
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
-
 
 def check_same_function(model) -> float:
     """Max |naive - tsym| / max |tsym| of the node features, float64, on 4 crystals."""
-    with _default_dtype(torch.float64):  # e3nn builds its constants in the default dtype
+    with default_dtype(torch.float64):  # e3nn builds its constants in the default dtype
         ref = XPaiNN(cutoff=CUTOFF)  # the defaults of tsym.build_model's backbone
         ref.load_state_dict(model.backbone.state_dict())
         with torch.no_grad():  # perturb the zero-initialised biases so every term is exercised

@@ -106,7 +106,7 @@ def retrain_without(found: dict, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     frames, split = found["frames"], found["split"]
     parts = {"train": [i for i in split["train"] if i != found["biggest"]],
-             "valid": split["val"], "test": split["test"]}
+             "valid": split["valid"], "test": split["test"]}
     cfg = copy.deepcopy(found["cfg"])
     for key, idx in parts.items():
         path = out_dir / f"{key}.extxyz"

@@ -6,21 +6,25 @@ Public API::
     compile_spec(spec)          -> HeadPlan
     compile_text, compile_file  -> list[HeadPlan]
     emit_module(plan)           -> str (a standalone torch + e3nn module)
-    SelfMixHead                 the generic node-wise self-mix head
+    SelfMixHead                 the generic node-wise self-mix head (compiler/head.py, which
+                                emit pastes into generated modules), on CartesianReadout
+                                (checks, Q, pooling; the baselines' base), with its
+                                EquivariantLayerNorm and scalar_indices
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .head import SelfMixHead
 from .emit import emit_module, write_modules
-from .errors import SpecError, TsymError
+from .errors import SpecError, SpecWarning, TsymError
+from .head import CartesianReadout, EquivariantLayerNorm, SelfMixHead, scalar_indices
 from .parse import parse_file, parse_text
 from .plan import HeadPlan, compile_spec
 from .spec import TensorSpec
 
 __all__ = [
-    "TsymError", "SpecError", "TensorSpec", "HeadPlan", "SelfMixHead",
+    "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
+    "EquivariantLayerNorm", "scalar_indices",
     "parse_text", "parse_file", "compile_spec", "compile_text", "compile_file",
     "emit_module", "write_modules",
 ]

@@ -31,6 +31,7 @@ from functools import lru_cache
 from math import isqrt
 
 import numpy as np
+import sympy
 from sympy import QQ
 
 from ._rational import dm, eye, nullspace, sqrt_ratio_to_float, to_fraction, zeros
@@ -164,8 +165,6 @@ class ExactBasis:
 
     def sympy_array(self):
         """The exact Q as a sympy ``ImmutableDenseNDimArray`` of shape ``[dim, 3, ..., 3]``."""
-        import sympy
-
         orb, sgn = self.orbits.orbit_of, self.orbits.sign_of
         flat = []
         for row, s in zip(self.coeffs, self.norms2):

@@ -22,8 +22,8 @@ two vectors ``u_u, v_u`` only, so e.g. a pseudo-scalar ``0o`` from ``0e + 1o`` i
 product) vanishes identically; ``"uvu"`` uses different mixtures of ``v`` per path and reaches it.
 It is computed as ``u_u (x) (W_p V x)_u``: the per-path mixture ``W_p V`` is folded into one
 linear map per path (``lin_v``, same function class since ``V`` is a free linear map), followed by
-an e3nn ``"uuu"`` product -- ~20x faster on CPU than e3nn's ``"uvu"``, which forms all
-``hidden_mul**2`` channel pairs.
+an e3nn ``"uuu"`` product -- much faster than e3nn's ``"uvu"``, which forms all ``hidden_mul**2``
+channel pairs.
 
 Built from e3nn's own ``o3.Linear`` and ``o3.TensorProduct``: with torch 2.13 / e3nn 0.6.0 (default
 ``jit_mode="eager"``) they script, compile, pickle and deepcopy.
@@ -34,9 +34,7 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
-from .readout import CartesianReadout  # emit pastes readout.py above this file and drops this line
-
-__all__ = ["SelfMixHead", "CartesianReadout"]
+__all__ = ["SelfMixHead", "CartesianReadout", "EquivariantLayerNorm", "scalar_indices"]
 
 _Ir = Tuple[int, int]  # (l, parity) of an irrep, parity +1 (e) or -1 (o)
 
@@ -119,78 +117,224 @@ def _exact_w3j(module: torch.nn.Module) -> None:
                 mod._non_persistent_buffers_set.add(name)
 
 
-class _EquivariantLayerNorm(torch.nn.Module):
-    """Layer norm of ``irreps = mul x ir_1 + mul x ir_2 + ...`` (one multiplicity for all blocks).
+class EquivariantLayerNorm(torch.nn.Module):
+    """Layer norm of equivariant features ``[n_nodes, irreps.dim]`` (e3nn layout, any irreps).
 
-    Per node and per irrep block, the ``mul`` channels are divided by the RMS over channels of
-    their component-normalised norms ``|x_u|^2 / (2l+1)``, then scaled by a learned weight per
-    channel.  ``0e`` channels are centred first and get a learned bias; no other block gets a bias
-    (a bias would break equivariance for ``l > 0`` and parity for ``0o``).
+    Per irrep block ``mul x ir``: ``0e`` channels are centred first; the block is divided by the
+    root mean square of all its components (the RMS over channels of their component-normalised
+    norms ``|x_u|^2 / (2l+1)``) plus ``eps``; then each channel is scaled by a learned weight and
+    ``0e`` channels get a learned bias.  No other block gets a bias (it would break equivariance
+    for ``l > 0`` and parity for ``0o``).  The self-mix head and the XPaiNN backbone share it.
 
     Parameters
     ----------
-    mul : int
-        Channels per block.
-    irs : list of (l, p)
-        The blocks, in layout order.
+    irreps : o3.Irreps or str
+        The layout of the features.
     eps : float
         Added to the mean square before the inverse square root.  Not tiny on purpose: a block
         that vanishes by a node's site symmetry holds only rounding noise, which the norm would
         otherwise scale up by ``1/sqrt(eps)`` (float32 crystal-symmetry errors above 1e-5).
     """
 
-    def __init__(self, mul: int, irs: List[_Ir], eps: float = 1e-2):
+    def __init__(self, irreps, eps: float = 1e-2):
         super().__init__()
+        self.irreps = o3.Irreps(irreps)
         self.eps = eps
-        comp_group: List[int] = []  # channel group (block * mul + u) of each component
-        group_dim: List[float] = []
-        for b, (l, _) in enumerate(irs):
-            for u in range(mul):
-                comp_group += [b * mul + u] * (2 * l + 1)
-                group_dim.append(float(2 * l + 1))
-        self.n_groups = len(irs) * mul
-        self.n_blocks = len(irs)
-        self.mul = mul
-        # derived from the irreps, so not saved in the state dict; 2l+1 is exact in any dtype
-        comp_group_t = torch.tensor(comp_group, dtype=torch.long)  # [dim]
-        self.register_buffer("comp_group", comp_group_t, persistent=False)
-        group_block = torch.arange(self.n_groups) // mul  # [n_groups]
-        self.register_buffer("group_block", group_block, persistent=False)
-        self.register_buffer("group_dim", torch.tensor(group_dim), persistent=False)  # [n_groups]
-        self.weight = torch.nn.Parameter(torch.ones(self.n_groups))  # [n_groups]
-        start = 0
-        self.scalar_start = -1
-        for l, p in irs:
-            if (l, p) == (0, 1):
-                self.scalar_start = start
-            start += mul * (2 * l + 1)
-        self.bias = torch.nn.Parameter(torch.zeros(mul if self.scalar_start >= 0 else 0))  # [mul]
+        # plain ints per block (torch.compile cannot guard on e3nn Irrep objects)
+        self.muls: List[int] = [mul for mul, _ in self.irreps]
+        self.dims: List[int] = [ir.dim for _, ir in self.irreps]
+        self.even: List[bool] = [(ir.l, ir.p) == (0, 1) for _, ir in self.irreps]
+        self.sizes: List[int] = [mul * ir.dim for mul, ir in self.irreps]
+        channel: List[int] = []  # the channel (0..num_irreps-1) of each component
+        for k, (mul, ir) in enumerate(self.irreps):
+            start = sum(self.muls[:k])
+            channel += [start + u for u in range(mul) for _ in range(ir.dim)]
+        self.register_buffer("channel", torch.tensor(channel, dtype=torch.long), persistent=False)
+        scalars = scalar_indices(self.irreps)  # [n_0e] positions of the 0e components
+        self.register_buffer("scalar_idx", torch.tensor(scalars, dtype=torch.long),
+                             persistent=False)
+        self.weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))  # [num_irreps]
+        self.bias = torch.nn.Parameter(torch.zeros(len(scalars)))  # [n_0e]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Older backbone checkpoints hold no ``bias`` when the irreps have no ``0e``."""
+        if self.bias.numel() == 0:
+            state_dict.setdefault(prefix + "bias", self.bias.detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` [n_nodes, irreps.dim] -> [n_nodes, irreps.dim]."""
-        s0, s1 = self.scalar_start, self.scalar_start + self.mul
-        if s0 >= 0:
-            sc = x[:, s0:s1]  # [n_nodes, mul]
-            x = torch.cat([x[:, :s0], sc - sc.mean(dim=1, keepdim=True), x[:, s1:]], dim=1)
-        sq = torch.zeros(x.shape[0], self.n_groups, dtype=x.dtype, device=x.device)
-        sq = sq.index_add_(1, self.comp_group, x * x)  # [n_nodes, n_groups]  |x_u|^2
-        sq = sq / self.group_dim.to(x.dtype)  # [n_nodes, n_groups]  mean square per component
-        ms = torch.zeros(x.shape[0], self.n_blocks, dtype=x.dtype, device=x.device)
-        ms = ms.index_add_(1, self.group_block, sq) / self.mul  # [n_nodes, n_blocks]
-        scale = torch.rsqrt(ms + self.eps)[:, self.group_block] * self.weight  # [n_nodes, n_groups]
-        x = x * scale[:, self.comp_group]  # [n_nodes, dim]
-        if s0 >= 0:
-            x = torch.cat([x[:, :s0], x[:, s0:s1] + self.bias, x[:, s1:]], dim=1)
-        return x
+        parts: List[torch.Tensor] = []
+        blocks = torch.split(x, self.sizes, dim=-1)
+        for k in range(len(self.sizes)):
+            f = blocks[k].reshape(-1, self.muls[k], self.dims[k])  # [n_nodes, mul, 2l+1]
+            if self.even[k]:
+                f = f - f.mean(dim=1, keepdim=True)
+            f = f * torch.rsqrt(f.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)
+            parts.append(f.reshape(-1, self.sizes[k]))
+        y = torch.cat(parts, dim=-1) * self.weight.index_select(0, self.channel)  # [n, dim]
+        if self.bias.numel() > 0:
+            bias = torch.zeros(y.shape[1], dtype=y.dtype, device=y.device)
+            y = y + bias.index_copy(0, self.scalar_idx, self.bias)  # [n_nodes, dim]
+        return y
 
 
-def _scalar_indices(irreps: o3.Irreps) -> List[int]:
+def scalar_indices(irreps: o3.Irreps) -> List[int]:
     """Positions of the ``0e`` components in the layout of ``irreps``."""
     idx: List[int] = []
     for (mul, ir), sl in zip(irreps, irreps.slices()):
         if (ir.l, ir.p) == (0, 1):
             idx += list(range(sl.start, sl.stop))
     return idx
+
+
+class CartesianReadout(torch.nn.Module):
+    """What every head shares: argument checks, the change of basis ``Q``, pooling, ``y @ Q``.
+
+    ``Q`` [irreps_out.dim, 3, ..., 3] is one float64 buffer that stays float64 through
+    ``.float()``/``.double()``; a float32 copy (not saved) serves float32 inputs.  Subclasses
+    compute per-node rows ``y`` and call :meth:`pooled` and :meth:`to_cartesian`.
+    """
+
+    def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
+                 pool: str = "sum", sum_rule: bool = False, factor_irreps=None,
+                 factor_basis=None, floor: float = 0.0):
+        super().__init__()
+        irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
+        if irreps_out.dim == 0:
+            raise ValueError(f"irreps_out is empty ({both})")
+        if level not in ("structure", "atom"):
+            raise ValueError(f"level must be 'structure' or 'atom', got {level!r}")
+        if pool not in ("sum", "mean"):
+            raise ValueError(f"pool must be 'sum' or 'mean', got {pool!r}")
+        q = torch.as_tensor(change_of_basis).detach().to(torch.float64).clone()
+        if q.dim() < 1 or q.shape[0] != irreps_out.dim or any(s != 3 for s in q.shape[1:]):
+            raise ValueError(
+                f"change_of_basis must have shape [irreps_out.dim={irreps_out.dim}, 3, ..., 3], "
+                f"got {list(q.shape)} ({both})"
+            )
+        self.irreps_in, self.irreps_out = irreps_in, irreps_out
+        self.level, self.pool = level, pool
+        self.is_atom, self.is_mean = level == "atom", pool == "mean"
+        self.cart_shape: List[int] = [3] * (q.dim() - 1)
+        self.out_dim = irreps_out.dim
+        self.register_buffer("change_of_basis", q)  # [out_dim, 3, ..., 3], float64 always
+        # float32 copy for the common case, not saved in the state dict (rebuilt from Q)
+        self.register_buffer("_q32", q.reshape(q.shape[0], -1).float(), persistent=False)
+        if sum_rule and level != "atom":
+            raise ValueError(f"a sum rule needs level 'atom', got {level!r} ({both})")
+        self.sum_rule = bool(sum_rule)
+        self._factor_setup(factor_irreps, factor_basis, float(floor), q, both)
+
+    def _factor_setup(self, factor_irreps, factor_basis, floor: float, q: torch.Tensor,
+                      both: str) -> None:
+        """``T = L L^T + floor I`` from a factor ``L`` (see :meth:`square`), or nothing."""
+        n = q.dim() - 1
+        self.has_factor = factor_basis is not None
+        self.irreps_rows = o3.Irreps(factor_irreps) if self.has_factor else self.irreps_out
+        self.floor = floor
+        self.half = 3 ** (n // 2)  # rows of the matrix T: 3 (rank 2) or 9 (rank 4)
+        qf = torch.zeros(0, 3 ** n, dtype=torch.float64)
+        eye = torch.zeros(3 ** n, dtype=torch.float64)
+        if self.has_factor:
+            qf = torch.as_tensor(factor_basis).detach().to(torch.float64).reshape(-1, 3 ** n)
+            if n not in (2, 4) or qf.shape[0] != self.irreps_rows.dim:
+                raise ValueError(f"factor_basis must be [{self.irreps_rows.dim}, 3, ..., 3] of "
+                                 f"rank 2 or 4, got {list(qf.shape)} ({both})")
+            d = torch.eye(3, dtype=torch.float64)
+            if n == 2:
+                eye = d.reshape(-1)  # [9] delta_ij
+            else:  # (delta_ik delta_jl + delta_il delta_jk) / 2: the 6x6 Mandel identity
+                eye = 0.5 * (torch.einsum("ik,jl->ijkl", d, d) + torch.einsum("il,jk->ijkl", d, d))
+                eye = eye.reshape(-1)  # [81]
+        elif floor != 0.0:
+            raise ValueError(f"floor needs a factor_basis (a positive head), got {floor} ({both})")
+        # Q_L [factor dim, 3^n] and the irreps coordinates of floor * I [out_dim]: constants
+        self.register_buffer("factor_basis", qf, persistent=False)
+        self.register_buffer("floor_coords", floor * (q.reshape(q.shape[0], -1) @ eye),
+                             persistent=False)
+
+    def square(self, y: torch.Tensor) -> torch.Tensor:
+        """Factor rows ``[n, factor dim]`` -> rows of ``L L^T`` ``[n, out_dim]``.
+
+        ``L`` is ``[n, A, A]`` (``A`` = 3 for rank 2, 9 = the symmetric index pairs for rank 4,
+        where the sum over all nine ``(m, n)`` is the Mandel inner product), and ``L L^T`` lies
+        in the span of ``Q`` (symmetric; elastic-type for rank 4), so ``Q`` gives its rows.
+        """
+        qf = self.factor_basis.to(y.dtype)  # [factor dim, 3^n]
+        lmat = (y @ qf).reshape(y.shape[0], self.half, self.half)  # [n, A, A]
+        t = torch.bmm(lmat, lmat.transpose(1, 2)).reshape(y.shape[0], -1)  # [n, 3^n]
+        return t @ self.q_matrix(y).T  # [n, out_dim]
+
+    def _apply(self, fn, recurse=True):
+        """``.to()``/``.double()``/``.float()``/...: ``Q`` stays float64 (its device follows)."""
+        q64 = self.change_of_basis  # [out_dim, 3, ..., 3] float64
+        super()._apply(fn, recurse)
+        if self.change_of_basis.dtype != torch.float64:
+            self.change_of_basis = q64.to(self.change_of_basis.device)
+            self.factor_basis = self.factor_basis.double()  # constants: float64, cast in use
+            self.floor_coords = self.floor_coords.double()
+        self._q32 = self.change_of_basis.reshape(self.out_dim, -1).float()  # [out_dim, 3**n]
+        return self
+
+    def q_matrix(self, like: torch.Tensor) -> torch.Tensor:
+        """``Q`` as ``[out_dim, 3**n]`` in the dtype of ``like``."""
+        if like.dtype == torch.float32:
+            return self._q32
+        return self.change_of_basis.reshape(self.out_dim, -1).to(like.dtype)
+
+    def pooled(self, y: torch.Tensor, batch: Optional[torch.Tensor],
+               num_graphs: Optional[int]) -> torch.Tensor:
+        """Rows per node ``[n_nodes, d]`` -> per structure ``[num_graphs, d]`` (sum or mean);
+        for ``level="atom"`` one row per node, minus its structure's mean with ``sum_rule``.
+        ``batch`` None: one structure.  A positive head's factor rows are squared first."""
+        if self.has_factor:
+            y = self.square(y)  # [n_nodes, out_dim]
+        if self.is_atom:
+            if self.sum_rule:
+                y = self._centred(y, batch, num_graphs)
+            return y
+        n_nodes = y.shape[0]
+        if batch is None:
+            batch = torch.zeros(n_nodes, dtype=torch.long, device=y.device)
+            if num_graphs is None:
+                num_graphs = 1
+        if num_graphs is None:
+            num_graphs = int(batch.max().item()) + 1 if n_nodes > 0 else 0
+        out = torch.zeros(num_graphs, y.shape[1], dtype=y.dtype, device=y.device)
+        out = out.index_add_(0, batch, y)  # [num_graphs, d]
+        if self.is_mean:
+            ones = torch.ones(n_nodes, dtype=y.dtype, device=y.device)
+            count = torch.zeros(num_graphs, dtype=y.dtype, device=y.device)
+            count = count.index_add_(0, batch, ones).clamp_min(1.0)  # [num_graphs]
+            out = out / count[:, None]  # [num_graphs, d]
+        return out
+
+    def _centred(self, y: torch.Tensor, batch: Optional[torch.Tensor],
+                 num_graphs: Optional[int]) -> torch.Tensor:
+        """``y`` minus the mean row of its structure: the rows of each structure sum to zero.
+
+        Linear in ``y`` and the same map on every irrep copy, so equivariant; the means are
+        accumulated in float64 and rounded once, so a float32 sum stays at a few ulps per atom.
+        """
+        if batch is None:
+            return y - y.double().mean(dim=0, keepdim=True).to(y.dtype)  # [n_nodes, d]
+        if num_graphs is None:
+            num_graphs = int(batch.max().item()) + 1 if y.shape[0] > 0 else 0
+        total = torch.zeros(num_graphs, y.shape[1], dtype=torch.float64, device=y.device)
+        total = total.index_add_(0, batch, y.double())  # [num_graphs, d]
+        count = torch.zeros(num_graphs, dtype=torch.float64, device=y.device)
+        count = count.index_add_(0, batch, torch.ones_like(batch, dtype=torch.float64))
+        mean = total / count.clamp_min(1.0)[:, None]  # [num_graphs, d]
+        return y - mean.to(y.dtype)[batch]  # [n_nodes, d]
+
+    def to_cartesian(self, y: torch.Tensor) -> torch.Tensor:
+        """Irreps rows ``[n, out_dim]`` -> Cartesian ``[n, 3, ..., 3]`` (plus ``floor I``)."""
+        if self.has_factor:
+            y = y + self.floor_coords.to(y.dtype)  # [n, out_dim]
+        shape: List[int] = [y.shape[0]] + self.cart_shape
+        return (y @ self.q_matrix(y)).reshape(shape)
 
 
 class SelfMixHead(CartesianReadout):
@@ -222,9 +366,9 @@ class SelfMixHead(CartesianReadout):
         get nothing from it.
     sum_rule, factor_irreps, factor_basis, floor
         The physics of the plan (``plan.head_options()``), enforced by
-        :class:`~tsym.compiler.readout.CartesianReadout`: atom tensors of each structure summing
-        to zero; a positive tensor ``L L^T + floor I`` from per-node factor rows ``L`` (the head
-        then produces ``factor_irreps`` per node instead of ``irreps_out``).
+        :class:`CartesianReadout`: atom tensors of each structure summing to zero; a positive
+        tensor ``L L^T + floor I`` from per-node factor rows ``L`` (the head then produces
+        ``factor_irreps`` per node instead of ``irreps_out``).
 
     Notes
     -----
@@ -248,7 +392,7 @@ class SelfMixHead(CartesianReadout):
                  floor: float = 0.0):
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
-        scalar_idx = _scalar_indices(irreps_in)
+        scalar_idx = scalar_indices(irreps_in)
         n_scalars = len(scalar_idx)
         if n_scalars == 0:
             raise ValueError(f"irreps_in has no 0e scalars to drive the node-wise weights ({both})")
@@ -278,7 +422,7 @@ class SelfMixHead(CartesianReadout):
             [(i, p, k, "uuu", True) for p, (i, _, k) in enumerate(tp1)],
             internal_weights=True, shared_weights=True,
         )
-        self.norm = _EquivariantLayerNorm(m, mid)
+        self.norm = EquivariantLayerNorm(_irreps(m, mid))
         self.tp2 = o3.TensorProduct(
             self.irreps_mid, self.irreps_mid, self.irreps_mix,
             [(i, j, k, "uuu", True) for i, j, k in tp2],
@@ -310,16 +454,15 @@ class SelfMixHead(CartesianReadout):
         _exact_w3j(self)
 
     def node_irreps(self, node_features: torch.Tensor) -> torch.Tensor:
-        """Per-node rows: ``[n_nodes, irreps_in.dim]`` -> ``[n_nodes, irreps_rows.dim]`` (the
-        target irreps, or a positive head's factor ``L``)."""
+        """Per-node target irreps: ``[n_nodes, irreps_in.dim]`` -> ``[n_nodes, irreps_out.dim]``"""
         u = self.lin_u(node_features)  # [n_nodes, hidden.dim]
         v = self.lin_v(node_features)  # [n_nodes, irreps_v.dim]  one block per tp1 path
         h = self.norm(self.tp1(u, v))  # [n_nodes, mid.dim]
         w = self.mlp(node_features[:, self.scalar_idx])  # [n_nodes, tp2.weight_numel]
         z = self.tp2(h, h, w)  # [n_nodes, mix.dim]
-        y = self.lin_out(z)  # [n_nodes, irreps_rows.dim]
+        y = self.lin_out(z)  # [n_nodes, irreps_out.dim]
         if self.has_skip:
-            y = y + self.skip(node_features)  # [n_nodes, irreps_rows.dim]
+            y = y + self.skip(node_features)  # [n_nodes, irreps_out.dim]
         return y
 
     def forward(self, node_features: torch.Tensor, batch: Optional[torch.Tensor] = None,

@@ -22,7 +22,8 @@ from .basis import ExactBasis, exact_basis
 from .decompose import irrep_parity, irreps_string, multiplicities
 from .errors import SpecTooLargeError, ZeroTensorError
 from .relations import check_relations, warn_redundant
-from .spec import TensorSpec
+from .positive import factor_symmetries
+from .spec import SymmetryEquation, TensorSpec
 from .symmetry import SignedPermutationGroup, generators_from_terms
 
 __all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "POSITIVE_FLOOR", "max_basis_bytes"]
@@ -273,9 +274,9 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
 def _positive_fields(spec: TensorSpec) -> dict:
     if spec.positive is None:
         return {}
-    from .positive import factor_spec
-
-    factor = compile_spec(factor_spec(spec))
+    equations = tuple(SymmetryEquation.of(*(t.strip() for t in eq.split("=")))
+                      for eq in factor_symmetries(spec.indices))
+    factor = compile_spec(TensorSpec(f"{spec.name}_factor", spec.indices, equations))
     return {
         "positive": spec.positive.value,
         "factor_irreps": factor.irreps,

@@ -21,10 +21,9 @@ conditions (a positive matrix has a positive trace) or relations (``L L^T`` woul
 from __future__ import annotations
 
 from .errors import ConstraintError
-from .spec import SymmetryEquation, TensorSpec
 from .symmetry import SignedPermutationGroup, generators_from_terms
 
-__all__ = ["check_positive", "factor_spec", "POSITIVE_GROUPS"]
+__all__ = ["check_positive", "factor_symmetries", "POSITIVE_GROUPS"]
 
 #: The signed permutation groups (as generator terms) ``positive`` accepts, by rank.
 POSITIVE_GROUPS = {2: ("ij = ji",), 4: ("ijkl = jikl = ijlk = klij",)}
@@ -32,19 +31,24 @@ _FACTOR_SYMMETRY = {2: (), 4: ("ijkl = jikl = ijlk",)}
 
 
 def _elements(n: int, equations) -> set:
+    """The group of equations given as lists of ``(sign, letters)`` terms."""
     gens = []
-    for eq in equations:
-        gens += generators_from_terms(eq.terms[0].letters, [(t.sign, t.letters) for t in eq.terms])
+    for terms in equations:
+        gens += generators_from_terms(terms[0][1], terms)
     return set(SignedPermutationGroup(n, gens).elements())
 
 
-def _canonical(indices: str, texts) -> tuple[SymmetryEquation, ...]:
-    """Equations written on ``ijkl`` renamed to the spec's letters."""
+def _canonical(indices: str, texts) -> list[list[tuple[int, str]]]:
+    """Equations written on ``ijkl`` renamed to the spec's letters, as ``(sign, letters)`` terms."""
     table = str.maketrans("ijkl"[: len(indices)], indices)
-    return tuple(SymmetryEquation.of(*(t.strip().translate(table) for t in text.split("="))) for text in texts)
+    return [[(1, t.strip().translate(table)) for t in text.split("=")] for text in texts]
 
 
-def check_positive(spec: TensorSpec) -> None:
+def _source(terms) -> str:
+    return " = ".join(letters for _, letters in terms)
+
+
+def check_positive(spec) -> None:
     """Raise :class:`ConstraintError` (at the ``positive`` clause) where positivity has no meaning."""
     loc = spec.positive.loc
     n = spec.order
@@ -65,19 +69,17 @@ def check_positive(spec: TensorSpec) -> None:
         raise ConstraintError(loc, f"{what}: L L^T does not obey the relations of the tensor",
                               "remove the relation clauses or the positive clause")
     want = _canonical(spec.indices, POSITIVE_GROUPS[n])
-    have = _elements(n, spec.symmetries)
+    have = _elements(n, [[(t.sign, t.letters) for t in eq.terms] for eq in spec.symmetries])
     if have == _elements(n, want):
         return
     if any(sign < 0 for _, sign in have):
         raise ConstraintError(loc, f"{what}: an antisymmetric tensor has no sign (x^T A x = 0)",
-                              f"positive needs exactly 'symmetry {want[0].to_source()}'")
+                              f"positive needs exactly 'symmetry {_source(want[0])}'")
     kind = "symmetric" if n == 2 else "of elastic type (a symmetric 6x6 Mandel matrix)"
     raise ConstraintError(loc, f"{what}: the tensor must be {kind}, with exactly the symmetry "
-                          f"'{want[0].to_source()}'", f"write 'symmetry {want[0].to_source()}'")
+                          f"'{_source(want[0])}'", f"write 'symmetry {_source(want[0])}'")
 
 
-def factor_spec(spec: TensorSpec) -> TensorSpec:
-    """The general factor ``L`` of ``T = L L^T`` (same letters, no constraints, polar)."""
-    n = spec.order
-    symmetries = _canonical(spec.indices, _FACTOR_SYMMETRY[n])
-    return TensorSpec(f"{spec.name}_factor", spec.indices, symmetries)
+def factor_symmetries(indices: str) -> list[str]:
+    """The symmetry equations of the general factor ``L`` of ``T = L L^T`` on ``indices``."""
+    return [_source(terms) for terms in _canonical(indices, _FACTOR_SYMMETRY[len(indices)])]

@@ -24,6 +24,7 @@ built, then duplicates and zero rows dropped.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,7 +140,5 @@ def check_relations(spec: TensorSpec, orbits: Orbits, trace_pairs) -> RelationCh
 
 def warn_redundant(check: RelationCheck) -> None:
     """Issue a :class:`SpecWarning` for each redundant relation."""
-    import warnings
-
     for message in check.warnings:
         warnings.warn(message, SpecWarning, stacklevel=3)

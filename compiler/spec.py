@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from .positive import check_positive
 from .errors import (
     ClauseValueError,
     ConstraintError,
@@ -335,8 +336,6 @@ class TensorSpec:
                 "keep one of the sum_rule and positive clauses",
             )
         if self.positive is not None:
-            from .positive import check_positive
-
             check_positive(self)
 
     def _check_indices(self) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from sympy.combinatorics import Permutation, PermutationGroup
 
 __all__ = ["SignedPermutation", "SignedPermutationGroup", "Orbits", "generators_from_terms"]
 
@@ -116,8 +117,6 @@ class SignedPermutationGroup:
     @cached_property
     def _sympy_group(self):
         """The group as a permutation group on 2n points (slot k with sign +: k, with sign -: n+k)."""
-        from sympy.combinatorics import Permutation, PermutationGroup
-
         n = self.n
         perms = []
         for perm, sign in self.generators:
@@ -141,8 +140,6 @@ class SignedPermutationGroup:
     @cached_property
     def contains_minus_identity(self) -> bool:
         """True when ``-1`` is in the group, i.e. only the zero tensor is symmetric."""
-        from sympy.combinatorics import Permutation
-
         if not self.generators:
             return False
         n = self.n

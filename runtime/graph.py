@@ -61,6 +61,8 @@ __all__ = [
     "atoms_to_graph",
     "collate",
     "batch_graphs",
+    "check_structure",
+    "check_distances",
     "edge_vectors",
     "neighbour_list",
 ]
@@ -155,22 +157,29 @@ def neighbour_list(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cut
     return i[order], j[order], shifts[order], distances[order]
 
 
-def _check_structure(atoms: object, source: str, record: int | None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validated float64 positions [N, 3], cell [3, 3] and pbc [3] of one structure."""
+def check_structure(atoms: object, source: str = _SOURCE, record: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validated float64 positions [N, 3], cell [3, 3] and pbc [3] of one structure.
+
+    Raises :class:`DataError` (reason ``"bad structure"``) for a non-``Atoms``, no atoms,
+    non-finite positions or cell, or a zero or singular periodic cell.
+    """
+    def bad(message: str, hint: str | None = None) -> DataError:
+        return DataError(source, record, message, hint=hint, reason="bad structure")
+
     if not isinstance(atoms, Atoms):
-        raise DataError(source, record, f"expected an ase.Atoms, got {type(atoms).__name__}")
+        raise bad(f"expected an ase.Atoms, got {type(atoms).__name__}")
     if len(atoms) < 1:
-        raise DataError(source, record, "the structure has no atoms")
+        raise bad("the structure has no atoms")
     positions = np.array(atoms.positions, dtype=np.float64)  # [N, 3]
     cell = np.array(atoms.cell, dtype=np.float64)  # [3, 3]
     pbc = np.array(atoms.pbc, dtype=bool)  # [3]
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-    if bad.size:
-        raise DataError(source, record, f"atom {bad[0]} has a non-finite position "
-                        f"{positions[bad[0]].tolist()}")
+    nonfinite = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if nonfinite.size:
+        raise bad(f"atom {nonfinite[0]} has a non-finite position "
+                  f"{positions[nonfinite[0]].tolist()}")
     if not np.isfinite(cell).all():
-        raise DataError(source, record, f"the cell has non-finite entries {cell.tolist()}")
+        raise bad(f"the cell has non-finite entries {cell.tolist()}")
     if pbc.any():
         periodic = cell[pbc]  # [p, 3]
         norms = np.linalg.norm(periodic, axis=1)
@@ -178,10 +187,24 @@ def _check_structure(atoms: object, source: str, record: int | None
         volume = np.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0))
         if norms.min() < 1e-8 or volume < 1e-6 * np.prod(norms):
             axes = "".join("abc"[k] for k in np.flatnonzero(pbc))
-            raise DataError(source, record, f"the cell is zero or singular along the periodic "
-                            f"axes {axes} (pbc={pbc.tolist()}, cell={cell.tolist()})",
-                            hint="set a full-rank cell, or pbc=False for a molecule")
+            raise bad(f"the cell is zero or singular along the periodic axes {axes} "
+                      f"(pbc={pbc.tolist()}, cell={cell.tolist()})",
+                      "set a full-rank cell, or pbc=False for a molecule")
     return positions, cell, pbc
+
+
+def check_distances(i: np.ndarray, j: np.ndarray, distances: np.ndarray, source: str = _SOURCE,
+                    record: int | None = None) -> None:
+    """Raise :class:`DataError` (reason ``"atoms too close"``) if two atoms (or an atom and its
+    periodic image) of a neighbour list ``i``, ``j`` [E] are closer than ``MIN_DISTANCE``."""
+    if distances.size and distances.min() < MIN_DISTANCE:
+        k = int(np.argmin(distances))
+        a, b = sorted((int(i[k]), int(j[k])))
+        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
+        raise DataError(source, record, f"{what} are {distances[k]:.3g} Angstrom apart "
+                        f"(minimum {MIN_DISTANCE})",
+                        hint="check for duplicated atoms and that positions are in Angstrom",
+                        reason="atoms too close")
 
 
 def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, *,
@@ -209,16 +232,10 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float
     """
     if not (np.isscalar(cutoff) and np.isfinite(cutoff) and float(cutoff) > 0):
         raise ValueError(f"cutoff must be a positive finite number, got {cutoff!r}")
-    positions, cell, pbc = _check_structure(atoms, source, record)
+    positions, cell, pbc = check_structure(atoms, source, record)
     search = max(float(cutoff), MIN_DISTANCE)
     i, j, shifts, distances = neighbour_list(positions, cell, pbc, search, neighbour_backend)
-    if distances.size and distances.min() < MIN_DISTANCE:
-        k = int(np.argmin(distances))
-        a, b = sorted((int(i[k]), int(j[k])))
-        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
-        raise DataError(source, record, f"{what} are {distances[k]:.3g} Angstrom apart "
-                        f"(minimum {MIN_DISTANCE})",
-                        hint="check for duplicated atoms and that positions are in Angstrom")
+    check_distances(i, j, distances, source, record)
     keep = distances < cutoff
     i, j, shifts = i[keep], j[keep], shifts[keep]
     if not pbc.any():

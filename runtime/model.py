@@ -1,4 +1,4 @@
-"""``TensorModel``: compiled heads on a backbone; ``build_model``; checkpoints that keep the specs.
+"""The models: ``TensorModel`` (compiled heads on a backbone), ``TrainedModel``; ``build_model``.
 
 A :class:`TensorModel` holds one backbone (any module meeting the contract of
 :mod:`tsym.runtime.nn.registry`) and one :class:`~tsym.compiler.SelfMixHead` per
@@ -6,10 +6,10 @@ A :class:`TensorModel` holds one backbone (any module meeting the contract of
 
     graph -> backbone -> NODE_FEATURES [N, irreps_out.dim] -> head_k -> {name_k: [G|N, 3, ..., 3]}
 
-A checkpoint (:meth:`TensorModel.save`) is a plain dict that ``torch.load(path,
-weights_only=True)`` reads: the specs' canonical *sources* (plans are recompiled from them at
-load, never unpickled), the backbone's registered name and keyword arguments, the head keyword
-arguments, the cutoff, the dtype name and the state dict.
+A :class:`TrainedModel` is a trained ``TensorModel`` with the normalisation of each head
+(:mod:`tsym.runtime.normalisation`): it answers in data units.  :meth:`TensorModel.save` writes a
+model checkpoint; ``build_model(checkpoint=...)`` reads either kind (model or training, whose layouts
+:mod:`tsym.runtime.checkpoint` keeps) and gives a ``TensorModel`` or a ``TrainedModel``.
 
 Examples
 --------
@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,20 +35,17 @@ from ase import Atoms
 
 from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime import keys
-from tsym.runtime._atomic import save_atomic
+from tsym.runtime.checkpoint import DTYPES, ModelRecord, model_record, read_model, save_atomic
 from tsym.runtime.errors import CheckpointError, ModelConfigError
-from tsym.runtime.nn.registry import build_backbone, check_backbone
-from tsym.runtime.nn.heads import make_head
 from tsym.runtime.graph import collate
+from tsym.runtime.nn.heads import make_head
+from tsym.runtime.nn.registry import build_backbone, check_backbone
+from tsym.runtime.normalisation import Normalisation
 
-__all__ = ["TensorModel", "build_model", "load_checkpoint", "CHECKPOINT_FORMAT"]
+__all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
 
-CHECKPOINT_FORMAT = "tsym-model/1"
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 _PLAIN = (str, int, float, bool, type(None))
-_CHECKPOINT_KEYS = ("specs", "spec_hashes", "backbone", "backbone_kwargs", "head_kwargs", "cutoff",
-                    "dtype", "state_dict")
 
 
 @contextlib.contextmanager
@@ -79,7 +75,7 @@ class TensorModel(torch.nn.Module):
     Parameters
     ----------
     backbone : torch.nn.Module
-        Meets the contract of :mod:`tsym.runtime.nn.registry` (``irreps_out``, ``NODE_FEATURES``).
+        Meets the contract of :mod:`tsym.runtime.nn.nequip` (``irreps_out``, ``NODE_FEATURES``).
     plans : sequence of HeadPlan
         One head per plan; names must be distinct.
     head_kwargs : dict, optional
@@ -179,7 +175,7 @@ class TensorModel(torch.nn.Module):
         return predict_batched(self, self.plans, structures, batch_size)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> TensorModel:
+    def load(cls, path: str | os.PathLike) -> TensorModel | TrainedModel:
         """The model saved at ``path`` (same as ``tsym.build_model(checkpoint=path)``)."""
         return build_model(checkpoint=path)
 
@@ -189,9 +185,9 @@ class TensorModel(torch.nn.Module):
         The backbone's :meth:`~tsym.runtime.nn.xpainn.XPaiNN.compile_blocks` when it has one
         (other backbones stay eager), and each head's ``node_irreps`` (pooling and ``y @ Q`` stay
         eager).  ``dynamic=True`` by default.  Training configs ask for it with
-        ``model: {compile: true}``; on CPU it makes a training step ~1.5x faster
-        (``benchmarks/backbone_speed.py --compile``) after ~1 minute of compilation, and needs a
-        C++ compiler.  The weights, checkpoints and results are those of the eager model.
+        ``model: {compile: true}``.  It needs a C++ compiler and takes a while to compile; the
+        speed it buys is measured in ``benchmarks/README.md``.  The weights, checkpoints and
+        results are those of the eager model.
         """
         kwargs.setdefault("dynamic", True)
         if hasattr(self.backbone, "compile_blocks"):
@@ -206,17 +202,56 @@ class TensorModel(torch.nn.Module):
         if self.build_info is None:
             raise ModelConfigError("only a model made by tsym.build_model can be saved (its "
                                    "backbone must be registered by name)")
-        checkpoint = {
-            "format": CHECKPOINT_FORMAT,
-            "specs": [plan.source for plan in self.plans],
-            "spec_hashes": [plan.spec_hash for plan in self.plans],
-            **self.build_info,
-            "head_kwargs": dict(self.head_kwargs),
-            "cutoff": self.cutoff,
-            "dtype": str(self.dtype).removeprefix("torch."),
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-        }
-        save_atomic(checkpoint, path)
+        save_atomic(model_record(self), path)
+
+
+class TrainedModel(torch.nn.Module):
+    """A :class:`TensorModel` whose heads' outputs are normalised irreps.
+
+    ``forward(graph)`` returns Cartesian tensors in data units (de-normalised before
+    ``to_cartesian``); ``forward(graph, normalised=True)`` returns the normalised irreps
+    coordinates ``{name: [G or N, irreps.dim]}`` the losses compare.
+    """
+
+    def __init__(self, model: torch.nn.Module, norms: Mapping[str, Normalisation]):
+        super().__init__()
+        self.model = model
+        self.plans = {plan.name: plan for plan in model.plans}
+        missing = sorted(set(self.plans) - set(norms))
+        if missing:
+            raise ValueError(f"no normalisation for heads {missing}")
+        self.norms = {name: norms[name] for name in self.plans}
+
+    @property
+    def cutoff(self) -> float:
+        return self.model.cutoff
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def forward(self, graph: Mapping[str, torch.Tensor], normalised: bool = False
+                ) -> dict[str, torch.Tensor]:
+        raw = self.model(graph)
+        out = {}
+        n_atoms = graph.get(keys.NUM_ATOMS)  # [G]
+        for name, plan in self.plans.items():
+            y_n = plan.from_cartesian(raw[name])  # [G or N, d] (Q has orthonormal rows)
+            if normalised:
+                out[name] = y_n
+            else:
+                y = self.norms[name].denormalise(y_n, n_atoms)  # [G or N, d]
+                out[name] = plan.to_cartesian(y)  # [G or N, 3, ..., 3]
+        return out
+
+    def predict(self, structures: Atoms | Sequence[Atoms], batch_size: int = 32
+                ) -> dict[str, np.ndarray]:
+        """Predictions in data units, ``{name: [n_structures or total atoms, 3, ..., 3]}``."""
+        return predict_batched(self, list(self.plans.values()), structures, batch_size)
 
 
 def _plain(value, what: str):
@@ -279,61 +314,45 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     return {name: torch.cat(v).numpy() if v else empty[name] for name, v in parts.items()}
 
 
-def read_checkpoint(path: str | os.PathLike, formats: Sequence[str]) -> dict:
-    """The dict saved at ``path`` (``torch.load`` with ``weights_only=True``) if its ``format``
-    is one of ``formats``; a :class:`CheckpointError` naming the file otherwise."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file") from None
-    except Exception as err:  # noqa: BLE001 - any unreadable file is a user error here
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})"
-                              ) from None
-    found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
-    if found not in formats:
-        raise CheckpointError(f"{path}: not a tsym checkpoint (format {found!r}, expected "
-                              f"{' or '.join(repr(f) for f in formats)})")
-    return checkpoint
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """The model checkpoint at ``path`` (see :meth:`TensorModel.save`), its keys checked."""
-    checkpoint = read_checkpoint(path, (CHECKPOINT_FORMAT,))
-    missing = [k for k in _CHECKPOINT_KEYS if k not in checkpoint]
-    if missing or checkpoint["dtype"] not in _DTYPES:
-        raise CheckpointError(f"{path}: damaged tsym checkpoint (missing {missing}, dtype "
-                              f"{checkpoint.get('dtype')!r})")
-    return checkpoint
-
-
-def _from_checkpoint(path, specs, backbone, cutoff, dtype, backbone_kwargs, head_kwargs):
-    ckpt = load_checkpoint(path)
-    plans = [plan for source in ckpt["specs"] for plan in compile_text(source, f"{path}:spec")]
-    if [p.spec_hash for p in plans] != list(ckpt["spec_hashes"]):
+def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_kwargs,
+                 head_kwargs) -> TensorModel | TrainedModel:
+    """The model a checkpoint describes, after checking it against the arguments given."""
+    path = record.path
+    plans = [plan for source in record.specs for plan in compile_text(source, f"{path}:spec")]
+    if [p.spec_hash for p in plans] != list(record.spec_hashes):
         raise CheckpointError(f"{path}: the stored specs no longer compile to the same canonical "
                               "source (a different tsym version?)")
     if specs is not None:
-        asked = [p.spec_hash for p in _plans(specs)]
-        if asked != list(ckpt["spec_hashes"]):
+        asked = _plans(specs)
+        if sorted(p.spec_hash for p in asked) != sorted(record.spec_hashes):
             raise CheckpointError(
-                f"{path}: the specs given ({[p.name for p in _plans(specs)]}) differ from the "
+                f"{path}: the specs given ({[p.name for p in asked]}) differ from the "
                 f"checkpoint's ({[p.name for p in plans]}); pass specs=None to use the latter")
-    given = {"backbone": (backbone, "xpainn"), "cutoff": (cutoff, 5.0),
-             "dtype": (str(dtype).removeprefix("torch."), "float32"),
-             "backbone_kwargs": (_plain(backbone_kwargs or {}, "backbone_kwargs"), {}),
-             "head_kwargs": (_plain(head_kwargs or {}, "head_kwargs"), {})}
-    for name, (value, default) in given.items():
-        if value != default and value != ckpt[name]:
+    given = {"backbone": (backbone, "xpainn", record.backbone),
+             "cutoff": (cutoff, 5.0, record.cutoff),
+             "dtype": (_dtype_name(dtype), "float32", _dtype_name(record.dtype)),
+             "backbone_kwargs": (_plain(backbone_kwargs or {}, "backbone_kwargs"), {},
+                                 record.backbone_kwargs),
+             "head_kwargs": (_plain(head_kwargs or {}, "head_kwargs"), {}, record.head_kwargs)}
+    for name, (value, default, stored) in given.items():
+        if value != default and value != stored:
             raise CheckpointError(f"{path}: {name}={value!r} disagrees with the checkpoint's "
-                                  f"{ckpt[name]!r}; leave it at its default to use the checkpoint")
-    model = _assemble(plans, ckpt["backbone"], ckpt["cutoff"], None, _DTYPES[ckpt["dtype"]],
-                      ckpt["backbone_kwargs"], ckpt["head_kwargs"])
+                                  f"{stored!r}; leave it at its default to use the checkpoint")
+    model = _assemble(plans, record.backbone, record.cutoff, None, record.dtype,
+                      record.backbone_kwargs, record.head_kwargs)
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        model.load_state_dict(record.state_dict)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: the weights do not fit the model the checkpoint "
                               f"describes: {err}") from None
-    return model
+    if record.normalisation is None:
+        return model
+    norms = {name: Normalisation.from_dict(d) for name, d in record.normalisation.items()}
+    return TrainedModel(model, norms).eval()  # EMA weights; predictions in data units
 
 
 def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs) -> TensorModel:
@@ -347,7 +366,7 @@ def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs
 def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed: int = 0,
                 checkpoint: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
                 backbone_kwargs: Mapping | None = None, head_kwargs: Mapping | None = None
-                ) -> TensorModel:
+                ) -> TensorModel | TrainedModel:
     """A :class:`TensorModel` for ``specs`` on a registered backbone (untrained, or a checkpoint).
 
     Parameters
@@ -356,7 +375,7 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
         ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str
-        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.registry`).
+        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`).
     cutoff : float
         Graph radius in Angstrom, passed to the backbone.
     seed : int
@@ -364,8 +383,8 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
     checkpoint : path, optional
         Load this checkpoint: backbone, kwargs, cutoff and dtype come from it; an argument that
         is not at its default and disagrees with the checkpoint raises :class:`CheckpointError`.
-        A ``tsym train`` run directory or its ``best.pt``/``last.pt`` gives the trained model
-        (EMA weights, predictions in data units; see :func:`tsym.runtime.checkpoint.load_trained`).
+        A ``tsym train`` run directory or its ``best.pt``/``last.pt`` gives a
+        :class:`TrainedModel` (EMA weights, predictions in data units, eval mode).
     dtype : torch.float32 or torch.float64
         Modules are built with this default dtype (e3nn constants at full precision) and cast.
     backbone_kwargs, head_kwargs : dict, optional
@@ -378,26 +397,11 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
         (``UnknownBackboneError``), a head that does not fit the backbone (``ModelConfigError``),
         a bad checkpoint (``CheckpointError``).
     """
-    if dtype not in _DTYPES.values():
+    if dtype not in DTYPES.values():
         raise ModelConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if checkpoint is not None:
-        from .checkpoint import TRAIN_FORMAT, load_trained
-        from .inference.predict import resolve_checkpoint
-
-        path = resolve_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
-        try:  # a training checkpoint? (anything unreadable is reported by _from_checkpoint)
-            fmt = torch.load(path, map_location="cpu", weights_only=True).get("format")
-        except Exception:  # noqa: BLE001
-            fmt = None
-        if fmt == TRAIN_FORMAT:
-            trained = load_trained(path)  # EMA weights; predictions in data units
-            if specs is not None and sorted(p.spec_hash for p in _plans(specs)) != sorted(
-                    p.spec_hash for p in trained.plans.values()):
-                raise CheckpointError(f"{path}: the specs given differ from the trained run's; "
-                                      "pass specs=None to use the latter")
-            return trained
-        return _from_checkpoint(path, specs, backbone, cutoff, dtype, backbone_kwargs,
-                                head_kwargs)
+        return _from_record(read_model(checkpoint), specs, backbone, cutoff, dtype,
+                            backbone_kwargs, head_kwargs)
     if specs is None:
         raise ModelConfigError("build_model needs specs (or a checkpoint)")
     return _assemble(_plans(specs), backbone, cutoff, seed, dtype,

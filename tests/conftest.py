@@ -1,12 +1,13 @@
 """Shared fixtures: numerical tests run in float32 and float64 with a tolerance each."""
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from tsym.runtime.testing import default_dtype  # noqa: F401 - the tests import it from here
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS_DIR = REPO / "specs"
@@ -32,17 +33,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    """e3nn builds its Wigner matrices in torch's default dtype: float64 checks need float64 there."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
 
 
 def shared_data_dir() -> Path | None:

@@ -19,9 +19,8 @@ from tsym.compiler import (
     parse_file,
     parse_text,
 )
+from tsym.compiler.emit import TSYM_VERSION as __version__
 from tsym.runtime.model import TensorModel, build_model
-
-__version__ = "0.1.0"
 
 __all__ = [
     "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",

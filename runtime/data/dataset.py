@@ -16,7 +16,7 @@ Bad records raise :class:`~tsym.runtime.errors.DataError` (``FILE:record N: ...`
 ``Dataset.report``; nothing is dropped silently.
 
 :func:`collate_records` turns records into a batched graph with ``"label:<name>"`` and
-``"mask:<name>"`` fields; :func:`split` makes a reproducible train/val/test split and
+``"mask:<name>"`` fields; :func:`split` makes a reproducible train/valid/test split and
 :func:`save_split` / :func:`load_split` keep it in a run directory as JSON.
 
 Voigt notation (IEEE order ``xx, yy, zz, yz, xz, xy`` = 0..5; :data:`VOIGT_PAIRS`):
@@ -42,16 +42,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import ase.io
 import numpy as np
 import torch
 
-from tsym.runtime.errors import DataError, LabelSpecError
 from tsym.runtime import graph as _graph
+from tsym.runtime import keys
 from tsym.runtime.data.records import (Reject, check_geometry, parse_label,
                                        symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
 from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
                                      voigt_to_tensor3, voigt_to_tensor4)
+from tsym.runtime.errors import DataError, LabelSpecError
 
 __all__ = [
     "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
@@ -293,8 +295,6 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
 
 
 def _read_frames(source: str) -> list:
-    import ase.io
-
     if not Path(source).is_file():
         raise DataError(source, None, "no such file")
     try:
@@ -328,8 +328,8 @@ def collate_records(records: Sequence[Record], cutoff: float, dtype: torch.dtype
                                   source=source, record=rec.index)
         for name, tensor in rec.labels.items():
             t = torch.as_tensor(tensor, dtype=dtype)
-            g[f"label:{name}"] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
+            g[keys.label(name)] = t if name in rec.masks else t.unsqueeze(0)  # [n or 1, 3, ..., 3]
         for name, mask in rec.masks.items():
-            g[f"mask:{name}"] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
+            g[keys.mask(name)] = torch.as_tensor(mask, dtype=torch.bool)  # [n]
         graphs.append(g)
     return _graph.batch_graphs(graphs)

@@ -13,6 +13,7 @@ import torch
 
 from tsym.runtime import graph as _graph
 from tsym.runtime.data.voigt import voigt_to_tensor3, voigt_to_tensor4
+from tsym.runtime.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from tsym.runtime.data.dataset import LabelSpec
@@ -32,29 +33,15 @@ class Reject(Exception):
 
 
 def check_geometry(atoms) -> None:
-    """No atoms, non-finite positions, a singular periodic cell, atoms closer than 0.1 A."""
-    n = len(atoms)
-    if n == 0:
-        raise Reject("bad structure", "the structure has no atoms")
-    positions = np.asarray(atoms.positions, dtype=np.float64)
-    if not np.isfinite(positions).all():
-        bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
-        raise Reject("bad structure", f"atom {bad} has a non-finite position")
-    cell, pbc = np.asarray(atoms.cell, dtype=np.float64), np.asarray(atoms.pbc, dtype=bool)
-    if pbc.any():
-        periodic = cell[pbc]
-        norms = np.linalg.norm(periodic, axis=1)
-        volume = math.sqrt(max(np.linalg.det(periodic @ periodic.T), 0.0))
-        if not np.isfinite(cell).all() or norms.min() < 1e-8 or volume < 1e-6 * np.prod(norms):
-            raise Reject("bad structure", f"the cell is zero or singular along periodic axes "
-                         f"(pbc={pbc.tolist()})", "set a full-rank Lattice, or pbc=\"F F F\"")
-    i, j, shifts, d = _graph.neighbour_list(positions, cell, pbc, _graph.MIN_DISTANCE)
-    if d.size:
-        k = int(np.argmin(d))
-        a, b = sorted((int(i[k]), int(j[k])))
-        what = f"atom {a} and its periodic image" if a == b else f"atoms {a} and {b}"
-        raise Reject("atoms too close", f"{what} are {d[k]:.3g} Angstrom apart (minimum "
-                     f"{_graph.MIN_DISTANCE})", "check for duplicated atoms and Angstrom units")
+    """The checks of :func:`tsym.runtime.graph.check_structure` and ``check_distances`` (no
+    atoms, non-finite positions, a singular periodic cell, atoms closer than 0.1 A), as a
+    :class:`Reject` with the check's reason."""
+    try:
+        positions, cell, pbc = _graph.check_structure(atoms)
+        i, j, _, d = _graph.neighbour_list(positions, cell, pbc, _graph.MIN_DISTANCE)
+        _graph.check_distances(i, j, d)
+    except DataError as err:
+        raise Reject(err.reason, err.message, err.hint) from None
 
 
 def _raw_value(atoms, spec: LabelSpec):

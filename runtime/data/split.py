@@ -1,4 +1,4 @@
-"""Reproducible train/val/test splits and their JSON files."""
+"""Reproducible train/valid/test splits and their JSON files."""
 from __future__ import annotations
 
 import json
@@ -11,14 +11,16 @@ from tsym.runtime.errors import DataError
 
 __all__ = ["SPLIT_NAMES", "split", "save_split", "load_split"]
 
-SPLIT_NAMES = ("train", "val", "test")
+SPLIT_NAMES = ("train", "valid", "test")
+#: Names older ``split.json`` files use for a part (still read).
+_OLD_NAMES = {"valid": "val"}
 
 
 def split(dataset: Sequence | int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
           ) -> dict[str, list[int]]:
-    """Random disjoint ``{"train", "val", "test"}`` index lists covering ``range(len(dataset))``.
+    """Random disjoint ``{"train", "valid", "test"}`` index lists covering ``range(len(dataset))``.
 
-    Counts are ``round(f * n)`` for train and val, the rest for test; each list is sorted.  The
+    Counts are ``round(f * n)`` for train and valid, the rest for test; each list is sorted.  The
     same ``(n, fractions, seed)`` always gives the same split (numpy ``default_rng(seed)``).
     """
     n = dataset if isinstance(dataset, int) else len(dataset)
@@ -27,19 +29,19 @@ def split(dataset: Sequence | int, fractions: Sequence[float] = (0.8, 0.1, 0.1),
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {f}")
     perm = np.random.default_rng(seed).permutation(n)
     n_train = int(round(f[0] * n))
-    n_val = min(int(round(f[1] * n)), n - n_train)
-    parts = (perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:])
+    n_valid = min(int(round(f[1] * n)), n - n_train)
+    parts = (perm[:n_train], perm[n_train:n_train + n_valid], perm[n_train + n_valid:])
     return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, parts)}
 
 
 def save_split(path: str | Path, split_: Mapping[str, Sequence[int]], **meta) -> None:
-    """Write a split as JSON (``{"train": [...], "val": [...], "test": [...], ...meta}``)."""
+    """Write a split as JSON (``{"train": [...], "valid": [...], "test": [...], ...meta}``)."""
     payload = {name: [int(i) for i in split_[name]] for name in SPLIT_NAMES}
-    overlap = set(payload["train"]) & set(payload["val"]) | (
-        (set(payload["train"]) | set(payload["val"])) & set(payload["test"]))
+    overlap = set(payload["train"]) & set(payload["valid"]) | (
+        (set(payload["train"]) | set(payload["valid"])) & set(payload["test"]))
     if overlap:
         raise ValueError(f"split parts overlap at indices {sorted(overlap)[:5]}")
-    payload.update({k: v for k, v in meta.items() if k not in SPLIT_NAMES})
+    payload.update({k: v for k, v in meta.items() if k not in SPLIT_NAMES + ("val",)})
     Path(path).write_text(json.dumps(payload, indent=1) + "\n")
 
 
@@ -52,7 +54,9 @@ def load_split(path: str | Path) -> dict[str, list[int]]:
         raise DataError(source, None, f"cannot read the split ({err})") from None
     out, seen = {}, set()
     for name in SPLIT_NAMES:
-        items = payload.get(name) if isinstance(payload, dict) else None
+        items = None
+        if isinstance(payload, dict):
+            items = payload.get(name, payload.get(_OLD_NAMES.get(name, name)))
         if not isinstance(items, list) or not all(isinstance(i, int) and i >= 0 for i in items):
             raise DataError(source, None, f"split part {name!r} must be a list of indices >= 0")
         if seen & set(items):

@@ -18,7 +18,7 @@ Derived quantities (``derived``):
   (:func:`vrh_moduli`, MAE of each) and the share of positive definite predictions
   (:func:`positive_definite_share`, mechanically stable);
 * crystals (all three directions periodic): the deviation of each prediction from the crystal's
-  own point group, :func:`point_group_deviation` (mean and max, ``symmetry``).
+  own point group, :func:`~tsym.runtime.data.crystal.point_group_deviation` (mean and max, ``symmetry``).
 
 >>> c = np.zeros((6, 6)); c[:3, :3] = 60.0; c[[0, 1, 2], [0, 1, 2]] = 100.0  # lambda 60, mu 20
 >>> c[[3, 4, 5], [3, 4, 5]] = 20.0
@@ -38,12 +38,14 @@ import torch
 from e3nn import o3
 
 from tsym.compiler import HeadPlan
-from tsym.runtime.data.crystal import symmetry_ops
+from tsym.runtime.data.crystal import point_group_deviation, symmetry_ops
 from tsym.runtime.data.dataset import Dataset, LabelSpec, read_dataset, tensor4_to_voigt
+from tsym.runtime.errors import DataError
+from tsym.runtime.errors import LabelSpecError
 from tsym.runtime.inference.predict import model_plans
 
 __all__ = ["evaluate", "EvalReport", "HeadResult", "tensor_metrics", "vrh_moduli",
-           "positive_definite_share", "point_group_deviation", "irrep_blocks", "is_elastic"]
+           "positive_definite_share", "irrep_blocks", "is_elastic"]
 
 
 # --------------------------------------------------------------------------------- metrics
@@ -179,43 +181,6 @@ def _elastic(pred: np.ndarray, true: np.ndarray) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- point group
-def _act(t: np.ndarray, r: np.ndarray, order: int) -> np.ndarray:
-    """``R`` on each of the last ``order`` indices of ``t``."""
-    for k in range(order):
-        axis = t.ndim - order + k
-        t = np.moveaxis(np.tensordot(t, r, axes=([axis], [1])), -1, axis)
-    return t
-
-
-def point_group_deviation(tensor: np.ndarray, atoms, *, level: str = "structure",
-                          axial: bool = False, symprec: float = 1e-2, ops=None) -> float:
-    """``|T - P(T)| / |T|`` with ``P`` the average over the crystal's point group.
-
-    Structure level: ``P(T) = mean_g s_g R_g . T`` (``R_g`` on every index, ``s_g = det R_g``
-    for an axial tensor, else 1).  Atom level (``tensor`` ``[n_atoms, 3, ..., 3]``): the site
-    average ``P(T)_{g(a)} = mean_g s_g R_g . T_a`` over the space-group operations with their
-    atom maps.  The operations are spglib's (``symprec`` in Angstrom), in Cartesian form; ``ops``
-    (a :class:`~tsym.runtime.data.crystal.SymmetryOps`) skips the search.  0 for a zero tensor.
-    """
-    t = np.asarray(tensor, dtype=np.float64)
-    ops = symmetry_ops(atoms, symprec=symprec) if ops is None else ops
-    signs = np.linalg.det(ops.rotations) if axial else np.ones(len(ops.rotations))
-    if level == "atom":
-        if (ops.permutations < 0).any():
-            raise ValueError("a symmetry operation has no atom map at this symprec")
-        order = t.ndim - 1
-        avg = np.zeros_like(t)
-        for r, s, perm in zip(ops.rotations, signs, ops.permutations):
-            np.add.at(avg, perm, s * _act(t, r, order))
-    else:
-        order = t.ndim
-        avg = sum(s * _act(t, r, order) for r, s in zip(ops.rotations, signs))
-    avg = avg / len(ops.rotations)
-    norm = np.linalg.norm(t)
-    return float(np.linalg.norm(t - avg) / norm) if norm > 0 else 0.0
-
-
 def _symmetry(plan: HeadPlan, structures: Sequence, pred: np.ndarray, true: np.ndarray,
               masks: Sequence | None, symprec: float) -> dict | None:
     """Mean / max point-group deviation of the predictions (and labels) over the crystals."""
@@ -349,14 +314,10 @@ def evaluate(model, data: str | os.PathLike | Dataset,
             labels = [LabelSpec(name=n, key=n, level=p.level) for n, p in plans.items()]
         unknown = [s.name for s in labels if s.name not in plans]
         if unknown:
-            from tsym.runtime.errors import LabelSpecError
-
             raise LabelSpecError(f"{data}: labels {unknown} name no head of the model (heads: "
                                  f"{sorted(plans)})")
         dataset = read_dataset(data, labels, plans, on_error=on_error)
     if len(dataset) == 0:
-        from tsym.runtime.errors import DataError
-
         raise DataError(dataset.source, None, "no records to evaluate")
     structures = [r.atoms for r in dataset]
     preds = model.predict(structures, batch_size=batch_size)

@@ -46,8 +46,8 @@ from ase import Atoms
 from tsym.runtime import keys
 from tsym.runtime.errors import ExportError
 from tsym.runtime.graph import collate
-from tsym.runtime.training.losses import TrainedModel
 from tsym.runtime.inference.predict import model_plans
+from tsym.runtime.model import TrainedModel
 
 __all__ = ["INPUTS", "EXPORT_FORMAT", "export_model", "load_exported",
            "graph_inputs"]

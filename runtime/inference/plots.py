@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from tsym.runtime.data.dataset import tensor4_to_voigt
 from tsym.runtime.inference.evaluate import (EvalReport, HeadResult, irrep_blocks, is_elastic,
@@ -58,8 +59,6 @@ def parity_plot(path: str | os.PathLike, true: np.ndarray, pred: np.ndarray, tit
 
 
 def _head_plots(h: HeadResult, out: Path) -> list[Path]:
-    import torch
-
     name, plan = h.name, h.plan
     paths = [parity_plot(out / f"{name}_parity.png", h.true, h.pred,
                          f"{name}: Cartesian components", h.unit)]

@@ -1,7 +1,7 @@
 """Trained models in use: load a run or checkpoint, write predictions to extxyz, an ASE calculator.
 
 :func:`load_model` accepts a run directory (``best.pt``, else ``last.pt``), a training checkpoint
-(``tsym-train/1``: a :class:`~tsym.runtime.training.losses.TrainedModel` whose outputs are de-normalised,
+(``tsym-train/1``: a :class:`~tsym.runtime.model.TrainedModel` whose outputs are de-normalised,
 i.e. in the units of the training labels) or a model checkpoint written by
 :meth:`TensorModel.save <tsym.runtime.model.TensorModel.save>` (``tsym-model/1``: raw outputs).
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,14 +44,11 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from tsym.compiler import HeadPlan
-from tsym.runtime.checkpoint import TRAIN_FORMAT, load_trained
+from tsym.runtime.checkpoint import read_model, resolve_checkpoint
 from tsym.runtime.data.dataset import LabelSpec
-from tsym.runtime.training.losses import TrainedModel
-from tsym.runtime.errors import CheckpointError
-from tsym.runtime.model import (CHECKPOINT_FORMAT, TensorModel, build_model,
-                                read_checkpoint)
+from tsym.runtime.model import TensorModel, TrainedModel, build_model
 
-__all__ = ["ASE_NAMES", "resolve_checkpoint", "load_model", "model_plans", "checkpoint_labels",
+__all__ = ["ASE_NAMES", "load_model", "model_plans", "checkpoint_labels",
            "predict_structures", "TsymCalculator"]
 
 #: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
@@ -66,39 +62,17 @@ ASE_NAMES = {
     "born_effective_charges": ("born_effective_charges", "atom", 2),
     "charges": ("charges", "atom", 0),
 }
-_CHECKPOINT_NAMES = ("best.pt", "last.pt")
-
-
-def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint file of ``path``: itself, or ``best.pt`` / ``last.pt`` of a run directory."""
-    path = Path(path)
-    if path.is_dir():
-        for name in _CHECKPOINT_NAMES:
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: the run directory holds no checkpoint (best.pt or "
-                              "last.pt)\nhint: train first (tsym train), or pass a .pt file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such run directory or checkpoint file")
-    return path
-
-
-def _read(path: Path) -> dict:
-    return read_checkpoint(path, (TRAIN_FORMAT, CHECKPOINT_FORMAT))
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
                ) -> TrainedModel | TensorModel:
     """The model of a run directory or checkpoint, in eval mode, predicting in data units.
 
-    A training checkpoint gives a :class:`~tsym.runtime.training.losses.TrainedModel` (EMA weights,
+    A training checkpoint gives a :class:`~tsym.runtime.model.TrainedModel` (EMA weights,
     outputs de-normalised with the stored training statistics); a model checkpoint gives the
     :class:`~tsym.runtime.model.TensorModel` it holds (no normalisation to undo).
     """
-    path = resolve_checkpoint(path)
-    if _read(path)["format"] == TRAIN_FORMAT:
-        return load_trained(path, device)
-    return build_model(checkpoint=path).to(device).eval()
+    return build_model(checkpoint=resolve_checkpoint(path)).to(device).eval()
 
 
 def model_plans(model) -> dict[str, HeadPlan]:
@@ -116,9 +90,8 @@ def checkpoint_labels(path: str | os.PathLike, model=None) -> dict[str, LabelSpe
     ``flat`` format.
     """
     path = resolve_checkpoint(path)
-    ckpt = _read(path)
     model = load_model(path) if model is None else model
-    heads = (ckpt.get("config") or {}).get("heads") or {}
+    heads = read_model(path).config.get("heads") or {}
     out = {}
     for name, plan in model_plans(model).items():
         h = heads.get(name) or {}

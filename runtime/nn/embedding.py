@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from e3nn import o3
 
+from tsym.runtime import keys
 from tsym.runtime.errors import BackboneConfigError, IrrepsMismatchError, UnknownElementError
 
 __all__ = [
@@ -123,7 +124,7 @@ class ElementEmbedding(torch.nn.Module):
                 f"ElementEmbedding: max_z={max_z} is outside 1..{table_max_z if kind == 'qc' else 'inf'}"
                 f" for embedding '{kind}'")
         self.kind, self.max_z, self.num_scalars = kind, max_z, int(num_scalars)
-        self.irreps_out = {"scalars": o3.Irreps(f"{self.num_scalars}x0e")}
+        self.irreps_out = {keys.SCALARS: o3.Irreps(f"{self.num_scalars}x0e")}
         if kind == "qc":
             table = torch.tensor(load_qc_table().table[: max_z + 1], dtype=torch.get_default_dtype())
             self.register_buffer("qc_table", table)  # [max_z + 1, 28]
@@ -205,8 +206,9 @@ class EdgeEmbedding(torch.nn.Module):
         self.sh_irreps = sh_irreps_for(irreps)
         self.envelope = CutoffEnvelope(cutoff, cutoff_fn)
         self.radial = BesselBasis(num_basis, cutoff)
-        self.irreps_out = {"edge_sh": self.sh_irreps, "edge_radial": o3.Irreps(f"{num_basis}x0e"),
-                           "edge_envelope": o3.Irreps("1x0e")}
+        self.irreps_out = {keys.EDGE_SH: self.sh_irreps,
+                           keys.EDGE_RADIAL: o3.Irreps(f"{num_basis}x0e"),
+                           keys.EDGE_ENVELOPE: o3.Irreps("1x0e")}
 
     def forward(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         r = torch.linalg.vector_norm(vectors, dim=-1)  # [E]

@@ -32,7 +32,7 @@ from typing import List, Optional
 import torch
 from e3nn import o3
 
-from tsym.compiler.head import CartesianReadout, SelfMixHead, _scalar_indices
+from tsym.compiler import CartesianReadout, SelfMixHead, scalar_indices
 
 __all__ = ["HEAD_KINDS", "LinearHead", "InvariantHead", "make_head"]
 
@@ -108,7 +108,7 @@ class InvariantHead(CartesianReadout):
         super().__init__(irreps_in, irreps_out, change_of_basis, level, pool, sum_rule)
         if mlp_hidden < 1:
             raise ValueError(f"mlp_hidden must be >= 1, got {mlp_hidden}")
-        scalar_idx = _scalar_indices(self.irreps_in)
+        scalar_idx = scalar_indices(self.irreps_in)
         if not scalar_idx:
             raise ValueError(f"irreps_in '{self.irreps_in}' has no 0e scalars for an invariant "
                              "head")

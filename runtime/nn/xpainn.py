@@ -29,21 +29,19 @@ from typing import Mapping
 import torch
 from e3nn import o3
 
+from tsym.compiler import EquivariantLayerNorm
 from tsym.runtime import keys
 from tsym.runtime.graph import edge_vectors
 from tsym.runtime.nn.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
 
-__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "EquivariantLayerNorm", "edge_vectors"]
-
-SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL = "scalars", "equivariant", "edge_sh", "edge_radial"
+__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "edge_vectors"]
 
 #: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
-#: temporaries then stay in the CPU caches (~2.4 MB at the default widths), so the time per edge
-#: stays flat as structures grow (``benchmarks/backbone_speed.py``); and without gradients a large
-#: cell needs no per-edge memory beyond its edge list and embedding (``benchmarks/scale.py``,
-#: ``--no-chunk`` for all edges at once).
+#: temporaries then stay in the CPU caches, so the time per edge stays flat as structures grow;
+#: and without gradients a large cell needs no per-edge memory beyond its edge list and
+#: embedding (measured in ``benchmarks/README.md``).
 EDGE_CHUNK = 1024
 
 
@@ -108,42 +106,6 @@ class _Layout(torch.nn.Module):
         return x.new_zeros(x.shape[0], self.num_channels).index_add_(1, self.channel, x)  # [N, K]
 
 
-class EquivariantLayerNorm(torch.nn.Module):
-    """Layer norm of equivariant features [N, irreps.dim] (irreps sorted, one entry per l).
-
-    For each l: the 0e channels are centred; the channels are divided by the root mean square of
-    all their components (+ eps); then a learned per-channel scale and, for 0e, a learned bias.
-    """
-
-    def __init__(self, irreps: o3.Irreps | str, eps: float = 1e-2):
-        super().__init__()
-        self.irreps = _check_node_irreps("EquivariantLayerNorm", EQUIVARIANT, irreps)
-        self.irreps_in = self.irreps_out = {EQUIVARIANT: self.irreps}
-        self.eps = eps
-        self.layout = _Layout(self.irreps)
-        self.weight = torch.nn.Parameter(torch.ones(self.irreps.num_irreps))  # [K]
-        self.num_even_scalars = self.irreps.count("0e")
-        if self.num_even_scalars:
-            self.bias = torch.nn.Parameter(torch.zeros(self.num_even_scalars))  # [n_0e]
-        # plain ints per l (torch.compile cannot guard on e3nn Irrep objects)
-        self.blocks = [(mul, ir.dim) for mul, ir in self.irreps]
-        self.sizes = [mul * ir.dim for mul, ir in self.irreps]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = []
-        for f, (mul, dim) in zip(torch.split(x, self.sizes, dim=-1), self.blocks):  # per l
-            f = f.reshape(-1, mul, dim)  # [N, mul, 2l+1]
-            if dim == 1:  # the irreps have parity (-1)^l: the l = 0 block is 0e
-                f = f - f.mean(dim=1, keepdim=True)
-            f = f * torch.rsqrt(f.pow(2).mean(dim=(1, 2), keepdim=True) + self.eps)
-            parts.append(f.reshape(-1, mul * dim))
-        y = torch.cat(parts, dim=-1) * self.layout.expand(self.weight)  # [N, dim]
-        if self.num_even_scalars:  # 0e comes first in a sorted irreps
-            n = self.num_even_scalars
-            y = torch.cat([y[:, :n] + self.bias, y[:, n:]], dim=-1)
-        return y
-
-
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> torch.nn.Sequential:
     mlp = torch.nn.Sequential(torch.nn.Linear(d_in, d_hidden), torch.nn.SiLU(),
                               torch.nn.Linear(d_hidden, d_out))
@@ -177,13 +139,14 @@ class MessageBlock(torch.nn.Module):
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], first: bool = False):
         super().__init__()
         owner = "MessageBlock"
-        self.irreps_in = _irreps_in(owner, irreps_in, (SCALARS, EQUIVARIANT, EDGE_SH, EDGE_RADIAL))
-        num_scalars = _check_scalars(owner, SCALARS, self.irreps_in[SCALARS])
-        irreps = _check_node_irreps(owner, EQUIVARIANT, self.irreps_in[EQUIVARIANT])
+        self.irreps_in = _irreps_in(owner, irreps_in,
+                                    (keys.SCALARS, keys.EQUIVARIANT, keys.EDGE_SH, keys.EDGE_RADIAL))
+        num_scalars = _check_scalars(owner, keys.SCALARS, self.irreps_in[keys.SCALARS])
+        irreps = _check_node_irreps(owner, keys.EQUIVARIANT, self.irreps_in[keys.EQUIVARIANT])
         sh_irreps = sh_irreps_for(irreps)
-        check_irreps(owner, EDGE_SH, sh_irreps, self.irreps_in[EDGE_SH])
-        num_basis = _check_scalars(owner, EDGE_RADIAL, self.irreps_in[EDGE_RADIAL])
-        self.irreps_out = {SCALARS: self.irreps_in[SCALARS], EQUIVARIANT: irreps}
+        check_irreps(owner, keys.EDGE_SH, sh_irreps, self.irreps_in[keys.EDGE_SH])
+        num_basis = _check_scalars(owner, keys.EDGE_RADIAL, self.irreps_in[keys.EDGE_RADIAL])
+        self.irreps_out = {keys.SCALARS: self.irreps_in[keys.SCALARS], keys.EQUIVARIANT: irreps}
         # per degree l (sorted, one entry each; sh_irreps has the same degrees in the same order)
         self.muls = [mul for mul, _ in irreps]
         self.dims = [ir.dim for _, ir in irreps]
@@ -276,9 +239,9 @@ class UpdateBlock(torch.nn.Module):
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], eps: float = 1e-6):
         super().__init__()
         owner = "UpdateBlock"
-        self.irreps_in = _irreps_in(owner, irreps_in, (SCALARS, EQUIVARIANT))
-        num_scalars = _check_scalars(owner, SCALARS, self.irreps_in[SCALARS])
-        irreps = _check_node_irreps(owner, EQUIVARIANT, self.irreps_in[EQUIVARIANT])
+        self.irreps_in = _irreps_in(owner, irreps_in, (keys.SCALARS, keys.EQUIVARIANT))
+        num_scalars = _check_scalars(owner, keys.SCALARS, self.irreps_in[keys.SCALARS])
+        irreps = _check_node_irreps(owner, keys.EQUIVARIANT, self.irreps_in[keys.EQUIVARIANT])
         self.irreps_out = dict(self.irreps_in)
         k = irreps.num_irreps
         self.split, self.eps = (k, num_scalars, num_scalars), eps  # a_vv, a_sv, a_ss
@@ -357,7 +320,7 @@ class XPaiNN(torch.nn.Module):
         self.cutoff = float(cutoff)
         self.node_embedding = ElementEmbedding(num_scalars, embedding, max_z)
         self.edge_embedding = EdgeEmbedding(self.irreps, num_basis, cutoff, cutoff_fn)
-        state = {**self.node_embedding.irreps_out, EQUIVARIANT: self.irreps,
+        state = {**self.node_embedding.irreps_out, keys.EQUIVARIANT: self.irreps,
                  **self.edge_embedding.irreps_out}
         self.messages = torch.nn.ModuleList()
         self.updates = torch.nn.ModuleList()
@@ -373,11 +336,11 @@ class XPaiNN(torch.nn.Module):
 
         Compiled: each message block's edge loop (all edges at once, and one chunk) and its
         equivariant layer norm, and each update block.  On CPU the gathers, products and sums
-        over neighbours fuse into a few loops: 1.2-1.6x faster than eager
-        (``benchmarks/backbone_vs_e3nn.py``), after a one-off compilation of ~10-40 s (inductor
-        needs a C++ compiler).  ``dynamic=True`` by default, so batches of other sizes reuse the
-        compiled code.  Same results as eager to float rounding (tests/runtime/nn/
-        test_xpainn_paths.py).  The Python loop over edge chunks stays eager.
+        over neighbours fuse into a few loops, after a one-off compilation (inductor needs a C++
+        compiler; the speed-up is measured in ``benchmarks/README.md``).  ``dynamic=True`` by
+        default, so batches of other sizes reuse the compiled code.  Same results as eager to
+        float rounding (tests/runtime/nn/test_xpainn_paths.py).  The Python loop over edge chunks
+        stays eager.
         """
         kwargs.setdefault("dynamic", True)
 

@@ -7,7 +7,7 @@ The run directory receives ``config.yaml`` (the resolved config), ``split.json``
 ``metrics.jsonl`` (step, epoch and test records) and the checkpoints ``last.pt`` (every
 ``checkpoint_every`` steps and at each evaluation) and ``best.pt`` (lowest validation loss, EMA
 weights); see :mod:`tsym.runtime.checkpoint` for their content and
-:func:`~tsym.runtime.checkpoint.load_trained` to predict with them.
+``tsym.build_model(checkpoint=run_dir)`` to predict with them.
 
 Determinism: the data order of epoch ``e`` is a permutation drawn from a generator seeded with
 ``(seed, e)``; the checkpoint holds the step counters, optimiser, scheduler, EMA and RNG states, so
@@ -38,12 +38,13 @@ from tsym.runtime import keys
 from tsym.runtime.errors import TrainError
 from tsym.runtime.training.setup import (EMA, Batcher, Dist, load_splits, make_scheduler,
                                          plans_for, setup_dist, truncate_metrics)
-from tsym.runtime.checkpoint import (TRAIN_FORMAT, load_checkpoint, model_dict, remove_stale_temps,
+from tsym.runtime.checkpoint import (TRAIN_FORMAT, model_record, read_training, remove_stale_temps,
                                      rng_state, save_atomic, set_rng_state, write_text_atomic)
 from tsym.runtime.training.config import TrainConfig, config_changes, load_config
 from tsym.runtime.graph import batch_graphs
-from tsym.runtime.training.losses import HeadLoss, Normalisation, TrainedModel, fit_normalisations
-from tsym.runtime.model import build_model
+from tsym.runtime.model import TrainedModel, build_model
+from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.training.losses import HeadLoss, fit_normalisations
 
 __all__ = ["train"]
 
@@ -148,7 +149,7 @@ class _Trainer:
         """The checkpoint to resume from (its config checked against ours), or None."""
         last = self.run_dir / "last.pt"
         if resume:
-            ckpt = load_checkpoint(last)
+            ckpt = read_training(last)
             for key, was, now in config_changes(ckpt["config"], self.cfg.to_dict()):
                 if key.removeprefix("training.") not in RESUMABLE_CHANGES:
                     raise TrainError(f"{self.cfg.source}: cannot resume {last}: {key} was "
@@ -179,7 +180,7 @@ class _Trainer:
         weights = self.ema.merged(model) if self.ema else model.state_dict()
         return {
             "format": TRAIN_FORMAT,
-            "model": model_dict(self.net, weights, model.build_info),
+            "model": model_record(model, weights),
             "normalisation": {k: v.to_dict() for k, v in self.net.norms.items()},
             "config": self.cfg.to_dict(),
             "train_state_dict": {k: v.detach().cpu().clone()
@@ -230,9 +231,9 @@ class _Trainer:
         """Per head: summed loss, summed absolute error (data units), number of labelled items."""
         nums, abs_err, counts = [], [], []
         for name, loss in self.losses.items():
-            pred, label = out[name], graph[f"label:{name}"]  # [G or N, d], [G or N, 3, ..]
+            pred, label = out[name], graph[keys.label(name)]  # [G or N, d], [G or N, 3, ..]
             n_atoms = graph[keys.NUM_ATOMS] if loss.norm.per_atom_shift else None
-            mask = graph.get(f"mask:{name}")
+            mask = graph.get(keys.mask(name))
             if mask is not None:
                 pred, label = pred[mask], label[mask]
             nums.append(loss(pred, label, n_atoms) * weight)
@@ -383,7 +384,7 @@ class _Trainer:
         self.dist.barrier()
         best = self.run_dir / "best.pt"
         if best.exists():
-            self.net.model.load_state_dict(load_checkpoint(best)["model"]["state_dict"])
+            self.net.model.load_state_dict(read_training(best)["model"]["state_dict"])
         ema, self.ema = self.ema, None  # best.pt already holds the EMA weights
         try:
             result = self._evaluate(self.splits["test"])

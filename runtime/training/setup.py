@@ -143,7 +143,7 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
     ft = 0.0 if d.test else d.test_fraction
     parts = split(len(main), (1.0 - fv - ft, fv, ft), seed=d.split_seed)
     sets = {"train": main.subset(parts["train"]),
-            "valid": read(d.valid) if d.valid else main.subset(parts["val"]),
+            "valid": read(d.valid) if d.valid else main.subset(parts["valid"]),
             "test": read(d.test) if d.test else main.subset(parts["test"])}
     cutoff = cfg.model.cutoff
     graphs = {name: [collate_records([rec], cutoff, dtype, source=ds.source) for rec in ds]

@@ -56,6 +56,33 @@ def test_class_names():
     assert class_name("dipole") == "DipoleHead"
 
 
+def test_reads_as_written_by_hand(plans):
+    """One docstring, one import block at the top, ``__all__`` once, every imported name used,
+    every top-level name used or exported (no dead code)."""
+    for plan in plans:
+        tree = ast.parse(emit_module(plan))
+        body = tree.body
+        assert isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+        docstrings = [n for n in ast.walk(tree) if isinstance(n, ast.Expr)
+                      and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)]
+        module_level = [n for n in docstrings if n in body]
+        assert module_level == [body[0]]  # one module docstring
+        imports = [k for k, n in enumerate(body) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        assert imports == list(range(1, 1 + len(imports)))  # one block, right after it
+        alls = [n for n in body if isinstance(n, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+        assert len(alls) == 1
+        exported = set(ast.literal_eval(alls[0].value))
+        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                and isinstance(n.ctx, ast.Load)}
+        for k in imports:
+            for alias in body[k].names:
+                assert (alias.asname or alias.name).split(".")[0] in used, alias.name
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                assert node.name in used | exported, f"dead name {node.name}"
+
+
 def test_byte_identical(plans):
     again = tsym.compile_text(SPEC, "elastic.tsym")
     for a, b in zip(plans, again):

@@ -5,24 +5,22 @@ Every user error is a :class:`tsym.TsymError`, printed without a traceback (exit
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
+import warnings
 from pathlib import Path
+
+from tsym.cli import data, demo, eval, export, label, predict, train
+from tsym.compiler import SpecWarning, TsymError, compile_file, write_modules
 
 __all__ = ["main"]
 
-#: ``tsym/cli/<name>.py`` modules, each with ``register(subparsers)``.
-COMMAND_MODULES = ("data", "demo", "eval", "export", "label", "predict", "train")
+#: The ``tsym/cli/<name>.py`` modules, each with ``register(subparsers)``.
+COMMAND_MODULES = (data, demo, eval, export, label, predict, train)
 
 
 def _plans(path: str):
     """Compile ``path``; a spec's warnings (e.g. a redundant relation) go to stderr, located."""
-    import warnings
-
-    from tsym.compiler import compile_file
-    from tsym.compiler.errors import SpecWarning
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpecWarning)  # printed once below, without Python's frame
         plans = compile_file(path)
@@ -61,8 +59,6 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compile(args) -> int:
-    from tsym.compiler import write_modules
-
     plans = _plans(args.spec)
     for path in write_modules(plans, args.output):
         print(path)
@@ -70,8 +66,6 @@ def cmd_compile(args) -> int:
 
 
 def table_rows(paths: list[Path]) -> list[tuple[str, ...]]:
-    from tsym.compiler import compile_file
-
     rows = []
     for path in paths:
         for plan in compile_file(path):
@@ -84,8 +78,6 @@ def cmd_table(args) -> int:
     root = Path(args.directory)
     paths = sorted(root.glob("*.tsym")) if root.is_dir() else [root]
     if not paths:
-        from tsym.compiler.errors import TsymError
-
         raise TsymError(f"{root}: no .tsym files found")
     header = ("name", "indices", "parity", "level", "pool", "components", "irreps")
     rows = [header] + table_rows(paths)
@@ -117,14 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_table)
 
     # commands of the runtime (training, data, labelling, ...) live beside this file
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"tsym.cli.{name}").register(sub)
+    for module in COMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tsym.compiler.errors import TsymError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

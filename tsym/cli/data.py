@@ -18,12 +18,16 @@ import ast
 import json
 from pathlib import Path
 
+from tsym.compiler import compile_file
+from tsym.compiler.errors import TsymError
+from tsym.runtime.data.convert import CONVERTERS
+from tsym.runtime.data.convert import convert, write_extxyz
+from tsym.runtime.data.dataset import LabelSpec, read_dataset
+
 __all__ = ["register", "cmd_convert", "cmd_check"]
 
 
 def _options(items: list[str]) -> dict:
-    from tsym.compiler.errors import TsymError
-
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")
@@ -37,8 +41,6 @@ def _options(items: list[str]) -> dict:
 
 
 def cmd_convert(args) -> int:
-    from tsym.runtime.data.convert import convert, write_extxyz
-
     options = _options(args.set)
     if args.limit is not None:
         options["limit"] = args.limit
@@ -52,10 +54,6 @@ def cmd_convert(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from tsym.compiler import compile_file
-    from tsym.compiler.errors import TsymError
-    from tsym.runtime.data.dataset import LabelSpec, read_dataset
-
     plans = compile_file(args.spec)
     if args.name is not None:
         plans = [p for p in plans if p.name == args.name]
@@ -75,8 +73,6 @@ def cmd_check(args) -> int:
 
 def register(subparsers) -> None:
     """Add the ``data`` command (``convert``, ``check``) to an argparse sub-parser set."""
-    from tsym.runtime.data.convert import CONVERTERS
-
     p = subparsers.add_parser("data", help="convert public tensor data to extxyz; check a file")
     sub = p.add_subparsers(dest="data_command", required=True)
 

@@ -8,9 +8,20 @@ writes parity plots.  A few minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
+import json
 import time
 from importlib import resources
 from pathlib import Path
+
+import torch
+
+from tsym.compiler import compile_text
+from tsym.compiler.errors import TsymError
+from tsym.runtime.data.dataset import read_dataset
+from tsym.runtime.inference.evaluate import evaluate
+from tsym.runtime.inference.plots import parity_plots
+from tsym.runtime.inference.predict import checkpoint_labels, load_model
+from tsym.runtime.training.loop import train
 
 __all__ = ["register", "cmd_demo", "DEMO_SPECS", "demo_config"]
 
@@ -68,17 +79,6 @@ def demo_config(epochs: int = 150, seed: int = 0) -> dict:
 
 
 def cmd_demo(args) -> int:
-    import json
-
-    import torch
-
-    from tsym.compiler import compile_text
-    from tsym.runtime.data.dataset import read_dataset
-    from tsym.runtime.inference.evaluate import evaluate
-    from tsym.runtime.inference.plots import parity_plots
-    from tsym.runtime.inference.predict import checkpoint_labels, load_model
-    from tsym.runtime.training.loop import train
-
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     print("== 1. compile the specs")
@@ -88,8 +88,6 @@ def cmd_demo(args) -> int:
               f"  ({plan.num_components} components)")
     run_dir = Path(args.run_dir)
     if run_dir.exists() and any(run_dir.iterdir()):
-        from tsym.compiler.errors import TsymError
-
         raise TsymError(f"{run_dir}: the run directory is not empty\n"
                         "hint: remove it, or pass another --run-dir")
     print(f"== 2. train XPaiNN + 3 heads on {demo_data_path().name} ({args.epochs} epochs) "

@@ -15,13 +15,21 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import ase.io
+
+from tsym.cli._args import add_model_argument
+from tsym.compiler.errors import TsymError
+from tsym.runtime.checkpoint import resolve_checkpoint
+from tsym.runtime.errors import DataError
+from tsym.runtime.inference.evaluate import evaluate
+from tsym.runtime.inference.plots import parity_plots
+from tsym.runtime.inference.predict import checkpoint_labels, load_model
+
 __all__ = ["register", "cmd_eval", "parse_label_args"]
 
 
 def parse_label_args(items, defaults: dict) -> dict:
     """``KEY=SPEC[:FORMAT]`` strings -> ``{spec: LabelSpec}`` (based on ``defaults[spec]``)."""
-    from tsym.compiler.errors import TsymError
-
     out = {}
     for item in items:
         key, sep, rest = item.partition("=")
@@ -40,10 +48,6 @@ def parse_label_args(items, defaults: dict) -> dict:
 
 def _present(data: str, specs: dict) -> dict:
     """The labels whose key the first structure of ``data`` holds."""
-    import ase.io
-
-    from tsym.runtime.errors import DataError
-
     try:
         first = ase.io.read(data, index=0, format="extxyz")
     except FileNotFoundError:
@@ -57,10 +61,6 @@ def _present(data: str, specs: dict) -> dict:
 
 def cmd_eval(args) -> int:
     """Evaluate, print the summary (or JSON), write ``metrics.json`` and the parity plots."""
-    from tsym.compiler.errors import TsymError
-    from tsym.runtime.inference.evaluate import evaluate
-    from tsym.runtime.inference.predict import checkpoint_labels, load_model, resolve_checkpoint
-
     ckpt = resolve_checkpoint(args.model)
     model = load_model(ckpt)
     defaults = checkpoint_labels(ckpt, model)
@@ -86,8 +86,6 @@ def cmd_eval(args) -> int:
         print(report.summary())
         print(f"metrics: {metrics}")
     if not args.no_plots:
-        from tsym.runtime.inference.plots import parity_plots
-
         for path in parity_plots(report, out):
             print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     return 0
@@ -97,7 +95,7 @@ def register(subparsers) -> None:
     """Add the ``eval`` sub-command to the ``tsym`` parser's ``subparsers``."""
     p = subparsers.add_parser(
         "eval", help="metrics and parity plots of a trained model on labelled structures")
-    p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
+    add_model_argument(p)
     p.add_argument("data", help="labelled structures (extended XYZ)")
     p.add_argument("--labels", nargs="+", default=None, metavar="KEY=SPEC[:FORMAT]",
                    help="data key -> head (spec) name, format flat (default) or voigt; "

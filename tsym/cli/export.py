@@ -5,14 +5,15 @@ module takes) is in :mod:`tsym.runtime.inference.export`.
 """
 from __future__ import annotations
 
+from tsym.cli._args import add_model_argument
+from tsym.runtime.inference.export import INPUTS, export_model
+from tsym.runtime.inference.predict import load_model, model_plans
+
 __all__ = ["register", "cmd_export"]
 
 
 def cmd_export(args) -> int:
     """Export, check against the model, print the path and what the module expects."""
-    from tsym.runtime.inference.export import INPUTS, export_model
-    from tsym.runtime.inference.predict import load_model, model_plans
-
     model = load_model(args.model)
     path = export_model(model, args.output, check=not args.no_check)
     heads = ", ".join(f"{n} ({p.level}, order {p.order})" for n, p in model_plans(model).items())
@@ -26,7 +27,7 @@ def register(subparsers) -> None:
     """Add the ``export`` sub-command to the ``tsym`` parser's ``subparsers``."""
     p = subparsers.add_parser(
         "export", help="save a model as TorchScript that loads with torch.jit.load alone")
-    p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
+    add_model_argument(p)
     p.add_argument("-o", "--output", required=True, help="output file (e.g. model.pt)")
     p.add_argument("--no-check", action="store_true",
                    help="skip comparing the exported module with the model")

@@ -6,16 +6,17 @@ Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``; the work is i
 """
 from __future__ import annotations
 
+import ase.io
+
+from tsym.cli._args import add_model_argument
+from tsym.runtime.errors import DataError
+from tsym.runtime.inference.predict import load_model, predict_structures
+
 __all__ = ["register", "cmd_predict"]
 
 
 def cmd_predict(args) -> int:
     """Read the structures with ASE, predict, write extended XYZ, print the output path."""
-    import ase.io
-
-    from tsym.runtime.errors import DataError
-    from tsym.runtime.inference.predict import load_model, predict_structures
-
     model = load_model(args.model)
     try:
         structures = ase.io.read(args.structures, index=":")
@@ -32,7 +33,7 @@ def cmd_predict(args) -> int:
 def register(subparsers) -> None:
     """Add the ``predict`` sub-command to the ``tsym`` parser's ``subparsers``."""
     p = subparsers.add_parser("predict", help="predict the tensors of structures into extxyz")
-    p.add_argument("model", help="run directory (best.pt, else last.pt) or checkpoint file")
+    add_model_argument(p)
     p.add_argument("structures", help="structures readable by ase.io.read")
     p.add_argument("-o", "--output", required=True, help="output extended XYZ file")
     p.add_argument("--suffix", default="",

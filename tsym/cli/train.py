@@ -12,13 +12,13 @@ import math
 import os
 from pathlib import Path
 
+from tsym.runtime.training.loop import train
+
 __all__ = ["register", "cmd_train"]
 
 
 def cmd_train(args) -> int:
     """Run :func:`tsym.runtime.training.loop.train`; print a one-line JSON summary (rank 0)."""
-    from tsym.runtime.training.loop import train
-
     run_dir = args.run_dir if args.run_dir else str(Path("runs") / Path(args.config).stem)
     summary = train(args.config, run_dir, resume=args.resume, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) == 0:

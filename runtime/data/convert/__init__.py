@@ -30,18 +30,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import ase.io
+
 from tsym.runtime.errors import DataError
 
-from .common import INDEX_SYMMETRY, LABEL_KEYS, ConversionReport
-from .magres import convert_nmr_shiftml
+from .common import LABEL_SPECS, ConversionReport
 from .crystals import (convert_abo3_piezo, convert_becs_epsilon, convert_elastic_matten,
                        convert_nmr_si_matten, convert_piezo_mp_matminer)
+from .magres import convert_nmr_shiftml
 from .molecules import (BOHR_IN_ANGSTROM, convert_qm7x_cookbook,
                         convert_qm9_alpha_slice, convert_water_apt,
                         convert_water_gamma_tensoap, convert_water_sagpr)
 
 __all__ = [
-    "ConversionReport", "CONVERTERS", "LABEL_KEYS", "INDEX_SYMMETRY", "BOHR_IN_ANGSTROM",
+    "ConversionReport", "CONVERTERS", "LABEL_SPECS", "BOHR_IN_ANGSTROM",
     "convert", "write_extxyz",
     "convert_becs_epsilon", "convert_nmr_shiftml", "convert_elastic_matten", "convert_nmr_si_matten",
     "convert_piezo_mp_matminer", "convert_abo3_piezo", "convert_water_sagpr",
@@ -85,6 +87,4 @@ def convert(kind: str, path: str | Path, **options) -> tuple[list, ConversionRep
 
 def write_extxyz(path: str | Path, frames: list) -> None:
     """Write ``frames`` as extended XYZ (ASE's writer; per-atom floats with 8 decimals)."""
-    import ase.io
-
     ase.io.write(str(path), frames, format="extxyz")

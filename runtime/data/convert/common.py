@@ -1,45 +1,45 @@
 """The conversion report, tsym's label keys and the symmetry checks shared by the converters."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 
+import ase.io
 import numpy as np
 
-from ..crystal import (index_symmetry_deviation, permutation_group, point_group_deviation,
-                       site_symmetry_deviation, symmetry_ops)
+from tsym.compiler import HeadPlan, compile_text
 
-__all__ = ["LABEL_KEYS", "INDEX_SYMMETRY", "ConversionReport", "check_crystal",
-           "record_point_group", "finish"]
+from ..crystal import max_operation_deviation, site_symmetry_deviation, symmetry_ops
+from ..records import symmetry_deviation
 
-#: tsym key -> (level, order, unit); the key is the spec name except ``mu`` (ASE reserves
+__all__ = ["LABEL_SPECS", "LIBRARY", "label_plan", "ConversionReport", "check_crystal",
+           "record_point_group", "info_tensor", "read_frames", "finish"]
+
+#: The spec of each label key: the spec library's (``specs/<LIBRARY[key]>.tsym``; a test checks
+#: that they agree) under the key's name.  The key is the spec name except ``mu`` (ASE reserves
 #: ``dipole`` for calculator results and moves it out of ``atoms.info`` when reading).
-LABEL_KEYS = {
-    "mu": ("structure", 1, "e*Angstrom"),
-    "polarizability": ("structure", 2, "Bohr^3"),
-    "dielectric": ("structure", 2, "dimensionless"),
-    "dielectric_electronic": ("structure", 2, "dimensionless"),
-    "hyperpolarizability": ("structure", 3, "e^3*Bohr^3/Hartree^2"),
-    "second_hyperpolarizability": ("structure", 4, "e^4*Bohr^4/Hartree^3"),
-    "elastic": ("structure", 4, "GPa"),
-    "piezoelectric": ("structure", 3, "C/m^2"),
-    "born_charges": ("atom", 2, "e"),
-    "nmr_shielding": ("atom", 2, "ppm"),
+LABEL_SPECS = {
+    "mu": 'indices i; units "e*Angstrom"',
+    "polarizability": 'indices ij; symmetry ij = ji; units "Bohr^3"',
+    "dielectric": 'indices ij; symmetry ij = ji; pool mean; units "dimensionless"',
+    "dielectric_electronic": 'indices ij; symmetry ij = ji; pool mean; units "dimensionless"',
+    "hyperpolarizability": 'indices ijk; symmetry ijk = jik = ikj; units "e^3*Bohr^3/Hartree^2"',
+    "second_hyperpolarizability": 'indices ijkl; symmetry ijkl = jikl = ikjl = ijlk; '
+                                  'units "e^4*Bohr^4/Hartree^3"',
+    "elastic": 'indices ijkl; symmetry ijkl = jikl = ijlk = klij; pool mean; units "GPa"',
+    "piezoelectric": 'indices ijk; symmetry ijk = ikj; pool mean; units "C/m^2"',
+    "born_charges": 'indices ij; level atom; units "e"',
+    "nmr_shielding": 'indices ij; level atom; units "ppm"',
 }
+#: The file of the spec library each label key's spec restates.
+LIBRARY = {"mu": "dipole", "dielectric_electronic": "dielectric"}
 
-#: Generators of the index permutations each label must be invariant under (as in ``specs/``).
-INDEX_SYMMETRY = {
-    "mu": [],
-    "polarizability": [(1, 0)],
-    "dielectric": [(1, 0)],
-    "dielectric_electronic": [(1, 0)],
-    "hyperpolarizability": [(1, 0, 2), (0, 2, 1)],
-    "second_hyperpolarizability": [(1, 0, 2, 3), (0, 2, 1, 3), (0, 1, 3, 2)],
-    "elastic": [(1, 0, 2, 3), (0, 1, 3, 2), (2, 3, 0, 1)],
-    "piezoelectric": [(0, 2, 1)],
-    "born_charges": [],
-    "nmr_shielding": [],
-}
+
+@functools.lru_cache(maxsize=None)
+def label_plan(key: str) -> HeadPlan:
+    """The compiled spec of a label key (:data:`LABEL_SPECS`)."""
+    return compile_text(f"tensor {key} {{ {LABEL_SPECS[key]} }}", f"<label {key}>")[0]
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ConversionReport:
 
     ``dropped[reason]``: ``[(entry, detail)]`` with ``entry`` the 0-based position in the source;
     ``symmetry[key]``: max ``|T - P(T)| / |T|`` over the written tensors, ``P`` the average over
-    the key's index permutations (:data:`INDEX_SYMMETRY`); ``point_group[key]``: checked, passed
+    the key's index permutations (its spec, :data:`LABEL_SPECS`); ``point_group[key]``: checked, passed
     and max deviation of crystal point-group invariance (spglib); ``checks``: converter-specific
     numbers (e.g. Voigt vs full agreement); ``notes``: conventions and caveats, in words.
     """
@@ -62,6 +62,12 @@ class ConversionReport:
     point_group: dict[str, dict] = field(default_factory=dict)
     checks: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    def entries(self, items):
+        """``(entry, item)`` for each item of the source, each counted in ``n_read``."""
+        for entry, item in enumerate(items):
+            self.n_read += 1
+            yield entry, item
 
     def drop(self, entry: int, reason: str, detail: str = "") -> None:
         self.dropped.setdefault(reason, []).append((int(entry), detail))
@@ -137,7 +143,7 @@ def check_crystal(report: ConversionReport, entry: int, atoms, tensors: dict,
         report.checks["spglib_failures"] = report.checks.get("spglib_failures", 0) + 1
         report.notes.append(f"entry {entry}: {err}")
         return None
-    items = [(k, point_group_deviation(t, ops)) for k, t in tensors.items()]
+    items = [(k, max_operation_deviation(t, ops)) for k, t in tensors.items()]
     for key, (t, mask) in (per_atom or {}).items():
         dev, missing = site_symmetry_deviation(t, ops, mask)
         if missing:  # (operation, atom) pairs whose image is unlabelled: not scored
@@ -149,31 +155,33 @@ def check_crystal(report: ConversionReport, entry: int, atoms, tensors: dict,
     return ops
 
 
+def info_tensor(report: ConversionReport, entry: int, src, key: str, size: int
+                ) -> np.ndarray | None:
+    """``src.info[key]`` as ``size`` finite float64 numbers, or None (entry dropped and counted)."""
+    value = np.asarray(src.info.get(key, []), dtype=np.float64).reshape(-1)
+    if value.size != size or not np.isfinite(value).all():
+        report.drop(entry, f"missing or bad {key}")
+        return None
+    return value
+
+
 def read_frames(path, limit: int | None = None) -> list:
     """The frames of an extended XYZ file (the first ``limit`` of them when given)."""
-    import ase.io
-
     return ase.io.read(path, index=":" if limit is None else f":{int(limit)}", format="extxyz")
 
 
 def finish(report: ConversionReport, frames: list) -> list:
     """Record ``n_written`` and the max index-symmetry deviation of every known label key."""
     report.n_written = len(frames)
-    for key, gens in INDEX_SYMMETRY.items():
-        if not gens:
-            continue  # no index symmetry to check
-        level, order, _ = LABEL_KEYS[key]
-        group = permutation_group(gens, order)
-        worst = None
-        for atoms in frames:
-            store = atoms.arrays if level == "atom" else atoms.info
-            if key not in store:
-                continue
-            t = np.asarray(store[key], dtype=np.float64).reshape((-1,) + (3,) * order)
-            t = t[np.isfinite(t.reshape(len(t), -1)).all(axis=1)]  # unlabelled NaN rows out
-            if len(t):
-                dev = float(index_symmetry_deviation(t, group).max())
-                worst = dev if worst is None else max(worst, dev)
-        if worst is not None:
-            report.symmetry[key] = worst
+    for key in LABEL_SPECS:
+        plan = label_plan(key)
+        store_of = (lambda a: a.arrays) if plan.level == "atom" else (lambda a: a.info)
+        rows = [np.asarray(store_of(a)[key], dtype=np.float64).reshape((-1,) + (3,) * plan.order)
+                for a in frames if key in store_of(a)]
+        if not rows or plan.group_order == 1:
+            continue  # no label, or no index symmetry to check
+        t = np.concatenate(rows)  # [rows, 3, ..., 3]
+        finite = np.isfinite(t.reshape(len(t), -1)).all(axis=1)  # unlabelled NaN rows out
+        if finite.any():
+            report.symmetry[key] = symmetry_deviation(plan, t, finite)
     return frames

@@ -8,17 +8,28 @@ import io
 import json
 from pathlib import Path
 
+import ase.db
+import ase.io
 import numpy as np
 from ase import Atoms
 
+from tsym.runtime.rotations import rotate_cartesian
+
+from ..crystal import (atoms_from_pymatgen, crystal_system, ieee_candidates,
+                       max_operation_deviation, symmetry_ops)
+from ..voigt import voigt_to_tensor3, voigt_to_tensor4
 from .common import (ConversionReport, check_crystal, finish, read_frames,
                      record_point_group)
-from ..crystal import (atoms_from_pymatgen, crystal_system, ieee_candidates,
-                       point_group_deviation, rotate, symmetry_ops)
-from ..voigt import voigt_to_tensor3, voigt_to_tensor4
 
 __all__ = ["convert_becs_epsilon", "convert_elastic_matten", "convert_nmr_si_matten",
            "convert_piezo_mp_matminer", "convert_abo3_piezo"]
+
+_BECS_NOTE = ("eps is probably the electronic (high-frequency) dielectric tensor (data README; not "
+              "verified); becs row index = field, column = displacement as stored (row-major 9 "
+              "numbers)")
+_ABO3_NOTE = ("6x6 and 3x6 read in IEEE Voigt order (xx, yy, zz, yz, xz, xy; C44 = C55 and e15 = "
+              "e24 confirm it for P4mm), no factors; 'dielectric' is the total (electronic + "
+              "ionic), 'dielectric_electronic' the clamped-ion part")
 
 
 def _fresh(atoms: Atoms) -> Atoms:
@@ -39,8 +50,7 @@ def convert_becs_epsilon(path, *, limit: int | None = None, check_symmetry: bool
     report = ConversionReport("becs_epsilon_e3nn", str(path))
     frames = read_frames(path, limit)
     out, worst_sum = [], 0.0
-    for k, src in enumerate(frames):
-        report.n_read += 1
+    for k, src in report.entries(frames):
         if "eps" not in src.info or "becs" not in src.arrays:
             report.drop(k, "missing eps or becs")
             continue
@@ -52,15 +62,13 @@ def convert_becs_epsilon(path, *, limit: int | None = None, check_symmetry: bool
         atoms = _fresh(src)
         atoms.info["dielectric"] = eps.reshape(9)
         atoms.arrays["born_charges"] = becs.reshape(len(atoms), 9)
-        worst_sum = max(worst_sum, float(np.abs(becs.sum(axis=0)).max()))
         if check_symmetry:
             check_crystal(report, k, atoms, {"dielectric": eps}, {"born_charges": (becs, None)},
                           symprec=symprec, tol=tol)
+        worst_sum = max(worst_sum, float(np.abs(becs.sum(axis=0)).max()))
         out.append(atoms)
     report.checks["born_charge_sum_rule_max_abs"] = worst_sum
-    report.notes.append("eps is probably the electronic (high-frequency) dielectric tensor "
-                        "(data README; not verified); becs row index = field, column = "
-                        "displacement as stored (row-major 9 numbers)")
+    report.notes.append(_BECS_NOTE)
     return finish(report, out), report
 
 
@@ -80,8 +88,7 @@ def convert_elastic_matten(path, *, limit: int | None = None, check_symmetry: bo
     data, ids = _columns(path)
     voigts = data.get("elastic_tensor_voigt", {})
     out, worst_voigt, systems_agree = [], 0.0, 0
-    for k, rid in enumerate(ids[:limit]):
-        report.n_read += 1
+    for k, rid in report.entries(ids[:limit]):
         try:
             atoms = atoms_from_pymatgen(data["structure"][rid])
             full = np.asarray(data["elastic_tensor_full"][rid], dtype=np.float64)
@@ -122,8 +129,7 @@ def convert_nmr_si_matten(path, *, limit: int | None = None, check_symmetry: boo
     report = ConversionReport("nmr_si_matten", str(path))
     data, ids = _columns(path)
     out, worst_iso, one_per_orbit = [], 0.0, 0
-    for k, rid in enumerate(ids[:limit]):
-        report.n_read += 1
+    for k, rid in report.entries(ids[:limit]):
         try:
             atoms = atoms_from_pymatgen(data["structure"][rid])
             selector = np.asarray(data["atom_selector"][rid], dtype=bool)
@@ -180,7 +186,7 @@ def _expand(full: np.ndarray, mask: np.ndarray, ops) -> None:
         for a in np.flatnonzero(mask.copy()):
             b = perm[a]
             if b >= 0 and not mask[b]:
-                full[b] = rotate(full[a], r)
+                full[b] = rotate_cartesian(full[a], r)
                 mask[b] = True
 
 
@@ -199,8 +205,6 @@ def _read_matminer_csv(path) -> tuple[list[dict], bool]:
 
 
 def _piezo_structure(row: dict) -> Atoms:
-    import ase.io
-
     poscar = row.get("poscar", "")
     if "direct" not in poscar.lower() and "cartesian" not in poscar.lower():
         meta = ast.literal_eval(row["meta"]) if row.get("meta", "").startswith("{") else {}
@@ -228,8 +232,7 @@ def convert_piezo_mp_matminer(path, *, limit: int | None = None, symprec: float 
                             "then holds a P1 CIF; the structure is read from 'poscar')")
     n_checked, n_given, frames_used, pg_agree = 0, 0, {}, 0
     out = []
-    for k, row in enumerate(rows[:limit]):
-        report.n_read += 1
+    for k, row in report.entries(rows[:limit]):
         try:
             voigt = np.asarray(json.loads(row["piezoelectric_tensor"]), dtype=np.float64)
             atoms = _piezo_structure(row)
@@ -243,12 +246,12 @@ def convert_piezo_mp_matminer(path, *, limit: int | None = None, symprec: float 
         ops = symmetry_ops(atoms, symprec=symprec)
         n_checked += 1
         pg_agree += ops.dataset.pointgroup.replace(" ", "") == row.get("point_group", "").strip()
-        n_given += point_group_deviation(ieee, ops) <= tol
+        n_given += max_operation_deviation(ieee, ops) <= tol
         candidates = ieee_candidates(atoms, ops)
         tried = []
         for name, r in candidates if fallback else candidates[:1]:
-            t = rotate(ieee, r.T)  # IEEE -> structure frame
-            tried.append((point_group_deviation(t, ops), name, t))
+            t = rotate_cartesian(ieee, r.T)  # IEEE -> structure frame
+            tried.append((max_operation_deviation(t, ops), name, t))
             if tried[-1][0] <= tol:
                 break
         dev, name, t = tried[-1]
@@ -304,13 +307,10 @@ def convert_abo3_piezo(path, *, limit: int | None = None, check_symmetry: bool =
 
     ``symprec`` is 1e-3 Angstrom by default: at 1e-2 spglib finds a centrosymmetric group for
     some nearly centrosymmetric P4mm cells, and their (nonzero) ``e`` then fails the check."""
-    import ase.db
-
     report = ConversionReport("abo3_piezo", str(path))
     worst_parts = {key: 0.0 for key in _ABO3_PARTS}
     out = []
-    for k, row in enumerate(ase.db.connect(str(path)).select(limit=limit)):
-        report.n_read += 1
+    for k, row in report.entries(ase.db.connect(str(path)).select(limit=limit)):
         data = row.data
         missing = [src for src, _ in _ABO3.values() if src not in data] + (
             [] if _BORN in data else [_BORN])
@@ -337,7 +337,5 @@ def convert_abo3_piezo(path, *, limit: int | None = None, check_symmetry: bool =
                           symprec=symprec, tol=tol)
         out.append(atoms)
     report.checks["total_vs_static_plus_ionic_max_rel_diff"] = worst_parts
-    report.notes.append("6x6 and 3x6 read in IEEE Voigt order (xx, yy, zz, yz, xz, xy; C44 = C55 "
-                        "and e15 = e24 confirm it for P4mm), no factors; 'dielectric' is the "
-                        "total (electronic + ionic), 'dielectric_electronic' the clamped-ion part")
+    report.notes.append(_ABO3_NOTE)
     return finish(report, out), report

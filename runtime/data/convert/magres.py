@@ -13,6 +13,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import ase.io
 import numpy as np
 from ase import Atoms
 
@@ -22,8 +23,6 @@ __all__ = ["convert_nmr_shiftml"]
 
 
 def _isotropic_reference(xyz: Path) -> dict[str, np.ndarray]:
-    import ase.io
-
     out = {}
     for frame in ase.io.read(xyz, index=":", format="extxyz"):
         name = str(frame.info.get("NAME", ""))
@@ -34,8 +33,6 @@ def _isotropic_reference(xyz: Path) -> dict[str, np.ndarray]:
 
 def convert_nmr_shiftml(path, *, limit: int | None = None):
     """``magres.zip`` of ShiftML CSD-S546 -> crystals with per-atom ``nmr_shielding`` (ppm)."""
-    import ase.io
-
     report = ConversionReport("nmr_shiftml_s546", str(path))
     path = Path(path)
     xyz = path.with_name("CSD-S546.xyz")
@@ -45,8 +42,7 @@ def convert_nmr_shiftml(path, *, limit: int | None = None):
         names = sorted(n for n in archive.namelist() if n.endswith(".magres"))
         if limit is not None:
             names = names[: int(limit)]
-        for k, name in enumerate(names):
-            report.n_read += 1
+        for k, name in report.entries(names):
             try:
                 src = ase.io.read(io.StringIO(archive.read(name).decode()), format="magres")
             except Exception as err:  # noqa: BLE001 - ASE's reader raises many kinds

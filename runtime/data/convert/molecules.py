@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .common import ConversionReport, finish, read_frames
+from .common import ConversionReport, finish, info_tensor, read_frames
 
 __all__ = ["convert_water_sagpr", "convert_water_apt", "convert_qm9_alpha_slice",
            "convert_qm7x_cookbook", "convert_water_gamma_tensoap", "BOHR_IN_ANGSTROM"]
@@ -148,12 +148,9 @@ def convert_qm9_alpha_slice(path, *, limit: int | None = None, min_sign_margin: 
     """
     report = ConversionReport("qm9_alpha_slice", str(path))
     out = []
-    frames = read_frames(path, limit)
-    for k, src in enumerate(frames):
-        report.n_read += 1
-        alpha = np.asarray(src.info.get("alpha", []), dtype=np.float64).reshape(-1)
-        if alpha.size != 9 or not np.isfinite(alpha).all():
-            report.drop(k, "missing or bad alpha")
+    for k, src in report.entries(read_frames(path, limit)):
+        alpha = info_tensor(report, k, src, "alpha", 9)
+        if alpha is None:
             continue
         margin = float(src.info.get("sign_margin", np.inf))
         if margin < min_sign_margin:
@@ -176,9 +173,7 @@ def convert_qm7x_cookbook(path, *, limit: int | None = None):
     ``polarizability``; ``mu`` -> ``mu`` (kept as given)."""
     report = ConversionReport("qm7x_cookbook", str(path))
     out = []
-    frames = read_frames(path, limit)
-    for k, src in enumerate(frames):
-        report.n_read += 1
+    for k, src in report.entries(read_frames(path, limit)):
         alpha = src.info.get("polarizability", src.info.get("alpha"))
         mu = src.info.get("mu")
         if alpha is None or np.asarray(alpha).size != 9:
@@ -199,15 +194,11 @@ def convert_water_gamma_tensoap(path, *, limit: int | None = None):
     header says ``pbc="T T T"`` without a Lattice, so the frames are made molecules (pbc False)."""
     report = ConversionReport("water_gamma_tensoap", str(path))
     out = []
-    frames = read_frames(path, limit)
-    for k, src in enumerate(frames):
-        report.n_read += 1
-        gamma = np.asarray(src.info.get("gamma", []), dtype=np.float64).reshape(-1)
-        if gamma.size != 81 or not np.isfinite(gamma).all():
-            report.drop(k, "missing or bad gamma")
-            continue
-        atoms = Atoms(numbers=src.numbers, positions=src.positions, pbc=False)
-        atoms.info["second_hyperpolarizability"] = gamma
-        out.append(atoms)
+    for k, src in report.entries(read_frames(path, limit)):
+        gamma = info_tensor(report, k, src, "gamma", 81)
+        if gamma is not None:
+            atoms = Atoms(numbers=src.numbers, positions=src.positions, pbc=False)
+            atoms.info["second_hyperpolarizability"] = gamma
+            out.append(atoms)
     report.notes.append("pbc set to False (periodic flags without a cell in the source)")
     return finish(report, out), report

@@ -17,21 +17,24 @@ import warnings
 import ase.io
 import numpy as np
 import pytest
+import torch
 import spglib
 from ase import Atoms
 
 from tsym.cli.data import register
-from tsym.compiler import compile_text
+from tsym.compiler import compile_file, compile_text
 from tsym.runtime.errors import DataError
+from tsym.runtime.rotations import rotate_cartesian
 from tsym.runtime.data.crystal import (atoms_from_pymatgen, ieee_candidates, ieee_rotation,
-                                       index_symmetry_deviation, permutation_group,
-                                       point_group_deviation, rotate, site_symmetry_deviation,
+                                       max_operation_deviation, site_symmetry_deviation,
                                        symmetry_ops)
 from tsym.runtime.data.convert import (BOHR_IN_ANGSTROM, CONVERTERS, convert, convert_water_apt,
                                        convert_water_sagpr, write_extxyz)
+from tsym.runtime.data.convert.common import LABEL_SPECS, LIBRARY, label_plan
 from tsym.runtime.data.dataset import LabelSpec, read_dataset, voigt_to_tensor3
+from tsym.runtime.data.records import symmetry_deviation
 
-from ...conftest import shared_data_dir
+from ...conftest import SPECS_DIR, shared_data_dir
 
 SHARED = shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="TSYM_SHARED_DATA not set")
@@ -68,18 +71,22 @@ def _invariance(atoms, t, symprec=1e-2) -> float:
 
 
 # ------------------------------------------------------------------------ symmetry helpers
-def test_permutation_groups_have_the_known_orders():
-    assert len(permutation_group([(1, 0, 2, 3), (0, 1, 3, 2), (2, 3, 0, 1)], 4)) == 8  # elastic
-    assert len(permutation_group([(1, 0, 2), (0, 2, 1)], 3)) == 6                      # S3
-    assert len(permutation_group([(1, 0, 2, 3), (0, 2, 1, 3), (0, 1, 3, 2)], 4)) == 24  # S4
-    assert permutation_group([], 2) == [(0, 1)]
+def test_label_specs_are_the_spec_library_s():
+    """Each label key's spec compiles to the library file's irreps, level, units and basis."""
+    for key in LABEL_SPECS:
+        plan = label_plan(key)
+        (library,) = compile_file(SPECS_DIR / f"{LIBRARY.get(key, key)}.tsym")
+        assert (plan.irreps, plan.level, plan.pool, plan.units, plan.group_order) == (
+            library.irreps, library.level, library.pool, library.units, library.group_order), key
+        assert torch.equal(plan.change_of_basis, library.change_of_basis), key
 
 
 def test_index_symmetry_deviation_is_antisymmetric_share():
     s = np.diag([3.0, 4.0, 12.0])
     a = np.array([[0, 1.0, 0], [-1.0, 0, 0], [0, 0, 0]])
-    dev = index_symmetry_deviation(np.stack([s, s + a]), [(0, 1), (1, 0)])
-    np.testing.assert_allclose(dev, [0.0, np.sqrt(2) / np.sqrt(169 + 2)], rtol=1e-14)
+    dev = symmetry_deviation(label_plan("polarizability"), np.stack([s + a]), None)
+    np.testing.assert_allclose(dev, np.sqrt(2) / np.sqrt(169 + 2), rtol=1e-14)
+    assert symmetry_deviation(label_plan("polarizability"), np.stack([s]), None) < 1e-15
 
 
 def _perovskite() -> Atoms:  # P4mm, c polar
@@ -110,9 +117,9 @@ def test_ieee_rotation_recovers_a_known_frame(atoms, voigt):
     r = ieee_rotation(rotated, ops)
     np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
     assert np.linalg.det(r) == pytest.approx(1.0)
-    np.testing.assert_allclose(rotate(ieee, r.T), q_rotate(ieee, Q), atol=1e-9)
-    assert point_group_deviation(rotate(ieee, r.T), ops) < 1e-9
-    assert _invariance(rotated, rotate(ieee, r.T)) < 1e-9
+    np.testing.assert_allclose(rotate_cartesian(ieee, r.T), q_rotate(ieee, Q), atol=1e-9)
+    assert max_operation_deviation(rotate_cartesian(ieee, r.T), ops) < 1e-9
+    assert _invariance(rotated, rotate_cartesian(ieee, r.T)) < 1e-9
 
 
 def test_ieee_length_rule_misses_a_long_polar_axis_and_conventional_frame_fixes_it():
@@ -121,8 +128,8 @@ def test_ieee_length_rule_misses_a_long_polar_axis_and_conventional_frame_fixes_
     ops = symmetry_ops(rotated)
     ieee = voigt_to_tensor3(E_MM2)
     frames = dict(ieee_candidates(rotated, ops))
-    assert point_group_deviation(rotate(ieee, frames["pymatgen"].T), ops) > 0.1
-    np.testing.assert_allclose(rotate(ieee, frames["conventional_abc"].T), q_rotate(ieee, Q),
+    assert max_operation_deviation(rotate_cartesian(ieee, frames["pymatgen"].T), ops) > 0.1
+    np.testing.assert_allclose(rotate_cartesian(ieee, frames["conventional_abc"].T), q_rotate(ieee, Q),
                                atol=1e-9)
 
 
@@ -132,8 +139,8 @@ def test_invariance_helpers_flag_a_broken_tensor():
     good = voigt_to_tensor3(E_4MM)
     broken = good.copy()
     broken[0, 0, 0] = 1.0  # e11 is forbidden in 4mm
-    assert point_group_deviation(good, ops) < 1e-12
-    assert point_group_deviation(broken, ops) > 0.1
+    assert max_operation_deviation(good, ops) < 1e-12
+    assert max_operation_deviation(broken, ops) > 0.1
     z = np.stack([np.diag([1.0, 1.0, 2.0])] * len(atoms))  # same z* on every atom, 4mm-invariant
     assert site_symmetry_deviation(z, ops)[0] < 1e-12
     z[3, 0, 1] = 0.5  # an O atom whose image under the 4-fold axis keeps the old tensor

@@ -315,12 +315,12 @@ def test_split_reproducible_disjoint_and_complete(tmp_path):
     a = split(103, seed=7)
     assert a == split(103, seed=7)
     assert a != split(103, seed=8)
-    assert [len(a[k]) for k in ("train", "val", "test")] == [82, 10, 11]
-    union = a["train"] + a["val"] + a["test"]
+    assert [len(a[k]) for k in ("train", "valid", "test")] == [82, 10, 11]
+    union = a["train"] + a["valid"] + a["test"]
     assert sorted(union) == list(range(103))
     assert all(a[k] == sorted(a[k]) for k in a)
     b = split(list(range(10)), fractions=(0.5, 0.5, 0.0), seed=0)
-    assert len(b["train"]) == 5 and len(b["val"]) == 5 and b["test"] == []
+    assert len(b["train"]) == 5 and len(b["valid"]) == 5 and b["test"] == []
     path = tmp_path / "split.json"
     save_split(path, a, seed=7, source="x.extxyz")
     assert load_split(path) == a
@@ -331,9 +331,15 @@ def test_split_reproducible_disjoint_and_complete(tmp_path):
 
 def test_load_split_rejects_overlap(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps({"train": [0, 1], "val": [1], "test": []}))
-    with pytest.raises(DataError, match="^" + re.escape(f"{path}: split part 'val' overlaps")):
+    path.write_text(json.dumps({"train": [0, 1], "valid": [1], "test": []}))
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}: split part 'valid' overlaps")):
         load_split(path)
+
+
+def test_load_split_reads_the_old_val_spelling(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"train": [0, 1], "val": [2], "test": [3]}))
+    assert load_split(path) == {"train": [0, 1], "valid": [2], "test": [3]}
 
 
 # ----------------------------------------------------------------------------------- graphs

@@ -21,7 +21,8 @@ from ase.io import read, write
 
 from tsym.compiler import compile_file, compile_text
 from tsym.runtime.data.dataset import voigt_to_tensor4
-from tsym.runtime.inference.evaluate import (evaluate, point_group_deviation, positive_definite_share,
+from tsym.runtime.data.crystal import point_group_deviation
+from tsym.runtime.inference.evaluate import (evaluate, positive_definite_share,
                                              tensor_metrics, vrh_moduli)
 from tsym.runtime.inference.plots import parity_plots
 
@@ -279,7 +280,7 @@ def _labelled(n, seed):
 
 def test_cli_eval_run_directory(tmp_path, capsys):
     from tsym.cli.eval import register
-    from tsym.runtime.checkpoint import load_trained
+    from tsym.runtime.model import build_model
     from tsym.runtime.training.loop import train
 
     torch.set_num_threads(1)
@@ -306,7 +307,7 @@ def test_cli_eval_run_directory(tmp_path, capsys):
     head = metrics["heads"]["alpha"]
     assert head["n"] == 5 and head["unit"] == "bohr^3"
     # independent: the trainer's own loader, numpy errors
-    pred = load_trained(run / "best.pt").predict(test_frames)["alpha"].astype(np.float64)
+    pred = build_model(checkpoint=run / "best.pt").predict(test_frames)["alpha"].astype(np.float64)
     true = np.stack([a.info["polar"].reshape(3, 3) for a in test_frames])
     assert head["mae"] == pytest.approx(np.abs(pred - true).mean(), rel=1e-9)
     plots = [line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("plot: ")]

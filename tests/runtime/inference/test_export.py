@@ -24,7 +24,7 @@ from tsym.compiler import compile_text
 from tsym.runtime import keys
 from tsym.runtime.inference.export import (INPUTS, ExportError, export_model, graph_inputs,
                                            load_exported)
-from tsym.runtime.training.losses import TrainedModel
+from tsym.runtime.model import TrainedModel
 from tsym.runtime.model import TensorModel
 
 from .test_predict import (made_up_norms, save_training_checkpoint, tiny_model)

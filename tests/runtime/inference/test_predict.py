@@ -19,11 +19,12 @@ from e3nn import o3
 
 import tsym
 from tsym.compiler import compile_text
-from tsym.runtime.checkpoint import TRAIN_FORMAT, model_dict, save_atomic
-from tsym.runtime.training.losses import Normalisation, TrainedModel
-from tsym.runtime.model import CheckpointError, TensorModel
+from tsym.runtime.checkpoint import TRAIN_FORMAT, model_record, resolve_checkpoint, save_atomic
+from tsym.runtime.errors import CheckpointError
+from tsym.runtime.model import TensorModel, TrainedModel
+from tsym.runtime.normalisation import Normalisation
 from tsym.runtime.inference.predict import (checkpoint_labels, load_model, predict_structures,
-                                            resolve_checkpoint, TsymCalculator)
+                                            TsymCalculator)
 
 from ...conftest import SPECS_DIR
 
@@ -67,8 +68,7 @@ def made_up_norms(model: TensorModel) -> dict[str, Normalisation]:
 def save_training_checkpoint(model: TensorModel, norms, path, heads_config=None) -> None:
     """A ``tsym-train/1`` checkpoint with the fields the loaders read."""
     state = {"format": TRAIN_FORMAT,
-             "model": model_dict(TrainedModel(model, norms), model.state_dict(),
-                                 model.build_info),
+             "model": model_record(model),
              "normalisation": {k: v.to_dict() for k, v in norms.items()},
              "config": {"heads": heads_config or {}}}
     save_atomic(state, path)

@@ -24,9 +24,11 @@ import yaml
 from ase.build import molecule
 from ase.io import read, write
 
-from tsym.runtime.checkpoint import load_trained, rng_state, save_atomic, set_rng_state
+from tsym.runtime.checkpoint import rng_state, save_atomic, set_rng_state
 from tsym.runtime.training.config import ConfigError, TrainConfig, load_config
-from tsym.runtime.training.losses import HeadLoss, Normalisation, TrainedModel
+from tsym.runtime.model import TrainedModel, build_model
+from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.training.losses import HeadLoss
 from tsym.runtime.training.loop import TrainError, train
 from tsym.compiler import compile_text
 from tsym.cli.train import register
@@ -254,8 +256,8 @@ def test_loss_decreases_and_files_are_written(trained):
     assert [r["loss"] for r in records if r["kind"] == "step"] == losses
     assert yaml.safe_load((root / "run" / "config.yaml").read_text())["training"]["max_steps"] == 40
     split = json.loads((root / "run" / "split.json").read_text())
-    assert sorted(split["train"] + split["val"] + split["test"]) == list(range(16))
-    assert len(split["val"]) == 4
+    assert sorted(split["train"] + split["valid"] + split["test"]) == list(range(16))
+    assert len(split["valid"]) == 4
 
 
 def _metrics(run) -> list[dict]:
@@ -276,9 +278,9 @@ def test_checkpoints_hold_plain_values_and_predict_in_data_units(trained):
         ckpt = torch.load(root / "run" / name, weights_only=True)
         assert _plain_or_tensor(ckpt)
         assert ckpt["model"]["specs"] == [compile_text(ALPHA)[0].source]
-    model = load_trained(root / "run" / "best.pt")
+    model = build_model(checkpoint=root / "run" / "best.pt")
     frames = read(root / "data.extxyz", index=":")
-    valid = [frames[i] for i in json.loads((root / "run" / "split.json").read_text())["val"]]
+    valid = [frames[i] for i in json.loads((root / "run" / "split.json").read_text())["valid"]]
     pred = model.predict(valid)["alpha"]  # [4, 3, 3]
     label = np.stack([a.info["alpha"].reshape(3, 3) for a in valid])
     mae = np.abs(pred - label).reshape(len(valid), -1).mean(axis=1).mean()
