@@ -75,6 +75,13 @@ SETS: dict[str, tuple[str, dict[str, str], dict]] = {
     "water_sagpr_bulk": ("water_sagpr", {"water_sagpr_bulk": "water_sagpr/water_bulk.xyz"}, {}),
     "nmr_shiftml_s546": ("nmr_shiftml_s546", {"nmr_shiftml_s546": "nmr_shiftml_s546/magres.zip"},
                          {}),
+    # issue 12: the same sets, split and budget with the sum-rule / positive specs
+    "elastic_matten_positive": ("elastic_matten", {"elastic_matten":
+                                "elastic_matten/example_crystal_elasticity_tensor_n100.json"}, {}),
+    "water_apt_sum_rule": ("water_apt", {"water_apt_train": "water_apt/train.xyz",
+                                         "water_apt_test": "water_apt/test.xyz"}, {}),
+    "becs_epsilon_e3nn_physics": ("becs_epsilon_e3nn", {"becs_epsilon_e3nn":
+                                  "becs_epsilon_e3nn/phonon_becs_epsilon.xyz"}, {}),
 }
 
 # Voigt pairs (IEEE order xx, yy, zz, yz, xz, xy) for the compact per-component columns.

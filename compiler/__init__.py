@@ -16,14 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .emit import emit_module, write_modules
-from .errors import SpecError, TsymError
+from .errors import SpecError, SpecWarning, TsymError
 from .head import CartesianReadout, EquivariantLayerNorm, SelfMixHead, scalar_indices
 from .parse import parse_file, parse_text
 from .plan import HeadPlan, compile_spec
 from .spec import TensorSpec
 
 __all__ = [
-    "TsymError", "SpecError", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
+    "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
     "EquivariantLayerNorm", "scalar_indices",
     "parse_text", "parse_file", "compile_spec", "compile_text", "compile_file",
     "emit_module", "write_modules",

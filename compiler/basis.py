@@ -3,8 +3,9 @@
 The construction works in the symmetric subspace (one coordinate per orbit of index tuples) with
 exact rational arithmetic, so its cost grows with the number of independent components, not 3^n:
 
-1. ``V`` = tensors with the spec's symmetry (orbit coordinates), cut by the trace conditions
-   (a rational null space ``N``).
+1. ``V`` = tensors with the spec's symmetry (orbit coordinates), cut by the trace conditions and
+   the relations (a rational null space ``N``; both commute with O(3), so ``V`` stays a
+   representation).
 2. The rotation generators ``A_x, A_y, A_z`` (``(A_a)_bc = -eps_abc``) act on ``V`` as rational
    matrices ``H_a``; e3nn's generators of ``D^l`` are ``X_a`` with ``D^l(exp(t A_a)) = exp(t X_a)``.
 3. For each ``l``: the *zonal* vectors of irrep copies are ``{w : H_y w = 0, C w = -l(l+1) w}``
@@ -202,13 +203,17 @@ def _restrict(h, basis, free):
     return (h * basis).extract(free, list(range(basis.shape[1])))
 
 
-def exact_basis(orbits: Orbits, trace_pairs=(), mults: dict[int, int] | None = None) -> ExactBasis:
+def exact_basis(orbits: Orbits, trace_pairs=(), mults: dict[int, int] | None = None,
+                extra_rows: np.ndarray | None = None) -> ExactBasis:
     """Build the exact change of basis for the non-zero orbits and trace conditions.
 
     ``mults`` (from :func:`decompose.multiplicities`) is checked against the dimensions found here.
+    ``extra_rows`` ``[m, d]``: further O(3)-invariant conditions on orbit coordinates (relations).
     """
     d = orbits.dim
     rows, _ = trace_rows(orbits, trace_pairs, CARTESIAN_METRIC)
+    if extra_rows is not None and len(extra_rows):
+        rows = np.concatenate([rows, np.asarray(extra_rows, dtype=np.int64)])
     if len(rows):
         nbasis, nfree = nullspace(dm(rows.tolist(), rows.shape))  # [d, d']
     else:

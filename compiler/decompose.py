@@ -70,12 +70,22 @@ def _weights(codes: np.ndarray, n: int) -> np.ndarray:
     return digits(codes, n).sum(axis=1) - n
 
 
-def weight_dimensions(orbits: Orbits, pairs: Sequence[tuple[int, int]] = ()) -> dict[int, int]:
-    """``{w: dim V_w}`` for ``w >= 0`` (weights with respect to one rotation axis)."""
+def weight_dimensions(orbits: Orbits, pairs: Sequence[tuple[int, int]] = (),
+                      extra_rows: np.ndarray | None = None,
+                      extra_weights: np.ndarray | None = None) -> dict[int, int]:
+    """``{w: dim V_w}`` for ``w >= 0`` (weights with respect to one rotation axis).
+
+    ``extra_rows`` ``[m, d]`` (with the weight of each row in ``extra_weights``) are further
+    conditions that are the same matrix in every per-slot basis: the relations of
+    :mod:`tsym.compiler.relations`.
+    """
     n = orbits.order
     w_orbit = _weights(orbits.reps, n)  # [d]
     rows, codes = trace_rows(orbits, pairs, WEIGHT_METRIC)
     w_rows = _weights(codes, n - 2) if len(rows) else np.zeros(0, dtype=np.int64)
+    if extra_rows is not None and len(extra_rows):
+        rows = np.concatenate([rows, extra_rows])
+        w_rows = np.concatenate([w_rows, extra_weights])
     dims = {}
     for w in range(0, n + 1):
         cols = np.nonzero(w_orbit == w)[0]
@@ -87,9 +97,11 @@ def weight_dimensions(orbits: Orbits, pairs: Sequence[tuple[int, int]] = ()) -> 
     return dims
 
 
-def multiplicities(orbits: Orbits, pairs: Sequence[tuple[int, int]] = ()) -> dict[int, int]:
+def multiplicities(orbits: Orbits, pairs: Sequence[tuple[int, int]] = (),
+                   extra_rows: np.ndarray | None = None,
+                   extra_weights: np.ndarray | None = None) -> dict[int, int]:
     """``{l: multiplicity}`` of the SO(3) irreps (only the non-zero ones)."""
-    dims = weight_dimensions(orbits, pairs)
+    dims = weight_dimensions(orbits, pairs, extra_rows, extra_weights)
     n = orbits.order
     mults = {}
     for l in range(0, n + 1):

@@ -99,6 +99,14 @@ PARITY = $parity_repr
 LEVEL = $level_repr
 POOL = $pool_repr
 UNITS = $units_repr
+# Physics the head enforces: the atom tensors of a structure sum to zero (SUM_RULE); a positive
+# tensor T = L L^T + FLOOR I from a factor L with irreps FACTOR_IRREPS and change of basis
+# FACTOR_BASIS [factor dim, 3^n] (float64, rounded once from exact values); None otherwise.
+SUM_RULE = $sum_rule_repr
+FACTOR_IRREPS = $factor_irreps_repr
+FLOOR = $floor_repr
+_FACTOR_VALUES = $factor_values
+FACTOR_BASIS = None if _FACTOR_VALUES is None else torch.tensor(_FACTOR_VALUES, dtype=torch.float64)
 
 # Change of basis: Q[r, t] = SIGN_OF[t] * VALUES[r][ORBIT_OF[t]] (0 where ORBIT_OF[t] < 0), t the
 # row-major index of the Cartesian component; values rounded once from exact algebraic numbers.
@@ -142,7 +150,9 @@ class $cls(SelfMixHead):
 
     def __init__(self, irreps_in, hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True):
         super().__init__(irreps_in, IRREPS, CHANGE_OF_BASIS, level=LEVEL, pool=POOL,
-                         hidden_mul=hidden_mul, mlp_hidden=mlp_hidden, skip=skip)
+                         hidden_mul=hidden_mul, mlp_hidden=mlp_hidden, skip=skip,
+                         sum_rule=SUM_RULE, factor_irreps=FACTOR_IRREPS, factor_basis=FACTOR_BASIS,
+                         floor=FLOOR)
 ''')
 
 
@@ -156,7 +166,11 @@ def emit_module(plan: HeadPlan) -> str:
          f"# spec sha256: {plan.spec_hash}", "#"]
         + ["# " + ln if ln else "#" for ln in plan.source.splitlines()])
     imports, head_code = _head_parts()
+    opts, factor = plan.head_options(), plan.factor_basis
     return _TEMPLATE.substitute(
+        sum_rule_repr=repr(bool(opts.get("sum_rule", False))),
+        factor_irreps_repr=repr(plan.factor_irreps), floor_repr=repr(float(opts.get("floor", 0.0))),
+        factor_values="None" if factor is None else _floats(factor.reshape(factor.shape[0], -1).numpy()),
         header=header, cls=class_name(plan.name), imports=imports, head_code=head_code,
         shape=", ".join(["3"] * plan.order), num_components=plan.num_components,
         irreps=plan.irreps, level=plan.level, pool=plan.pool, order=plan.order,

@@ -27,6 +27,9 @@ __all__ = [
     "SymmetryTermError",
     "TracelessPairError",
     "ClauseValueError",
+    "RelationError",
+    "ConstraintError",
+    "SpecWarning",
     "SpecFileError",
     "ZeroTensorError",
     "SpecTooLargeError",
@@ -115,6 +118,26 @@ class ClauseValueError(SpecError):
     """A clause value outside its allowed set (e.g. ``parity polr``; allowed: polar, axial)."""
 
 
+class RelationError(SpecError):
+    """A ``relation`` clause whose terms are not permutations of the indices, or that says 0 = 0."""
+
+
+class ConstraintError(SpecError):
+    """``sum_rule`` or ``positive`` on a tensor where it has no meaning (e.g. ``positive`` on an
+    odd-rank or axial tensor, ``sum_rule`` on a structure-level tensor)."""
+
+
+class TsymWarning(UserWarning):
+    """Root of the warnings tsym gives (the CLI prints them as ``tsym: warning: ...``)."""
+
+
+class SpecWarning(TsymWarning):
+    """Something in a spec that changes nothing (e.g. a relation the symmetries already imply).
+
+    The message starts with ``FILE:LINE:COL:`` like the errors.
+    """
+
+
 class SpecFileError(TsymError):
     """A spec file that cannot be read (missing, a directory, no permission)."""
 
@@ -125,10 +148,6 @@ class ZeroTensorError(SpecError):
 
 class SpecTooLargeError(SpecError):
     """The change of basis would not fit in memory or take too long; refused before any work."""
-
-
-class TsymWarning(UserWarning):
-    """Root of the warnings tsym gives (the CLI prints them as ``tsym: warning: ...``)."""
 
 
 class SlowBasisWarning(TsymWarning):

@@ -197,7 +197,8 @@ class CartesianReadout(torch.nn.Module):
     """
 
     def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
-                 pool: str = "sum"):
+                 pool: str = "sum", sum_rule: bool = False, factor_irreps=None,
+                 factor_basis=None, floor: float = 0.0):
         super().__init__()
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
@@ -221,6 +222,50 @@ class CartesianReadout(torch.nn.Module):
         self.register_buffer("change_of_basis", q)  # [out_dim, 3, ..., 3], float64 always
         # float32 copy for the common case, not saved in the state dict (rebuilt from Q)
         self.register_buffer("_q32", q.reshape(q.shape[0], -1).float(), persistent=False)
+        if sum_rule and level != "atom":
+            raise ValueError(f"a sum rule needs level 'atom', got {level!r} ({both})")
+        self.sum_rule = bool(sum_rule)
+        self._factor_setup(factor_irreps, factor_basis, float(floor), q, both)
+
+    def _factor_setup(self, factor_irreps, factor_basis, floor: float, q: torch.Tensor,
+                      both: str) -> None:
+        """``T = L L^T + floor I`` from a factor ``L`` (see :meth:`square`), or nothing."""
+        n = q.dim() - 1
+        self.has_factor = factor_basis is not None
+        self.irreps_rows = o3.Irreps(factor_irreps) if self.has_factor else self.irreps_out
+        self.floor = floor
+        self.half = 3 ** (n // 2)  # rows of the matrix T: 3 (rank 2) or 9 (rank 4)
+        qf = torch.zeros(0, 3 ** n, dtype=torch.float64)
+        eye = torch.zeros(3 ** n, dtype=torch.float64)
+        if self.has_factor:
+            qf = torch.as_tensor(factor_basis).detach().to(torch.float64).reshape(-1, 3 ** n)
+            if n not in (2, 4) or qf.shape[0] != self.irreps_rows.dim:
+                raise ValueError(f"factor_basis must be [{self.irreps_rows.dim}, 3, ..., 3] of "
+                                 f"rank 2 or 4, got {list(qf.shape)} ({both})")
+            d = torch.eye(3, dtype=torch.float64)
+            if n == 2:
+                eye = d.reshape(-1)  # [9] delta_ij
+            else:  # (delta_ik delta_jl + delta_il delta_jk) / 2: the 6x6 Mandel identity
+                eye = 0.5 * (torch.einsum("ik,jl->ijkl", d, d) + torch.einsum("il,jk->ijkl", d, d))
+                eye = eye.reshape(-1)  # [81]
+        elif floor != 0.0:
+            raise ValueError(f"floor needs a factor_basis (a positive head), got {floor} ({both})")
+        # Q_L [factor dim, 3^n] and the irreps coordinates of floor * I [out_dim]: constants
+        self.register_buffer("factor_basis", qf, persistent=False)
+        self.register_buffer("floor_coords", floor * (q.reshape(q.shape[0], -1) @ eye),
+                             persistent=False)
+
+    def square(self, y: torch.Tensor) -> torch.Tensor:
+        """Factor rows ``[n, factor dim]`` -> rows of ``L L^T`` ``[n, out_dim]``.
+
+        ``L`` is ``[n, A, A]`` (``A`` = 3 for rank 2, 9 = the symmetric index pairs for rank 4,
+        where the sum over all nine ``(m, n)`` is the Mandel inner product), and ``L L^T`` lies
+        in the span of ``Q`` (symmetric; elastic-type for rank 4), so ``Q`` gives its rows.
+        """
+        qf = self.factor_basis.to(y.dtype)  # [factor dim, 3^n]
+        lmat = (y @ qf).reshape(y.shape[0], self.half, self.half)  # [n, A, A]
+        t = torch.bmm(lmat, lmat.transpose(1, 2)).reshape(y.shape[0], -1)  # [n, 3^n]
+        return t @ self.q_matrix(y).T  # [n, out_dim]
 
     def _apply(self, fn, recurse=True):
         """``.to()``/``.double()``/``.float()``/...: ``Q`` stays float64 (its device follows)."""
@@ -228,6 +273,8 @@ class CartesianReadout(torch.nn.Module):
         super()._apply(fn, recurse)
         if self.change_of_basis.dtype != torch.float64:
             self.change_of_basis = q64.to(self.change_of_basis.device)
+            self.factor_basis = self.factor_basis.double()  # constants: float64, cast in use
+            self.floor_coords = self.floor_coords.double()
         self._q32 = self.change_of_basis.reshape(self.out_dim, -1).float()  # [out_dim, 3**n]
         return self
 
@@ -240,8 +287,13 @@ class CartesianReadout(torch.nn.Module):
     def pooled(self, y: torch.Tensor, batch: Optional[torch.Tensor],
                num_graphs: Optional[int]) -> torch.Tensor:
         """Rows per node ``[n_nodes, d]`` -> per structure ``[num_graphs, d]`` (sum or mean);
-        unchanged for ``level="atom"``.  ``batch`` None: one structure."""
+        for ``level="atom"`` one row per node, minus its structure's mean with ``sum_rule``.
+        ``batch`` None: one structure.  A positive head's factor rows are squared first."""
+        if self.has_factor:
+            y = self.square(y)  # [n_nodes, out_dim]
         if self.is_atom:
+            if self.sum_rule:
+                y = self._centred(y, batch, num_graphs)
             return y
         n_nodes = y.shape[0]
         if batch is None:
@@ -259,8 +311,28 @@ class CartesianReadout(torch.nn.Module):
             out = out / count[:, None]  # [num_graphs, d]
         return out
 
+    def _centred(self, y: torch.Tensor, batch: Optional[torch.Tensor],
+                 num_graphs: Optional[int]) -> torch.Tensor:
+        """``y`` minus the mean row of its structure: the rows of each structure sum to zero.
+
+        Linear in ``y`` and the same map on every irrep copy, so equivariant; the means are
+        accumulated in float64 and rounded once, so a float32 sum stays at a few ulps per atom.
+        """
+        if batch is None:
+            return y - y.double().mean(dim=0, keepdim=True).to(y.dtype)  # [n_nodes, d]
+        if num_graphs is None:
+            num_graphs = int(batch.max().item()) + 1 if y.shape[0] > 0 else 0
+        total = torch.zeros(num_graphs, y.shape[1], dtype=torch.float64, device=y.device)
+        total = total.index_add_(0, batch, y.double())  # [num_graphs, d]
+        count = torch.zeros(num_graphs, dtype=torch.float64, device=y.device)
+        count = count.index_add_(0, batch, torch.ones_like(batch, dtype=torch.float64))
+        mean = total / count.clamp_min(1.0)[:, None]  # [num_graphs, d]
+        return y - mean.to(y.dtype)[batch]  # [n_nodes, d]
+
     def to_cartesian(self, y: torch.Tensor) -> torch.Tensor:
-        """Irreps rows ``[n, out_dim]`` -> Cartesian ``[n, 3, ..., 3]``."""
+        """Irreps rows ``[n, out_dim]`` -> Cartesian ``[n, 3, ..., 3]`` (plus ``floor I``)."""
+        if self.has_factor:
+            y = y + self.floor_coords.to(y.dtype)  # [n, out_dim]
         shape: List[int] = [y.shape[0]] + self.cart_shape
         return (y @ self.q_matrix(y)).reshape(shape)
 
@@ -292,6 +364,11 @@ class SelfMixHead(CartesianReadout):
         target (600 random structures, targets linear + quadratic in the features) the skip
         lowered the test error in every setting tried.  Target irreps absent from ``irreps_in``
         get nothing from it.
+    sum_rule, factor_irreps, factor_basis, floor
+        The physics of the plan (``plan.head_options()``), enforced by
+        :class:`CartesianReadout`: atom tensors of each structure summing to zero; a positive
+        tensor ``L L^T + floor I`` from per-node factor rows ``L`` (the head then produces
+        ``factor_irreps`` per node instead of ``irreps_out``).
 
     Notes
     -----
@@ -310,7 +387,9 @@ class SelfMixHead(CartesianReadout):
     """
 
     def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
-                 pool: str = "sum", hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True):
+                 pool: str = "sum", hidden_mul: int = 16, mlp_hidden: int = 32, skip: bool = True,
+                 sum_rule: bool = False, factor_irreps=None, factor_basis=None,
+                 floor: float = 0.0):
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         both = f"irreps_in '{irreps_in}', irreps_out '{irreps_out}'"
         scalar_idx = scalar_indices(irreps_in)
@@ -323,8 +402,10 @@ class SelfMixHead(CartesianReadout):
             raise ValueError(
                 f"hidden_mul and mlp_hidden must be >= 1, got {hidden_mul}, {mlp_hidden}"
             )
-        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool)
-        hidden, tp1, mid, tp2, targets = _plan_paths(irreps_in, irreps_out)
+        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool, sum_rule,
+                         factor_irreps, factor_basis, floor)
+        rows = self.irreps_rows  # irreps_out, or the factor L of a positive head
+        hidden, tp1, mid, tp2, targets = _plan_paths(irreps_in, rows)
         scalar_idx_t = torch.tensor(scalar_idx, dtype=torch.long)  # [n_0e]
         self.register_buffer("scalar_idx", scalar_idx_t, persistent=False)
 
@@ -355,10 +436,10 @@ class SelfMixHead(CartesianReadout):
         # per-node path weights of order one at initialisation, like e3nn's internal weights
         with torch.no_grad():
             self.mlp[2].weight.mul_(math.sqrt(3.0))
-        self.lin_out = o3.Linear(self.irreps_mix, irreps_out)
-        shares = any(ir in {i for _, i in irreps_in} for _, ir in irreps_out)
+        self.lin_out = o3.Linear(self.irreps_mix, rows)
+        shares = any(ir in {i for _, i in irreps_in} for _, ir in rows)
         self.has_skip = bool(skip and shares)
-        self.skip = o3.Linear(irreps_in, irreps_out) if self.has_skip else torch.nn.Identity()
+        self.skip = o3.Linear(irreps_in, rows) if self.has_skip else torch.nn.Identity()
         _exact_w3j(self)
 
     def _apply(self, fn, recurse=True):

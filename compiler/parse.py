@@ -15,10 +15,12 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import replace
+from fractions import Fraction
 from functools import lru_cache
 
 from .errors import (
     ClauseValueError,
+    RelationError,
     DuplicateClauseError,
     DuplicateTensorError,
     IndexLetterError,
@@ -33,18 +35,24 @@ from .spec import (
     LEVELS,
     PARITIES,
     POOLS,
+    POSITIVITY,
     REPEATABLE_CLAUSES,
+    SUM_RULES,
+    Constraint,
+    Relation,
+    RelationTerm,
     SymmetryEquation,
     SymmetryTerm,
     TensorSpec,
     TracePair,
 )
-from .syntax import BlockNode, ClauseNode, Source, Word, parse_syntax
+from .syntax import BlockNode, ClauseNode, RelTermNode, Source, Word, parse_syntax
 
 __all__ = ["parse_text", "parse_file"]
 
 _MINIMAL_BLOCK = "a spec file holds at least one block, e.g.\n    tensor dipole {\n        indices i\n    }"
 _VALUES = {"parity": PARITIES, "level": LEVELS, "pool": POOLS}
+_CONSTRAINTS = {"sum_rule": SUM_RULES, "positive": POSITIVITY}  # optional clauses, no default
 _SPARE_LETTERS = "ijklmnpqrstuvwxyzabcdefgho"
 
 
@@ -143,15 +151,52 @@ def _build(block: BlockNode) -> TensorSpec:
         TracePair(word.text, word.loc) for clause in clauses.get("traceless", ()) for word in clause.words
     )
     units = clauses["units"][0].text.text if "units" in clauses else None
+    relations = tuple(_relation(clause) for clause in clauses.get("relation", ()))
+    constraints = {
+        key: Constraint(_value(clauses[key][0].words[0], key), clauses[key][0].keyword.loc)
+        for key in _CONSTRAINTS
+        if key in clauses
+    }
     return TensorSpec(
         name=block.name.text,
         indices=indices,
         symmetries=symmetries,
         traceless=traceless,
         units=units,
+        relations=relations,
         loc=block.keyword.loc,
         **values,
+        **constraints,
     )
+
+
+def _relation(clause: ClauseNode) -> Relation:
+    """``lhs = rhs`` -> one :class:`Relation` ``lhs - rhs = 0`` (coefficients exact)."""
+    terms = []
+    for side, sign in zip(clause.sides, (1, -1)):
+        for node in side:
+            coeff = sign * node.sign * _coefficient(node)
+            if node.letters is None:
+                if coeff != 0:
+                    raise RelationError(
+                        node.number.loc,
+                        f"a relation is linear in the tensor: the constant {node.number.text} has no meaning",
+                        "write index orders with coefficients, and 0 for an empty side, "
+                        "e.g. 'relation ijk + jki + kij = 0'",
+                    )
+                continue
+            terms.append(RelationTerm(coeff, node.letters.text, node.letters.loc))
+    return Relation(tuple(terms), clause.keyword.loc)
+
+
+def _coefficient(node: RelTermNode) -> Fraction:
+    if node.number is None:
+        return Fraction(1)
+    text = node.number.text
+    num, _, den = text.partition("/")
+    if den and int(den) == 0:
+        raise RelationError(node.number.loc, f"the coefficient {text} divides by zero", "e.g. 1/2")
+    return Fraction(num) / (Fraction(den) if den else 1)
 
 
 def _check_clauses(block: BlockNode) -> dict[str, list[ClauseNode]]:
@@ -224,10 +269,13 @@ def _distinct(letters: str) -> str:
 
 
 def _value(word: Word, keyword: str) -> str:
-    allowed = _VALUES[keyword]
+    allowed = _VALUES.get(keyword) or _CONSTRAINTS[keyword]
     if word.text in allowed:
         return word.text
-    choices = f"write one of: {allowed[0]} (the default), {', '.join(allowed[1:])}"
+    if keyword in _VALUES:
+        choices = f"write one of: {allowed[0]} (the default), {', '.join(allowed[1:])}"
+    else:
+        choices = f"write {' or '.join(allowed)}, or leave out the '{keyword}' clause"
     close = difflib.get_close_matches(word.text.lower(), allowed, n=1, cutoff=0.5)
     raise ClauseValueError(
         word.loc,

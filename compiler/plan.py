@@ -22,11 +22,16 @@ import torch
 from .basis import ExactBasis, exact_basis
 from .decompose import irrep_parity, irreps_string, multiplicities
 from .errors import SlowBasisWarning, SpecTooLargeError, ZeroTensorError
-from .spec import TensorSpec
+from .positive import factor_symmetries
+from .relations import check_relations, warn_redundant
+from .spec import SymmetryEquation, TensorSpec
 from .symmetry import SignedPermutationGroup, generators_from_terms
 
-__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "max_basis_bytes", "max_basis_seconds",
-           "estimate_basis_seconds", "SLOW_BASIS_SECONDS"]
+__all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "POSITIVE_FLOOR", "max_basis_bytes",
+           "max_basis_seconds", "estimate_basis_seconds", "SLOW_BASIS_SECONDS"]
+
+#: ``floor`` of a ``positive definite`` head: ``T = L L^T + floor I``.
+POSITIVE_FLOOR = 1e-3
 
 #: Orders above this are refused outright: the 3^n Cartesian components alone are too many.
 MAX_ORDER = 12
@@ -111,6 +116,17 @@ class HeadPlan:
         Order of the signed permutation group of the symmetry equations.
     basis_origin : str
         ``"exact"``: Q is rounded from exact algebraic numbers (see ``exact_change_of_basis``).
+    relations : tuple of str
+        The spec's relations in canonical text (``"ijk + jki + kij = 0"``).
+    sum_rule : str or None
+        ``"zero"``: the head makes the atom tensors of each structure add up to zero.
+    positive : str or None
+        ``"definite"`` / ``"semidefinite"``: the head builds ``T = L L^T (+ floor I)`` from a
+        general factor ``L`` with irreps ``factor_irreps`` and change of basis ``factor_basis``
+        (``[factor dim, 3, ..., 3]`` float64, the rows of a rank-2 ``L_ij`` or of a rank-4
+        ``L_ijkl = L_jikl = L_ijlk``).
+    warnings : tuple of str
+        Located notes on clauses that change nothing (e.g. redundant relations).
     """
 
     name: str
@@ -128,6 +144,27 @@ class HeadPlan:
     basis_origin: str = "exact"
     spec: TensorSpec | None = field(default=None, repr=False)
     _exact: ExactBasis | None = field(default=None, repr=False)
+    relations: tuple[str, ...] = ()
+    sum_rule: str | None = None
+    positive: str | None = None
+    factor_irreps: str | None = None
+    factor_basis: torch.Tensor | None = field(default=None, repr=False)
+    warnings: tuple[str, ...] = field(default=(), repr=False)
+
+    def head_options(self) -> dict:
+        """The keyword arguments of the head classes that enforce the sum rule and positivity.
+
+        ``floor`` is :data:`POSITIVE_FLOOR` for ``positive definite`` (in the head's output
+        units: the normalised units during training, where a unit is the labels' RMS).
+        """
+        opts: dict = {}
+        if self.sum_rule == "zero":
+            opts["sum_rule"] = True
+        if self.positive is not None:
+            opts["factor_irreps"] = self.factor_irreps
+            opts["factor_basis"] = self.factor_basis
+            opts["floor"] = POSITIVE_FLOOR if self.positive == "definite" else 0.0
+        return opts
 
     @property
     def order(self) -> int:
@@ -182,6 +219,11 @@ class HeadPlan:
             "num_components": self.num_components,
             "group_order": self.group_order,
             "basis_origin": self.basis_origin,
+            "relations": list(self.relations),
+            "sum_rule": self.sum_rule,
+            "positive": self.positive,
+            "factor_irreps": self.factor_irreps,
+            "warnings": list(self.warnings),
             "spec_hash": self.spec_hash,
         }
 
@@ -242,7 +284,9 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
             hint="add the symmetries the tensor has, or raise TSYM_MAX_BASIS_BYTES",
         )
     _check_cost(spec, orbits.dim)
-    mults = multiplicities(orbits, pairs)
+    relations = check_relations(spec, orbits, pairs)
+    warn_redundant(relations)
+    mults = multiplicities(orbits, pairs, relations.rows, relations.weights)
     if not mults:
         loc = spec.traceless[0].loc if spec.traceless else spec.loc
         raise ZeroTensorError(
@@ -251,7 +295,7 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
             hint="remove a traceless clause",
         )
     parity = irrep_parity(n, spec.parity == "axial")
-    exact = exact_basis(orbits, pairs, mults)
+    exact = exact_basis(orbits, pairs, mults, relations.rows)
     q64 = torch.from_numpy(exact.dense(np.float64))
     q32 = torch.from_numpy(exact.dense(np.float32))
     source = spec.to_source()
@@ -271,4 +315,21 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
         basis_origin="exact",
         spec=spec,
         _exact=exact,
+        relations=tuple(r.to_source() for r in spec.relations),
+        sum_rule=spec.sum_rule.value if spec.sum_rule else None,
+        **_positive_fields(spec),
+        warnings=relations.warnings,
     )
+
+
+def _positive_fields(spec: TensorSpec) -> dict:
+    if spec.positive is None:
+        return {}
+    equations = tuple(SymmetryEquation.of(*(t.strip() for t in eq.split("=")))
+                      for eq in factor_symmetries(spec.indices))
+    factor = compile_spec(TensorSpec(f"{spec.name}_factor", spec.indices, equations))
+    return {
+        "positive": spec.positive.value,
+        "factor_irreps": factor.irreps,
+        "factor_basis": factor.change_of_basis,
+    }

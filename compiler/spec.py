@@ -26,10 +26,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 
+from .positive import check_positive
 from .errors import (
     ClauseValueError,
+    ConstraintError,
     IndexLetterError,
+    RelationError,
     SourceLocation,
     SpecSyntaxError,
     SymmetryTermError,
@@ -42,21 +46,32 @@ __all__ = [
     "PARITIES",
     "LEVELS",
     "POOLS",
+    "SUM_RULES",
+    "POSITIVITY",
     "NOWHERE",
     "SymmetryTerm",
     "SymmetryEquation",
     "TracePair",
+    "RelationTerm",
+    "Relation",
+    "Constraint",
     "TensorSpec",
 ]
 
 #: Clause keywords in canonical order (the order ``to_source`` prints them in).
-CLAUSES = ("indices", "symmetry", "parity", "traceless", "level", "pool", "units")
+CLAUSES = (
+    "indices", "symmetry", "parity", "traceless", "relation", "sum_rule", "positive", "level",
+    "pool", "units",
+)
 #: Clauses that may appear more than once in a block.
-REPEATABLE_CLAUSES = ("symmetry", "traceless")
+REPEATABLE_CLAUSES = ("symmetry", "traceless", "relation")
 #: Allowed values, the default first.
 PARITIES = ("polar", "axial")
 LEVELS = ("structure", "atom")
 POOLS = ("sum", "mean")
+#: Values of ``sum_rule`` (``level atom`` only) and ``positive`` (no default: the clause is optional).
+SUM_RULES = ("zero",)
+POSITIVITY = ("definite", "semidefinite")
 
 #: The location given to objects built in Python rather than parsed from a file.
 NOWHERE = SourceLocation("<python>", 0, 0, "")
@@ -143,6 +158,75 @@ class TracePair:
             )
 
 
+def _coefficient_source(c: Fraction) -> str:
+    return "" if abs(c) == 1 else f"{abs(c)} "
+
+
+@dataclass(frozen=True)
+class RelationTerm:
+    """``coeff * T_letters`` in a relation: ``-1/2 jki`` is ``RelationTerm(Fraction(-1, 2), "jki")``."""
+
+    coeff: Fraction
+    letters: str
+    loc: SourceLocation = field(compare=False, repr=False, default=NOWHERE)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "coeff", Fraction(self.coeff))
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``sum_k coeff_k T_{letters_k} = 0`` for every value of the index letters.
+
+    Every term is a permutation of the indices, so the relation is a linear map built from slot
+    permutations; it commutes with the action of O(3) (which acts the same way on every slot), and
+    the tensors that satisfy it form a representation: no relation of this form can break
+    rotation or reflection invariance.  Terms are normalised when the relation is built: all on
+    the left-hand side, equal letters merged, zero coefficients dropped, in order of appearance.
+
+    >>> Relation.of("ijk", "jki", (Fraction(1, 2), "kij"), (-1, "ijk")).to_source()
+    'jki + 1/2 kij = 0'
+    """
+
+    terms: tuple[RelationTerm, ...]
+    loc: SourceLocation = field(compare=False, repr=False, default=NOWHERE)
+
+    def __post_init__(self) -> None:
+        merged: dict[str, RelationTerm] = {}
+        for term in self.terms:
+            old = merged.get(term.letters)
+            merged[term.letters] = term if old is None else RelationTerm(old.coeff + term.coeff, old.letters, old.loc)
+        terms = tuple(t for t in merged.values() if t.coeff != 0)
+        if not terms:
+            raise RelationError(
+                self.loc,
+                "this relation says 0 = 0: its terms cancel",
+                "a relation equates different index orders, e.g. 'relation ijk + jki + kij = 0'",
+            )
+        object.__setattr__(self, "terms", terms)
+
+    @classmethod
+    def of(cls, *terms, loc: SourceLocation = NOWHERE) -> Relation:
+        """From letters (coefficient 1) or ``(coeff, letters)`` pairs; the sum equals zero."""
+        parsed = [RelationTerm(*(t if isinstance(t, tuple) else (1, t)), loc) for t in terms]
+        return cls(tuple(parsed), loc)
+
+    def to_source(self) -> str:
+        first, *rest = self.terms
+        text = ("-" if first.coeff < 0 else "") + _coefficient_source(first.coeff) + first.letters
+        for term in rest:
+            text += (" - " if term.coeff < 0 else " + ") + _coefficient_source(term.coeff) + term.letters
+        return text + " = 0"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """The value of a ``sum_rule`` or ``positive`` clause and where it was written."""
+
+    value: str
+    loc: SourceLocation = field(compare=False, repr=False, default=NOWHERE)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """A validated tensor block of a ``.tsym`` file.
@@ -166,6 +250,14 @@ class TensorSpec:
         without effect) for ``level="atom"``, where nothing is pooled.
     units : str or None
         Free text, e.g. ``"GPa"``.
+    relations : tuple of Relation
+        Linear relations among index permutations (each a permutation of ``indices``).
+    sum_rule : {"zero"} or None
+        ``level="atom"`` only: the atom tensors of each structure add up to zero (exactly, in the
+        head).
+    positive : {"definite", "semidefinite"} or None
+        Rank 2 with ``ij = ji``, or rank 4 with ``ijkl = jikl = ijlk = klij`` (as a 6x6 Mandel
+        matrix): every prediction is positive (semi)definite by construction.
     """
 
     name: str
@@ -176,11 +268,19 @@ class TensorSpec:
     level: str = "structure"
     pool: str = "sum"
     units: str | None = None
+    relations: tuple[Relation, ...] = ()
+    sum_rule: Constraint | None = None
+    positive: Constraint | None = None
     loc: SourceLocation = field(compare=False, repr=False, default=NOWHERE)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "symmetries", tuple(self.symmetries))
         object.__setattr__(self, "traceless", tuple(self.traceless))
+        object.__setattr__(self, "relations", tuple(self.relations))
+        for key in ("sum_rule", "positive"):
+            value = getattr(self, key)
+            if isinstance(value, str):
+                object.__setattr__(self, key, Constraint(value, self.loc))
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise SpecSyntaxError(
                 self.loc,
@@ -211,6 +311,32 @@ class TensorSpec:
                         f"the indices '{self.indices}'",
                         f"pick two of the letters {_letter_list(self.indices)}",
                     )
+        for relation in self.relations:
+            for rterm in relation.terms:
+                _check_term(SymmetryTerm(1, rterm.letters, rterm.loc), self.indices, "relation", RelationError)
+        self._check_constraints()
+
+    def _check_constraints(self) -> None:
+        for key, allowed in (("sum_rule", SUM_RULES), ("positive", POSITIVITY)):
+            value = getattr(self, key)
+            if value is not None and value.value not in allowed:
+                raise ClauseValueError(value.loc, f"{key} must be {' or '.join(allowed)}, not {value.value!r}")
+        if self.sum_rule is not None and self.level != "atom":
+            raise ConstraintError(
+                self.sum_rule.loc,
+                f"sum_rule applies to atom tensors, and tensor '{self.name}' is level {self.level} "
+                "(one tensor per structure: nothing to sum)",
+                "add 'level atom' (one tensor per atom, e.g. Born charges), or remove the sum_rule",
+            )
+        if self.positive is not None and self.sum_rule is not None:
+            raise ConstraintError(
+                self.positive.loc,
+                f"tensor '{self.name}' cannot be both positive and sum to zero over the atoms "
+                "(a sum of positive matrices is positive)",
+                "keep one of the sum_rule and positive clauses",
+            )
+        if self.positive is not None:
+            check_positive(self)
 
     def _check_indices(self) -> None:
         if not isinstance(self.indices, str) or not self.indices:
@@ -235,6 +361,11 @@ class TensorSpec:
         lines += [_clause("symmetry", eq.to_source()) for eq in self.symmetries]
         lines.append(_clause("parity", self.parity))
         lines += [_clause("traceless", pair.letters) for pair in self.traceless]
+        lines += [_clause("relation", rel.to_source()) for rel in self.relations]
+        if self.sum_rule is not None:
+            lines.append(_clause("sum_rule", self.sum_rule.value))
+        if self.positive is not None:
+            lines.append(_clause("positive", self.positive.value))
         lines.append(_clause("level", self.level))
         lines.append(_clause("pool", self.pool))
         if self.units is not None:
@@ -247,8 +378,8 @@ def _clause(keyword: str, value: str) -> str:
     return f"    {keyword.ljust(_KEY_WIDTH - 1)} {value}"
 
 
-def _check_term(term: SymmetryTerm, indices: str) -> None:
-    """Raise :class:`SymmetryTermError` (at ``term.loc``) unless ``term`` permutes ``indices``."""
+def _check_term(term: SymmetryTerm, indices: str, what: str = "symmetry", error=SymmetryTermError) -> None:
+    """Raise ``error`` (at ``term.loc``) unless ``term`` permutes ``indices``."""
     letters = term.letters
     if sorted(letters) == sorted(indices):
         return
@@ -256,7 +387,7 @@ def _check_term(term: SymmetryTerm, indices: str) -> None:
         f"write a term that uses each of the letters {_letter_list(indices)} exactly once, "
         f"e.g. '{_example_permutation(indices)}'"
     )
-    head = f"symmetry term '{term.to_source()}' is not a permutation of the indices '{indices}'"
+    head = f"{what} term '{term.to_source()}' is not a permutation of the indices '{indices}'"
     unknown = [ch for ch in letters if ch not in indices]
     repeated = [ch for pos, ch in enumerate(letters) if ch in letters[:pos]]
     if unknown:
@@ -265,4 +396,4 @@ def _check_term(term: SymmetryTerm, indices: str) -> None:
         detail = f"'{repeated[0]}' appears twice"
     else:
         detail = f"it has {len(letters)} letters, the tensor has {len(indices)} indices"
-    raise SymmetryTermError(term.loc, f"{head}: {detail}", hint)
+    raise error(term.loc, f"{head}: {detail}", hint)

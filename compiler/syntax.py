@@ -25,9 +25,9 @@ from lark.exceptions import UnexpectedInput, UnexpectedToken
 from tsym.grammar import get_parser
 
 from .errors import SourceLocation, SpecSyntaxError
-from .spec import CLAUSES, LEVELS, PARITIES, POOLS
+from .spec import CLAUSES, LEVELS, PARITIES, POOLS, POSITIVITY, SUM_RULES
 
-__all__ = ["Word", "TermNode", "ClauseNode", "BlockNode", "DocumentNode", "Source", "parse_syntax"]
+__all__ = ["Word", "TermNode", "RelTermNode", "ClauseNode", "BlockNode", "DocumentNode", "Source", "parse_syntax"]
 
 
 @dataclass(frozen=True)
@@ -48,14 +48,26 @@ class TermNode:
 
 
 @dataclass(frozen=True)
+class RelTermNode:
+    """A relation term: ``- 1/2 jki`` -> sign -1, number ``1/2``, letters ``jki``; either of number
+    and letters may be missing (``0`` has no letters); ``loc`` is where the term starts."""
+
+    sign: int
+    number: Word | None
+    letters: Word | None
+    loc: SourceLocation
+
+
+@dataclass(frozen=True)
 class ClauseNode:
     """One clause.  ``kind`` is the grammar rule (a clause keyword, or ``"unknown"``)."""
 
     kind: str
     keyword: Word
-    words: tuple[Word, ...] = ()  # indices / parity / level / pool: one; traceless: one or more
+    words: tuple[Word, ...] = ()  # indices / parity / level / pool / sum_rule / positive: one
     terms: tuple[TermNode, ...] = ()  # symmetry
     text: Word | None = None  # units, decoded
+    sides: tuple[tuple[RelTermNode, ...], ...] = ()  # relation: left and right of '='
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,8 @@ def _clause(tree: Tree, source: Source) -> ClauseNode:
         return ClauseNode(kind, keyword, terms=tuple(_term(t, source) for t in rest))
     if kind == "units":
         return ClauseNode(kind, keyword, text=_string(rest[0], source))
+    if kind == "relation":
+        return ClauseNode(kind, keyword, sides=tuple(_lin_comb(side, source) for side in rest))
     if kind == "unknown":
         return ClauseNode(kind, keyword)
     return ClauseNode(kind, keyword, words=tuple(_word(t, source) for t in rest))
@@ -142,6 +156,26 @@ def _term(tree: Tree, source: Source) -> TermNode:
     value = -1 if sign and sign[0] == "-" else 1
     start = sign[0] if sign else letters
     return TermNode(value, _word(letters, source), source.at(start))
+
+
+def _lin_comb(tree: Tree, source: Source) -> tuple[RelTermNode, ...]:
+    """``[SIGN] rel_term (SIGN rel_term)*`` -> terms with their signs."""
+    out, sign, start = [], 1, None
+    for child in tree.children:
+        if isinstance(child, Token) and child.type == "SIGN":
+            sign, start = (-1 if child == "-" else 1), child
+            continue
+        number = next((t for t in child.children if t.type == "NUMBER"), None)
+        letters = next((t for t in child.children if t.type == "NAME"), None)
+        first = start or child.children[0]
+        out.append(RelTermNode(
+            sign,
+            _word(number, source) if number is not None else None,
+            _word(letters, source) if letters is not None else None,
+            source.at(first),
+        ))
+        sign, start = 1, None
+    return tuple(out)
 
 
 def _string(token: Token, source: Source) -> Word:
@@ -166,7 +200,7 @@ def _string(token: Token, source: Source) -> Word:
 
 # --- grammar errors in words -------------------------------------------------------------------
 _KEYWORDS = {clause.upper(): clause for clause in CLAUSES}  # token type -> clause keyword
-_VALUES = {"parity": PARITIES, "level": LEVELS, "pool": POOLS}
+_VALUES = {"parity": PARITIES, "level": LEVELS, "pool": POOLS, "sum_rule": SUM_RULES, "positive": POSITIVITY}
 _CLAUSE_LIST = ", ".join(CLAUSES)
 _TERM_HINT = (
     "a term is the index letters in some order, optionally with a leading '-', e.g. 'symmetry ij = -ji'"
@@ -223,7 +257,7 @@ def _expectation(stack: list, token: Token, found: str, source: Source) -> _Desc
         )
     name = head[1]
     if len(head) == 2:
-        if _is(token, "NAME", "SIGN", "OTHER"):
+        if _is(token, "NAME", "SIGN", "OTHER", "NUMBER"):
             hint = "a tensor name is a single identifier (letters, digits and '_'), e.g. 'tensor my_name {'"
         else:
             hint = f"open the block with '{{': 'tensor {name} {{'"
@@ -251,6 +285,8 @@ def _expectation(stack: list, token: Token, found: str, source: Source) -> _Desc
         )
     if keyword == "symmetry":
         return _in_symmetry(tail, token, found)
+    if keyword == "relation":
+        return _in_relation(tail, token, found)
     if len(tail) == 1:
         return _value_expected(keyword, token, found)
     return None, f"expected the end of the '{keyword}' clause, found {found}", _extra_value_hint(keyword)
@@ -263,7 +299,9 @@ def _in_clause(item: object) -> bool:
     # `term` and lark's helper rules for repeats inside a clause (`__symmetry_star_0`, ...);
     # `_sep`, `_clause` and the block's own helper (`__tensor_...`) end the search.
     data = str(item.data) if isinstance(item, Tree) else ""
-    return data == "term" or (data.startswith("__") and not data.startswith("__tensor"))
+    if data in ("term", "lin_comb", "rel_term"):
+        return True
+    return data.startswith("__") and not data.startswith("__tensor")
 
 
 def _top_level(token: Token, found: str) -> _Described:
@@ -306,6 +344,38 @@ def _in_symmetry(tail: list, token: Token, found: str) -> _Described:
     return None, message, _END_HINT
 
 
+_RELATION_HINT = (
+    "a relation is a sum of index orders with optional coefficients, equal to 0 or to another such "
+    "sum, e.g. 'relation ijk + jki + kij = 0' or 'relation 2 ijk = jik - 1/2 kji'"
+)
+
+
+def _in_relation(tail: list, token: Token, found: str) -> _Described:
+    last = tail[-1]
+    has_eq = any(_is(item, "_EQ") for item in tail)
+    if _is(last, "RELATION", "_EQ", "SIGN"):
+        after = {"RELATION": "'relation'", "_EQ": "'='", "SIGN": f"'{last}'"}[last.type]
+        hint = _RELATION_HINT
+        if token.type == "_NL":
+            hint += "; keep the whole relation on one line"
+        return None, f"expected a relation term after {after}, found {found}", hint
+    if _is(last, "NUMBER"):
+        return None, f"expected index letters or '+', '-', '=' after the coefficient '{last}', found {found}", (
+            _RELATION_HINT
+        )
+    if has_eq:
+        message = f"expected '+', '-' or the end of the 'relation' clause, found {found}"
+        if token.type == "_EQ":
+            return None, message, "a relation has one '=': move every term to one side, e.g. 'ijk - jik = 0'"
+        return None, message, _END_HINT if token.type not in ("NAME", "NUMBER") else (
+            "join the terms with '+' or '-', e.g. 'relation ijk + jki + kij = 0'"
+        )
+    message = f"expected '+', '-' or '=' in the 'relation' clause, found {found}"
+    if token.type in ("_NL", "_SEMI", "_RBRACE"):
+        return None, message, "a relation needs '=': write e.g. 'relation ijk + jki + kij = 0'"
+    return None, message, "join the terms with '+' or '-', e.g. 'relation ijk + jki + kij = 0'"
+
+
 def _value_expected(keyword: str, token: Token, found: str) -> _Described:
     if keyword == "indices":
         return None, f"expected the index letters after 'indices', found {found}", (
@@ -314,7 +384,7 @@ def _value_expected(keyword: str, token: Token, found: str) -> _Described:
     if keyword == "traceless":
         return None, f"expected an index pair after 'traceless', found {found}", "e.g. 'traceless ij'"
     if keyword == "units":
-        if token.type in ("NAME", "OTHER", "SIGN"):
+        if token.type in ("NAME", "OTHER", "SIGN", "NUMBER"):
             hint = f"write the units in double quotes: units {json.dumps(str(token))}"
         else:
             hint = 'write the units in double quotes, e.g. units "GPa"'

@@ -130,7 +130,7 @@ class TensorModel(torch.nn.Module):
     def _make_head(self, plan: HeadPlan, bname: str) -> torch.nn.Module:
         try:  # head_kwargs["kind"] picks a baseline head (tsym.runtime.nn.heads)
             return make_head(self.irreps_in, plan.irreps, plan.change_of_basis, plan.level,
-                             plan.pool, **self.head_kwargs)
+                             plan.pool, **self.head_kwargs, **plan.head_options())
         except (ValueError, TypeError) as err:
             raise ModelConfigError(
                 f"head '{plan.name}' (irreps '{plan.irreps}') cannot be attached to backbone "

@@ -70,12 +70,17 @@ class Normalisation:
 
     @classmethod
     def fit(cls, irreps: str, targets: torch.Tensor, *, order: int,
-            n_atoms: torch.Tensor | None = None) -> Normalisation:
+            n_atoms: torch.Tensor | None = None, shift: bool = True,
+            uniform_scale: bool = False) -> Normalisation:
         """Statistics of ``targets`` ``[M, irreps.dim]``, the irreps coordinates of the labels.
 
         ``order`` is the tensor's number of indices (for the RMS of its ``3^order`` Cartesian
         entries); ``n_atoms`` ``[M]`` (atoms per structure) makes the shift per atom.  An l whose
         RMS is zero (or below 1e-12 of the largest) gets the largest RMS as its scale.
+        ``shift=False`` keeps the shift at zero (a sum rule: atom tensors summing to zero stay
+        so only without a shift); ``uniform_scale=True`` uses one scale, the RMS over all
+        components (a positive head: only a positive multiple of a positive matrix is sure to
+        stay positive).
         """
         y = torch.as_tensor(targets, dtype=torch.float64)  # [M, d]
         dim = o3.Irreps(irreps).dim
@@ -87,9 +92,12 @@ class Normalisation:
         even = torch.tensor(_even_scalars(irreps))  # [d] bool
         count = None if n_atoms is None else torch.as_tensor(n_atoms, dtype=torch.float64)[:, None]
         per_item = y if count is None else y / count  # [M, d]
-        shift = torch.where(even, per_item.mean(dim=0), torch.zeros(dim, dtype=torch.float64))
+        zero = torch.zeros(dim, dtype=torch.float64)
+        shift = torch.where(even, per_item.mean(dim=0), zero) if shift else zero  # [d]
         residual = y - (shift if count is None else shift * count)  # [M, d]
         ls = torch.tensor(l_of_components(irreps))  # [d]
+        if uniform_scale:
+            ls = torch.zeros_like(ls)  # one group: one scale for every component
         rms = {l: float(residual[:, ls == l].pow(2).mean().sqrt()) for l in ls.unique().tolist()}
         top = max(rms.values())
         fixed = {l: (r if r > 1e-12 * top else top) if top > 0 else 1.0 for l, r in rms.items()}

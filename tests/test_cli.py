@@ -33,6 +33,28 @@ def test_inspect_text(spec_file, capsys):
         assert key in lines
 
 
+def test_inspect_shows_relations(tmp_path, capsys):
+    path = tmp_path / "mixed.tsym"
+    path.write_text("tensor m {\n indices ijk\n symmetry ijk = jik\n relation ijk + jki + kij = 0\n}\n")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(None, 1)[1] for line in out if line.startswith("relation")] == ["ijk + jki + kij = 0"]
+    assert [line.split()[-1] for line in out if line.startswith("irreps")] == ["1x1o+1x2o"]
+    assert main(["inspect", str(path), "--json"]) == 0
+    item = json.loads(capsys.readouterr().out)[0]
+    assert item["relations"] == ["ijk + jki + kij = 0"] and item["num_components"] == 8
+
+
+def test_inspect_prints_a_redundant_relation_warning(tmp_path, capsys):
+    path = tmp_path / "riemann.tsym"
+    path.write_text("tensor r {\n indices ijkl\n symmetry ijkl = -jikl = -ijlk = klij\n"
+                    " relation ijkl + iklj + iljk = 0\n}\n")
+    assert main(["inspect", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"tsym: warning: {path}:4:2: relation 'ijkl + iklj + iljk = 0' changes nothing")
+    assert "1x0e+1x2e" in captured.out
+
+
 def test_inspect_json_has_change_of_basis(spec_file, capsys):
     assert main(["inspect", str(spec_file), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

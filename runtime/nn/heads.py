@@ -58,18 +58,25 @@ class LinearHead(CartesianReadout):
     """
 
     def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
-                 pool: str = "sum", hidden_mul: int = 0, mlp_hidden: int = 0, skip: bool = True):
-        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool)
+                 pool: str = "sum", hidden_mul: int = 0, mlp_hidden: int = 0, skip: bool = True,
+                 sum_rule: bool = False, factor_irreps=None, factor_basis=None,
+                 floor: float = 0.0):
+        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool, sum_rule,
+                         factor_irreps, factor_basis, floor)
         present = {ir for mul, ir in self.irreps_in if mul > 0}
-        if not any(ir in present for _, ir in self.irreps_out):
-            raise ValueError(f"a linear head reaches none of the target irreps '{self.irreps_out}'"
+        if not any(ir in present for _, ir in self.irreps_rows):
+            raise ValueError(f"a linear head reaches none of the target irreps '{self.irreps_rows}'"
                              f" from irreps_in '{self.irreps_in}'")
-        self.linear = o3.Linear(self.irreps_in, self.irreps_out)
+        self.linear = o3.Linear(self.irreps_in, self.irreps_rows)
+
+    def node_irreps(self, node_features: torch.Tensor) -> torch.Tensor:
+        """``[n_nodes, irreps_in.dim]`` -> per-node rows ``[n_nodes, irreps_rows.dim]``."""
+        return self.linear(node_features)
 
     def forward(self, node_features: torch.Tensor, batch: Optional[torch.Tensor] = None,
                 num_graphs: Optional[int] = None) -> torch.Tensor:
         """``[n_nodes, irreps_in.dim]`` -> ``[num_graphs or n_nodes, 3, ..., 3]``."""
-        y = self.pooled(self.linear(node_features), batch, num_graphs)  # [G|N, out_dim]
+        y = self.pooled(self.node_irreps(node_features), batch, num_graphs)  # [G|N, out_dim]
         return self.to_cartesian(y)  # [G|N, 3, ..., 3]
 
 
@@ -92,8 +99,13 @@ class InvariantHead(CartesianReadout):
     """
 
     def __init__(self, irreps_in, irreps_out, change_of_basis, level: str = "structure",
-                 pool: str = "sum", hidden_mul: int = 0, mlp_hidden: int = 32, skip: bool = True):
-        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool)
+                 pool: str = "sum", hidden_mul: int = 0, mlp_hidden: int = 32, skip: bool = True,
+                 sum_rule: bool = False, factor_irreps=None, factor_basis=None,
+                 floor: float = 0.0):
+        if factor_basis is not None:
+            raise ValueError("an invariant head cannot build a positive tensor (it predicts "
+                             "Cartesian components, not an equivariant factor L)")
+        super().__init__(irreps_in, irreps_out, change_of_basis, level, pool, sum_rule)
         if mlp_hidden < 1:
             raise ValueError(f"mlp_hidden must be >= 1, got {mlp_hidden}")
         scalar_idx = scalar_indices(self.irreps_in)

@@ -10,6 +10,7 @@ item (a structure, or a labelled atom):
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -90,5 +91,47 @@ def fit_normalisations(plans: Sequence[HeadPlan], graphs: Sequence[Mapping]
         if labels.shape[0] == 0:
             raise ValueError(f"head '{plan.name}': no labelled items in the training split")
         y = plan.from_cartesian(labels)  # [M, d] float64
-        norms[plan.name] = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms)
+        positive = plan.positive is not None
+        norm = Normalisation.fit(plan.irreps, y, order=plan.order, n_atoms=n_atoms,
+                                 shift=plan.sum_rule is None, uniform_scale=positive)
+        if positive:
+            c = _positive_shift_factor(plan, norm.shift, labels, n_atoms)
+            norm = dataclasses.replace(norm, shift=tuple(c * v for v in norm.shift))
+        norms[plan.name] = norm
     return norms
+
+
+def _sym_matrices(plan: HeadPlan, t: torch.Tensor) -> torch.Tensor:
+    """``[M, 3, ..., 3]`` -> ``[M, 3, 3]`` (rank 2) or the ``[M, 6, 6]`` Mandel matrices (rank 4)."""
+    if plan.order == 2:
+        return 0.5 * (t + t.transpose(1, 2))
+    basis = torch.zeros(9, 6, dtype=t.dtype)  # orthonormal basis of the symmetric index pairs
+    for a, (i, j) in enumerate(((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))):
+        w = 1.0 if i == j else 0.5**0.5
+        basis[3 * i + j, a] += w
+        basis[3 * j + i, a] += w if i != j else 0.0
+    mats = basis.T @ t.reshape(t.shape[0], 9, 9) @ basis  # [M, 6, 6]
+    return 0.5 * (mats + mats.transpose(1, 2))
+
+
+def _positive_shift_factor(plan: HeadPlan, shift: Sequence[float], labels: torch.Tensor,
+                           n_atoms: torch.Tensor | None) -> float:
+    """The largest ``c`` in [0, 1] with ``T_k - c n_k S`` positive semidefinite for every label.
+
+    A positive head predicts ``s (L L^T + floor I) + c S`` (``S`` the ``0e`` shift, per atom times
+    ``n_k`` for a sum-pooled head): positive when ``S`` is, and it can only reach tensors above
+    ``c S``, so ``c`` is as large as the training labels allow (0 when ``S`` is not positive
+    definite, e.g. labels of both signs).  ``c_k`` is the smallest generalised eigenvalue of
+    ``(T_k, n_k S)``.
+    """
+    s_t = plan.to_cartesian(torch.tensor(shift, dtype=torch.float64)[None])  # [1, 3, ..., 3]
+    s_mat = _sym_matrices(plan, s_t)[0]
+    eig = torch.linalg.eigvalsh(s_mat)
+    if not eig.min() > 1e-12 * max(1.0, float(eig.abs().max())):
+        return 0.0
+    inv_root = torch.linalg.inv(torch.linalg.cholesky(s_mat))  # S = R R^T, inv_root = R^-1
+    t = _sym_matrices(plan, labels)  # [M, k, k]
+    lam = torch.linalg.eigvalsh(inv_root @ t @ inv_root.T).min(dim=1).values  # [M]
+    if n_atoms is not None:
+        lam = lam / n_atoms.to(lam.dtype)
+    return float(lam.min().clamp(0.0, 1.0))

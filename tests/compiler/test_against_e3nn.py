@@ -41,7 +41,16 @@ def test_every_library_spec_matches_e3nn_and_characters(path):
     spec = plan.spec
     group = group_of(spec.indices, [" = ".join(("-" if t.sign < 0 else "") + t.letters for t in eq.terms)
                                     for eq in spec.symmetries])
-    if not spec.traceless:
+    if spec.relations:
+        # relations: the SVD null space and characters of random rotations (test_relations.py)
+        from .test_relations import reference
+
+        relations = [[(t.coeff, t.letters) for t in rel.terms] for rel in spec.relations]
+        pairs = [(spec.indices.index(p.letters[0]), spec.indices.index(p.letters[1])) for p in spec.traceless]
+        equations = [" = ".join(("-" if t.sign < 0 else "") + t.letters for t in eq.terms) for eq in spec.symmetries]
+        _, mults, _ = reference(spec.indices, equations, pairs, relations)
+        assert {ir.l: mul for mul, ir in o3.Irreps(plan.irreps)} == mults
+    elif not spec.traceless:
         # character formula over the group elements (independent of the weight counting)
         chars = character_multiplicities(group)
         assert {ir.l: mul for mul, ir in o3.Irreps(plan.irreps)} == chars

@@ -185,6 +185,19 @@ LIBRARY = {
         "ijkl", ["ijkl = jikl = ikjl = ijlk"], "polar", [], "structure", "sum", "e^4*Bohr^4/Hartree^3"
     ),
     "gyration": ("ij", ["ij = ji"], "axial", [], "structure", "mean", "dimensionless"),
+    "mixed_rank3": ("ijk", ["ijk = jik"], "polar", [], "structure", "sum", None),
+    "born_charges_sum_rule": ("ij", [], "polar", [], "atom", "sum", "e"),
+    "polarizability_positive": ("ij", ["ij = ji"], "polar", [], "structure", "sum", "Bohr^3"),
+    "dielectric_positive": ("ij", ["ij = ji"], "polar", [], "structure", "mean", "dimensionless"),
+    "elastic_positive": ("ijkl", ["ijkl = jikl = ijlk = klij"], "polar", [], "structure", "mean", "GPa"),
+}
+# name: (relations, sum_rule, positive) where a library spec states more than the defaults.
+PHYSICS = {
+    "mixed_rank3": (["ijk + jki + kij = 0"], None, None),
+    "born_charges_sum_rule": ([], "zero", None),
+    "polarizability_positive": ([], None, "definite"),
+    "dielectric_positive": ([], None, "definite"),
+    "elastic_positive": ([], None, "definite"),
 }
 
 
@@ -204,6 +217,9 @@ def test_library_spec(name):
     assert spec.parity == parity
     assert [p.letters for p in spec.traceless] == traceless
     assert (spec.level, spec.pool, spec.units) == (level, pool, units)
+    relations, sum_rule, positive = PHYSICS.get(name, ([], None, None))
+    assert [r.to_source() for r in spec.relations] == relations
+    assert (spec.sum_rule and spec.sum_rule.value, spec.positive and spec.positive.value) == (sum_rule, positive)
     assert spec.loc.file == str(path)
     assert parse_text(spec.to_source())[0] == spec
 

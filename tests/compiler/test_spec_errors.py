@@ -47,14 +47,15 @@ def test_unknown_clause_full_message():
         "        symetry ij = ji\n"
         "        ^\n"
         "hint: did you mean 'symmetry'? (the clauses are: indices, symmetry, parity, traceless, "
-        "level, pool, units)"
+        "relation, sum_rule, positive, level, pool, units)"
     )
 
 
 def test_unknown_clause_without_close_match_lists_the_clauses():
     with pytest.raises(UnknownClauseError, match=r"^spec\.tsym:3:5: unknown clause 'order'") as info:
         parse(block("indices ijk", "order 3"))
-    assert "hint: the clauses are: indices, symmetry, parity, traceless, level, pool, units" in str(info.value)
+    assert "hint: the clauses are: indices, symmetry, parity, traceless, relation, sum_rule, positive, " \
+        "level, pool, units" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +180,8 @@ def test_second_pair_on_a_traceless_line():
         ("tensor a {\n    indices ij$\n}\n", r"2:15: expected the end of the 'indices' clause, found '\$'"),
         (
             "tensor a {\n    = ji\n}\n",
-            r"2:5: expected a clause \(indices, symmetry, parity, traceless, level, pool, units\) or '\}', "
+            r"2:5: expected a clause \(indices, symmetry, parity, traceless, relation, sum_rule, "
+            r"positive, level, pool, units\) or '\}', "
             r"found '='",
         ),
         ("tensr a {\n", r"1:1: expected a tensor block 'tensor NAME \{ \.\.\. \}', found 'tensr'"),

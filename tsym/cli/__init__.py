@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 from tsym.cli import data, demo, eval, export, label, predict, train
-from tsym.compiler import TsymError, compile_file, write_modules
+from tsym.compiler import SpecWarning, TsymError, compile_file, write_modules
 from tsym.compiler.errors import TsymWarning
 
 __all__ = ["main"]
@@ -21,7 +21,14 @@ COMMAND_MODULES = (data, demo, eval, export, label, predict, train)
 
 
 def _plans(path: str):
-    return compile_file(path)
+    """Compile ``path``; a spec's warnings (e.g. a redundant relation) go to stderr, located."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpecWarning)  # printed once below, without Python's frame
+        plans = compile_file(path)
+    for plan in plans:
+        for message in plan.warnings:
+            print(f"tsym: warning: {message}", file=sys.stderr)
+    return plans
 
 
 def cmd_inspect(args) -> int:
@@ -44,6 +51,11 @@ def cmd_inspect(args) -> int:
                     "num_components", "group_order", "basis_origin"):
             value = d[key] if d[key] is not None else "-"
             print(f"{key.replace('_', ' '):<{width}}  {value}")
+        for relation in d["relations"]:
+            print(f"{'relation':<{width}}  {relation}")
+        for key in ("sum_rule", "positive", "factor_irreps"):
+            if d[key] is not None:
+                print(f"{key.replace('_', ' '):<{width}}  {d[key]}")
     return 0
 
 
