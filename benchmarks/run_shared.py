@@ -79,7 +79,8 @@ SETS: dict[str, tuple[str, dict[str, str], dict]] = {
     "elastic_matten_positive": ("elastic_matten", {"elastic_matten":
                                 "elastic_matten/example_crystal_elasticity_tensor_n100.json"}, {}),
     "water_apt_sum_rule": ("water_apt", {"water_apt_train": "water_apt/train.xyz",
-                                         "water_apt_test": "water_apt/test.xyz"}, {}),
+                                         "water_apt_test": "water_apt/test.xyz"},
+                           {"cell": 15.6627}),
     "becs_epsilon_e3nn_physics": ("becs_epsilon_e3nn", {"becs_epsilon_e3nn":
                                   "becs_epsilon_e3nn/phonon_becs_epsilon.xyz"}, {}),
 }
