@@ -398,10 +398,9 @@ def _coerce(where: str, key: str, value, hint):
         if opt is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if opt is float and _is_number(value):
-            number = float(value) if abs(value) < 2**1023 else math.inf  # a huge int overflows
-            if not math.isfinite(number):
+            if isinstance(value, int) and abs(value) >= 2**1023:  # would overflow to inf
                 raise ConfigError(f"{where}: '{key}' must be a finite number, got {value!r}")
-            return number
+            return float(value)  # .inf/.nan: refused by _finite, which sees every value
         if opt is str and isinstance(value, str):
             return value
         if opt is dict and isinstance(value, dict):
