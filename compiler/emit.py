@@ -39,8 +39,28 @@ def class_name(name: str) -> str:
 
 
 def _head_parts() -> tuple[str, str]:
-    """``compiler/head.py`` as (its import block, its code without docstring and ``__all__``)."""
-    text = resources.files("tsym.compiler").joinpath("head.py").read_text(encoding="utf-8")
+    """``compiler/_fused.py`` then ``compiler/head.py`` as (their import block, their code
+    without docstrings, ``__all__`` and the relative import of the one by the other)."""
+    names: dict[str, set[str]] = {}  # "from M import a, b" merged per module M
+    plain: list[str] = []  # "import M" lines
+    codes = []
+    for name in ("_fused.py", "head.py"):
+        block, code = _file_parts(name)
+        codes.append(code)
+        for node in ast.parse(block).body:
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.setdefault(node.module, set()).update(a.name for a in node.names)
+            elif isinstance(node, ast.Import):
+                plain += [f"import {a.name}" for a in node.names if f"import {a.name}" not in plain]
+    froms = {m: f"from {m} import {', '.join(sorted(n))}" for m, n in names.items()}
+    std = [ln for ln in plain if ln != "import torch"] + [froms[m] for m in ("typing",) if m in froms]
+    third = [ln for ln in plain if ln == "import torch"] + [v for m, v in froms.items() if m != "typing"]
+    return "\n".join(std) + "\n\n" + "\n".join(third), "\n\n".join(codes)
+
+
+def _file_parts(name: str) -> tuple[str, str]:
+    """One file of ``tsym.compiler`` as (its import block, its code as for ``_head_parts``)."""
+    text = resources.files("tsym.compiler").joinpath(name).read_text(encoding="utf-8")
     lines = text.splitlines()
     tree = ast.parse(text)
     imports, dropped = [], set()

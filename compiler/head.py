@@ -34,6 +34,8 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
+from ._fused import FusedSelfMix
+
 __all__ = ["SelfMixHead", "CartesianReadout", "EquivariantLayerNorm", "scalar_indices"]
 
 _Ir = Tuple[int, int]  # (l, parity) of an irrep, parity +1 (e) or -1 (o)
@@ -440,6 +442,8 @@ class SelfMixHead(CartesianReadout):
         shares = any(ir in {i for _, i in irreps_in} for _, ir in rows)
         self.has_skip = bool(skip and shares)
         self.skip = o3.Linear(irreps_in, rows) if self.has_skip else torch.nn.Identity()
+        # the arithmetic of node_irreps, fused (compiler/_fused.py); holds no parameters
+        self.fused = FusedSelfMix(self, hidden, tp1, mid, tp2, targets)
         _exact_w3j(self)
 
     def _apply(self, fn, recurse=True):
@@ -455,12 +459,11 @@ class SelfMixHead(CartesianReadout):
 
     def node_irreps(self, node_features: torch.Tensor) -> torch.Tensor:
         """Per-node target irreps: ``[n_nodes, irreps_in.dim]`` -> ``[n_nodes, irreps_out.dim]``"""
-        u = self.lin_u(node_features)  # [n_nodes, hidden.dim]
-        v = self.lin_v(node_features)  # [n_nodes, irreps_v.dim]  one block per tp1 path
-        h = self.norm(self.tp1(u, v))  # [n_nodes, mid.dim]
         w = self.mlp(node_features[:, self.scalar_idx])  # [n_nodes, tp2.weight_numel]
-        z = self.tp2(h, h, w)  # [n_nodes, mix.dim]
-        y = self.lin_out(z)  # [n_nodes, irreps_out.dim]
+        # = lin_out(tp2(h, h, w)) with h = norm(tp1(lin_u(x), lin_v(x))), computed by the
+        # fused arithmetic from the same weights (e3nn's modules hold them, and define the math)
+        y = self.fused(node_features, self.lin_u.weight, self.lin_v.weight, self.tp1.weight,
+                       self.norm.weight, self.norm.bias, w, self.lin_out.weight)  # [n, out]
         if self.has_skip:
             y = y + self.skip(node_features)  # [n_nodes, irreps_out.dim]
         return y
