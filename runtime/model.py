@@ -45,6 +45,9 @@ from tsym.runtime.normalisation import Normalisation
 __all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+#: ``torch.compile`` options of :meth:`TensorModel.compile_for_speed` (see there).
+COMPILE_DEFAULTS = {"dynamic": True, "fullgraph": True, "isolate_recompiles": True}
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -192,12 +195,17 @@ class TensorModel(torch.nn.Module):
 
         The backbone's :meth:`~tsym.runtime.nn.xpainn.XPaiNN.compile_blocks` when it has one
         (other backbones stay eager), and each head's ``node_irreps`` (pooling and ``y @ Q`` stay
-        eager).  ``dynamic=True`` by default.  Training configs ask for it with
-        ``model: {compile: true}``.  It needs a C++ compiler and takes a while to compile; the
-        speed it buys is measured in ``benchmarks/README.md``.  The weights, checkpoints and
+        eager).  Defaults (:data:`COMPILE_DEFAULTS`): ``dynamic=True`` (one compilation serves
+        every batch size), ``fullgraph=True`` (a region that cannot be compiled whole raises
+        instead of running eager in pieces) and ``isolate_recompiles=True`` (every block and head
+        keeps its own compiled entries, so several compiled blocks and models in one process do
+        not share dynamo's recompile limit, and hitting it raises rather than falls back to eager
+        silently).  ``kwargs`` override them (e.g. ``backend=...``).  Training configs ask for it
+        with ``model: {compile: true}``.  It needs a C++ compiler; what the compilation costs
+        and when it pays is measured in ``benchmarks/README.md``.  The weights, checkpoints and
         results are those of the eager model.
         """
-        kwargs.setdefault("dynamic", True)
+        kwargs = {**COMPILE_DEFAULTS, **kwargs}
         if hasattr(self.backbone, "compile_blocks"):
             self.backbone.compile_blocks(**kwargs)
         for head in self.heads.values():

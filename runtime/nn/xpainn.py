@@ -350,9 +350,13 @@ class XPaiNN(torch.nn.Module):
         compiler; the speed-up is measured in ``benchmarks/README.md``).  ``dynamic=True`` by
         default, so batches of other sizes reuse the compiled code.  Same results as eager to
         float rounding (tests/runtime/nn/test_xpainn_paths.py).  The Python loop over edge chunks
-        stays eager.
+        stays eager.  ``fullgraph=True`` and ``isolate_recompiles=True`` by default too: each
+        block instance keeps its own compiled entries (the blocks share their code, so they would
+        otherwise share dynamo's recompile limit, and a region over it runs eager silently).
         """
         kwargs.setdefault("dynamic", True)
+        kwargs.setdefault("fullgraph", True)
+        kwargs.setdefault("isolate_recompiles", True)
 
         def compiled(module, name):
             method = getattr(type(module), name).__get__(module)

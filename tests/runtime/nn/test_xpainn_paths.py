@@ -182,4 +182,5 @@ def test_model_compile_option_compiles_backbone_and_heads(tmp_path, monkeypatch)
     assert names.count(("UpdateBlock", "forward")) == blocks
     assert names.count(("EquivariantLayerNorm", "forward")) == blocks - 1  # not the first block
     assert names.count(("SelfMixHead", "node_irreps")) == len(cfg["heads"])
-    assert all(kwargs == {"dynamic": True} for _, _, kwargs in compiled)
+    assert all(kwargs == {"dynamic": True, "fullgraph": True, "isolate_recompiles": True}
+               for _, _, kwargs in compiled)
