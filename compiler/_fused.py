@@ -309,15 +309,18 @@ class FusedSelfMix(torch.nn.Module):
         x_ks = torch.split(x, self.in_sizes, dim=1)
         groups: List[torch.Tensor] = []
         for g in range(len(self.group_sizes)):
-            acc = x.new_zeros(self.group_sizes[g], n * m)
+            parts: List[torch.Tensor] = []
             for k in range(len(self.in_start)):
                 if self.in_group[k] != g:
                     continue
                 mul, d, rows = self.in_mul[k], self.in_dim[k], self.in_rows[k]
-                x_k = x_ks[self.in_block[k]].reshape(n, mul, d).permute(2, 0, 1).reshape(d * n, mul)
-                y = x_k @ w_ks[k].view(mul, rows)  # [(d, N), (block, m)]
+                x_k = x_ks[self.in_block[k]].reshape(n, mul, d).permute(2, 0, 1)
+                y = x_k.reshape(d * n, mul) @ w_ks[k].view(mul, rows)  # [(d, N), (block, m)]
                 y = y.view(d, n, rows // m, m).permute(2, 0, 1, 3)  # [block, d, N, m]
-                acc = acc + y.reshape(rows // m * d, n * m)
+                parts.append(y.reshape(rows // m * d, n * m))
+            acc = parts[0]  # input blocks of the same irrep add up (usually there is one)
+            for extra in parts[1:]:
+                acc = acc + extra
             groups.append(acc)
         r = torch.cat(groups, dim=0)  # [D_R, N m]
         # tp1: the component pairs of all paths; one matmul per output irrep
