@@ -8,7 +8,8 @@
 * arrows point down the layers of :data:`LAYERS`: a module imports only modules of a lower layer
   or of its own group, never a sibling group of the same layer (``nn`` and ``data``) nor one
   above (the runtime never imports ``tsym`` or ``tsym.cli``; the compiler never the runtime);
-* ``compiler/head.py`` stays standalone (``emit`` pastes it into generated modules).
+* ``compiler/head.py`` and ``compiler/_fused.py`` stay standalone (``emit`` pastes both into
+  generated modules; the head may import the fused arithmetic, nothing else of tsym).
 
 The checker runs on the repository and on small planted trees that must fail.
 """
@@ -47,7 +48,8 @@ LAYERS = (
 LAZY_ALLOWED = ("pyscf", "matplotlib")
 
 #: Modules that must import nothing but these (the head is pasted into standalone modules).
-STANDALONE = {"tsym.compiler.head": ("math", "typing", "torch", "e3nn")}
+STANDALONE = {"tsym.compiler.head": ("math", "typing", "torch", "e3nn", "tsym.compiler._fused"),
+              "tsym.compiler._fused": ("math", "typing", "torch", "e3nn")}
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,8 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
             if imp.lazy and not (not internal and top in LAZY_ALLOWED):
                 problems.append(f"{where}:{imp.line}: import of {imp.target} inside a function "
                                 "(import at module level)")
-            if name in STANDALONE and top not in STANDALONE[name]:
+            if name in STANDALONE and top not in STANDALONE[name] \
+                    and imp.target not in STANDALONE[name]:
                 problems.append(f"{where}:{imp.line}: {name} must stay standalone "
                                 f"({', '.join(STANDALONE[name])} only), imports {imp.target}")
             if not internal:
