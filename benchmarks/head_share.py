@@ -43,6 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--compile", action="store_true",
+                        help="the same after compile_for_speed() (backbone blocks and the fused "
+                             "head compiled; no e3nn column)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -80,9 +83,12 @@ def main() -> None:
             got, want = head.node_irreps(feats), reference_node_irreps(head, feats)
             err = float((got - want).abs().max() / want.abs().max())
         assert err <= 1e-5, f"{label}: fused and e3nn rows differ by {err:.1e}"
+        if args.compile:
+            model.compile_for_speed()
         columns[(label, "backbone")] = step(model, None, None)
         columns[(label, "fused")] = step(model, head, lambda h, f: h.node_irreps(f))
-        columns[(label, "e3nn")] = step(model, head, reference_node_irreps)
+        if not args.compile:
+            columns[(label, "e3nn")] = step(model, head, reference_node_irreps)
     for fn in columns.values():
         fn()  # warm-up
     times = {key: [] for key in columns}
@@ -97,6 +103,12 @@ def main() -> None:
           "| head share before / now | head before / now (ms) |")
     print("|---|---|---|---|---|---|")
     for label in TARGETS:
+        if args.compile:  # compiled: the fused head only
+            bb, new = times[(label, "backbone")], times[(label, "fused")]
+            print(f"| {label} (compiled) | {med(bb):.0f} | - | {med(new):.0f} | - / "
+                  f"{100 * med([1 - b / t for b, t in zip(bb, new)]):.0f}% | - / "
+                  f"{med([t - b for b, t in zip(bb, new)]):.0f} |")
+            continue
         bb, old, new = (times[(label, k)] for k in ("backbone", "e3nn", "fused"))
         share_old = med([1 - b / t for b, t in zip(bb, old)])
         share_new = med([1 - b / t for b, t in zip(bb, new)])
