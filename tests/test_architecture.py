@@ -3,7 +3,7 @@
 * no import cycle among tsym modules (imports at module level; ``if TYPE_CHECKING:`` blocks are
   annotations only and do not count);
 * no import inside a function or class, except of the optional heavy libraries in
-  :data:`LAZY_ALLOWED` (PySCF is an optional extra; matplotlib loads only for plots);
+  :data:`LAZY_ALLOWED` (PySCF, mace-torch and nequip are optional extras; matplotlib loads only for plots);
 * no module imports a private (``_name``) module or name of another package;
 * arrows point down the layers of :data:`LAYERS`: a module imports only modules of a lower layer
   or of its own group, never a sibling group of the same layer (``nn`` and ``data``) nor one
@@ -44,7 +44,7 @@ LAYERS = (
 )
 
 #: Libraries a function may import lazily: optional or slow to import, needed by one verb.
-LAZY_ALLOWED = ("pyscf", "matplotlib")
+LAZY_ALLOWED = ("pyscf", "matplotlib", "mace", "nequip")
 
 #: Modules that must import nothing but these (the head is pasted into standalone modules).
 STANDALONE = {"tsym.compiler.head": ("math", "typing", "torch", "e3nn")}
