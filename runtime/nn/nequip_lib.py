@@ -57,7 +57,9 @@ def _restored_process_state():
     strategy = torch.multiprocessing.get_sharing_strategy()
     dynamo = {k: getattr(torch._dynamo.config, k) for k in
               ("capture_dynamic_output_shape_ops", "capture_scalar_outputs")}
-    fusion = torch.jit.set_fusion_strategy([("STATIC", 2), ("DYNAMIC", 10)])
+    with warnings.catch_warnings():  # torch 2.13 calls torch.jit deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        fusion = torch.jit.set_fusion_strategy([("STATIC", 2), ("DYNAMIC", 10)])
     try:
         with torch.random.fork_rng(devices=[]):
             yield
@@ -71,7 +73,9 @@ def _restored_process_state():
         torch.multiprocessing.set_sharing_strategy(strategy)
         for k, v in dynamo.items():
             setattr(torch._dynamo.config, k, v)
-        torch.jit.set_fusion_strategy(fusion)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.jit.set_fusion_strategy(fusion)
 
 
 def _builder():
@@ -144,7 +148,7 @@ class NequIPLibBackbone(torch.nn.Module):
                 model = build(seed=seed, model_dtype=str(dtype).removeprefix("torch."),
                               type_names=[chemical_symbols[z] for z in self.elements],
                               r_max=self.cutoff, **kwargs)
-        except (AssertionError, ValueError, TypeError, KeyError) as err:
+        except Exception as err:  # noqa: BLE001 - the library raises many kinds here
             raise ModelConfigError(f"backbone 'nequip-lib': NequIP refused the arguments "
                                    f"{sorted(nequip_kwargs)}: {type(err).__name__}: {err}"
                                    ) from None
