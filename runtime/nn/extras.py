@@ -26,7 +26,7 @@ __all__ = ["INSTALL", "missing_extra", "elements_of", "ElementIndex"]
 #: How to install each optional backbone (README, "Use a head on MACE, NequIP or your own network").
 INSTALL = {
     "mace": 'pip install -c constraints.txt -e ".[mace]" && '
-            "pip install --no-deps mace-torch==0.3.16",
+            "pip install -c constraints.txt --no-deps mace-torch==0.3.16",
     "nequip": 'pip install -c constraints.txt -e ".[nequip]"',
 }
 

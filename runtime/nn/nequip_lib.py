@@ -85,7 +85,8 @@ def _builder():
     except ImportError as err:
         raise missing_extra("nequip-lib", "nequip", err) from None
     if not global_state_initialized():
-        with _restored_process_state():
+        with _restored_process_state(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit, in torch 2.13
             set_global_state()
     return NequIPGNNModel
 
