@@ -32,7 +32,7 @@ from run_shared import _test_split, config_for, convert_set  # noqa: E402
 #: backbone -> (package it needs, its kwargs without elements and avg_num_neighbors)
 BACKBONES = {
     "xpainn": (None, None),  # the set's YAML as committed
-    "mace": ("mace", dict(hidden_irreps="32x0e+32x1o", max_ell=3, correlation=3,
+    "mace": ("mace", dict(hidden_irreps="32x0e+32x1o", max_ell=2, correlation=3,
                           num_interactions=2)),
     "nequip-lib": ("nequip", dict(num_layers=3, l_max=2, parity=False,
                                   num_features=[32, 16, 8], radial_mlp_width=64)),
@@ -43,11 +43,12 @@ def data_facts(path: str, cutoff: float) -> tuple[list[str], float]:
     """The elements of a training file and its mean number of neighbours within ``cutoff``."""
     import ase.io
     from ase.data import chemical_symbols
-    from matscipy.neighbours import neighbour_list
+    from tsym.runtime.graph import collate
 
     frames = ase.io.read(path, index=":")
     zs = sorted({int(z) for a in frames for z in a.numbers})
-    counts = [len(neighbour_list("i", a, cutoff)) / len(a) for a in frames]
+    graph = collate(frames, cutoff)  # tsym's own edges, as the backbones get them
+    counts = [graph["edge_index"].shape[1] / sum(len(a) for a in frames)]
     return [chemical_symbols[z] for z in zs], float(np.mean(counts))
 
 
