@@ -110,7 +110,15 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("/tmp/extra_backbones"))
     parser.add_argument("--only", nargs="*", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--table", action="store_true",
+                        help="only print the table of the runs already in --out")
     args = parser.parse_args(argv)
+    if args.table:
+        results = [json.loads((args.out / "runs" / f"{args.set}__{b}" / "results.json").read_text())
+                   for b in args.only
+                   if (args.out / "runs" / f"{args.set}__{b}" / "results.json").is_file()]
+        print(table(results))
+        return 0
     root = os.environ.get("TSYM_SHARED_DATA")
     if not root:
         parser.error("set TSYM_SHARED_DATA to the shared data folder")
