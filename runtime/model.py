@@ -435,7 +435,9 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
         ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str
-        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`).
+        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`;
+        ``"mace"`` and ``"nequip-lib"`` with the optional extras, see
+        :mod:`tsym.runtime.nn.mace` and :mod:`tsym.runtime.nn.nequip_lib`).
     cutoff : float
         Graph radius in Angstrom, passed to the backbone.
     seed : int

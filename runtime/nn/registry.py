@@ -23,12 +23,15 @@ built; point 2 is what the equivariance tests check end to end.
 
 A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
 :func:`register_backbone`; ``"xpainn"`` (:class:`~tsym.runtime.nn.xpainn.XPaiNN`) and ``"nequip"``
-(:class:`~tsym.runtime.nn.nequip.NequIPBackbone`) are registered here.
+(:class:`~tsym.runtime.nn.nequip.NequIPBackbone`) are registered here, and so are ``"mace"``
+(:class:`~tsym.runtime.nn.mace.MACEBackbone`, the ``mace-torch`` package) and ``"nequip-lib"``
+(:class:`~tsym.runtime.nn.nequip_lib.NequIPLibBackbone`, the ``nequip`` package), whose packages
+are optional extras imported only when such a backbone is built.
 
 Examples
 --------
 >>> sorted(BACKBONES)
-['nequip', 'xpainn']
+['mace', 'nequip', 'nequip-lib', 'xpainn']
 >>> net = build_backbone("nequip", 4.0, {"irreps_hidden": "8x0e+4x1o+4x1e+2x2e+2x2o"})
 >>> str(net.irreps_out)
 '8x0e+4x1o+4x1e+2x2o+2x2e'
@@ -41,7 +44,9 @@ import torch
 from e3nn import o3
 
 from tsym.runtime.errors import ModelConfigError, TsymError, UnknownBackboneError
+from tsym.runtime.nn.mace import MACEBackbone
 from tsym.runtime.nn.nequip import NequIPBackbone
+from tsym.runtime.nn.nequip_lib import NequIPLibBackbone
 from tsym.runtime.nn.xpainn import XPaiNN
 
 __all__ = ["BACKBONES", "register_backbone", "build_backbone", "check_backbone"]
@@ -102,3 +107,6 @@ def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:
 
 register_backbone("xpainn", XPaiNN)
 register_backbone("nequip", NequIPBackbone)
+# the optional packages (extras "mace", "nequip"); imported when such a backbone is built
+register_backbone("mace", MACEBackbone)
+register_backbone("nequip-lib", NequIPLibBackbone)
