@@ -10,6 +10,7 @@ Public API::
                                 emit pastes into generated modules), on CartesianReadout
                                 (checks, Q, pooling; the baselines' base), with its
                                 EquivariantLayerNorm and scalar_indices
+    HeadInputError              what a head raises when called with inputs that do not fit it
 """
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from pathlib import Path
 
 from .emit import emit_module, write_modules
 from .errors import SpecError, SpecWarning, TsymError
-from .head import CartesianReadout, EquivariantLayerNorm, SelfMixHead, scalar_indices
+from ._guards import HeadInputError
+from .head import EquivariantLayerNorm, SelfMixHead
 from .parse import parse_file, parse_text
 from .plan import HeadPlan, compile_spec
+from .readout import CartesianReadout, scalar_indices
 from .spec import TensorSpec
 
 __all__ = [
     "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
-    "EquivariantLayerNorm", "scalar_indices",
+    "EquivariantLayerNorm", "scalar_indices", "HeadInputError",
     "parse_text", "parse_file", "compile_spec", "compile_text", "compile_file",
     "emit_module", "write_modules",
 ]

@@ -8,7 +8,8 @@
 * arrows point down the layers of :data:`LAYERS`: a module imports only modules of a lower layer
   or of its own group, never a sibling group of the same layer (``nn`` and ``data``) nor one
   above (the runtime never imports ``tsym`` or ``tsym.cli``; the compiler never the runtime);
-* ``compiler/head.py`` stays standalone (``emit`` pastes it into generated modules).
+* ``compiler/head.py``, ``readout.py`` and ``_guards.py`` stay standalone (``emit`` pastes them
+  into generated modules).
 
 The checker runs on the repository and on small planted trees that must fail.
 """
@@ -46,8 +47,10 @@ LAYERS = (
 #: Libraries a function may import lazily: optional or slow to import, needed by one verb.
 LAZY_ALLOWED = ("pyscf", "matplotlib")
 
-#: Modules that must import nothing but these (the head is pasted into standalone modules).
-STANDALONE = {"tsym.compiler.head": ("math", "typing", "torch", "e3nn")}
+#: Modules that must import nothing but these (the head is pasted into standalone modules), and
+#: each other, and ``TsymError`` (which ``emit`` replaces by a local class).
+STANDALONE = {m: ("math", "typing", "torch", "e3nn") for m in (
+    "tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards")}
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,9 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
             if imp.lazy and not (not internal and top in LAZY_ALLOWED):
                 problems.append(f"{where}:{imp.line}: import of {imp.target} inside a function "
                                 "(import at module level)")
-            if name in STANDALONE and top not in STANDALONE[name]:
+            pasted = imp.target in STANDALONE or (imp.target == "tsym.compiler.errors"
+                                                  and imp.names == ("TsymError",))
+            if name in STANDALONE and top not in STANDALONE[name] and not pasted:
                 problems.append(f"{where}:{imp.line}: {name} must stay standalone "
                                 f"({', '.join(STANDALONE[name])} only), imports {imp.target}")
             if not internal:
