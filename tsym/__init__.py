@@ -20,10 +20,14 @@ from tsym.compiler import (
     parse_text,
 )
 from tsym.compiler.emit import TSYM_VERSION as __version__
+from tsym.runtime.equivariance import EquivarianceReport, check_equivariance
 from tsym.runtime.model import TensorModel, build_model
+from tsym.runtime.nn.registry import register_backbone
+from tsym.runtime.nn.wrap import backbone_from_module
 
 __all__ = [
     "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",
     "compile_spec", "parse_file", "parse_text", "emit_module", "build_model", "TensorModel",
     "__version__",
+    "check_equivariance", "EquivarianceReport", "backbone_from_module", "register_backbone",
 ]
