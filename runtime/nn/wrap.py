@@ -41,6 +41,7 @@ from tsym.runtime import keys
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.graph import collate
 from tsym.runtime.rotations import random_rotation, rotate_atoms
+from tsym.runtime.testing import default_dtype
 
 __all__ = ["ModuleBackbone", "backbone_from_module", "check_module_backbone", "probe_molecule"]
 
@@ -110,20 +111,25 @@ def _features(backbone: ModuleBackbone, atoms: Atoms, dtype: torch.dtype) -> tor
 
 
 def check_module_backbone(backbone: ModuleBackbone, atoms: Atoms | None = None,
-                          parity: bool = True, seed: int = 0) -> float:
+                          parity: bool = True, seed: int = 0,
+                          dtype: torch.dtype | None = None) -> float:
     """Run ``backbone`` on a probe, rotated and reflected; the largest relative error of
-    ``F(g x) = F(x) D(g)^T``.  Raises :class:`ModelConfigError` above ``sqrt(eps)`` of its dtype
-    (a wrong layout is an error of order one; rounding is ~eps times a modest amplification)."""
+    ``F(g x) = F(x) D(g)^T``.  Raises :class:`ModelConfigError` above ``sqrt(eps)`` of the dtype
+    (a wrong layout is an error of order one; rounding is ~eps times a modest amplification).
+    ``dtype``: of the probe graph; default that of the backbone's parameters (or torch's
+    default dtype for a function)."""
     atoms = probe_molecule() if atoms is None else atoms
     params = list(backbone.parameters())
-    dtype = params[0].dtype if params else torch.get_default_dtype()
+    if dtype is None:
+        dtype = params[0].dtype if params else torch.get_default_dtype()
     base = _features(backbone, atoms, dtype)  # [N, dim]
     scale = float(base.abs().max())
     rotation = random_rotation(torch.float64, torch.Generator().manual_seed(seed))
     worst, where = 0.0, ""
     for what, r in [("a rotation", rotation)] + ([("a reflection", -rotation)] if parity else []):
         moved = _features(backbone, rotate_atoms(atoms, r), dtype).double()
-        d = backbone.irreps_out.D_from_matrix(r)  # [dim, dim], with the parity for det -1
+        with default_dtype(torch.float64):  # e3nn builds its generators in the default dtype
+            d = backbone.irreps_out.D_from_matrix(r)  # [dim, dim], with the parity for det -1
         error = float((moved - base.double() @ d.T).abs().max()) / max(scale, 1e-300)
         if error > worst:
             worst, where = error, what
