@@ -26,3 +26,22 @@ def test_ci_runs_the_readme_test_command():
 def test_constraints_pin_torch():
     pins = (REPO / "constraints.txt").read_text().split()
     assert "torch==2.13.0" in pins
+
+
+def _section_code(title: str) -> str:
+    """The first ```python block under the README heading ``## {title}``."""
+    text = (REPO / "README.md").read_text()
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("\n```", 1)[0]
+
+
+def test_own_network_example_runs(monkeypatch, capsys):
+    import re
+
+    monkeypatch.chdir(REPO)
+    code = _section_code("Use a head on your own network")
+    assert len([ln for ln in code.splitlines() if ln and not ln.startswith(" ")]) <= 8
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "(1, 3, 3)"
+    assert re.search(r"polarizability: order 2 polar, relative error .*  ok$", out[2])
