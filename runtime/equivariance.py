@@ -82,7 +82,8 @@ class EquivarianceReport:
     def __str__(self) -> str:
         lines = [f"equivariance ({self.dtype}, relative tolerance {self.tolerance:.2g}):"]
         for h in self.heads:
-            verdict = "ok" if h.relative <= self.tolerance else f"NOT EQUIVARIANT (worst: {h.worst})"
+            verdict = ("ok" if h.relative <= self.tolerance
+                       else f"NOT EQUIVARIANT (worst: {h.worst})")
             kind = "axial" if h.axial else "polar"
             lines.append(f"  {h.name}: order {h.order} {kind}, relative error {h.relative:.2e} "
                          f"(max {h.error:.2e} of {h.scale:.2e})  {verdict}")

@@ -51,8 +51,8 @@ def test_plugin_backbone_through_every_verb(tmp_path):
     assert code == 0, out
     assert "polarizability" in out
 
-    code, out = _tsym(["predict", str(run), str(data), "-o", str(tmp_path / "pred.extxyz"), "--suffix", "_pred"], env,
-                      tmp_path)
+    code, out = _tsym(["predict", str(run), str(data), "-o", str(tmp_path / "pred.extxyz"),
+                       "--suffix", "_pred"], env, tmp_path)
     assert code == 0, out
     frames = ase.io.read(tmp_path / "pred.extxyz", index=":")
     assert len(frames) == 12

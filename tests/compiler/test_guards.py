@@ -48,7 +48,7 @@ def _raises(head, match, *args):
 @pytest.mark.parametrize("kind", ["selfmix", "linear", "invariant"])
 def test_feature_width_names_width_and_irreps(kind):
     head = _head(kind=kind)
-    msg = _raises(head, r"shape \[5, 16\]", _x(dim=16), BATCH, 2)
+    msg = _raises(head, r"^node_features have shape \[5, 16\]", _x(dim=16), BATCH, 2)
     assert f"irreps_in '{IRREPS_IN}' of dim {DIM}" in msg
     assert f"[n_nodes, {DIM}]" in msg  # what to pass
     _raises(head, r"shape \[15\]", _x(dim=DIM)[0], None, None)  # one node without its row axis
@@ -58,14 +58,15 @@ def test_feature_width_names_width_and_irreps(kind):
 def test_dtype_mismatch_says_head_to(dtype):
     other = torch.float64 if dtype == torch.float32 else torch.float32
     head = _head(dtype)
-    msg = _raises(head, "node_features are", _x(dtype=other), BATCH, 2)
+    msg = _raises(head, f"^node_features are {other} but the head's parameters are {dtype}",
+                  _x(dtype=other), BATCH, 2)
     assert f"head.to({other})" in msg and f"node_features.to({dtype})" in msg
     assert head(_x(dtype=dtype), BATCH, 2).dtype == dtype  # the right dtype passes
 
 
 def test_batch_must_be_integer_one_per_node():
     head = _head()
-    msg = _raises(head, "batch must be an integer tensor", _x(), BATCH.float(), 2)
+    msg = _raises(head, "^batch must be an integer tensor", _x(), BATCH.float(), 2)
     assert "torch.float32" in msg and "batch.long()" in msg
     _raises(head, r"batch has shape \[4\] but node_features have 5 rows", _x(), BATCH[:4], 2)
     out32 = head(_x(), BATCH.int(), 2)  # int32 indices are fine
@@ -74,7 +75,7 @@ def test_batch_must_be_integer_one_per_node():
 
 def test_num_graphs_too_small_names_the_max_index():
     head = _head()
-    msg = _raises(head, "num_graphs=1 but batch holds structure index 1", _x(), BATCH, 1)
+    msg = _raises(head, "^num_graphs=1 but batch holds structure index 1", _x(), BATCH, 1)
     assert "num_graphs=2" in msg  # what to pass
     _raises(head, "negative structure index -1", _x(), BATCH - 1, 2)
     _raises(head, "num_graphs must be >= 0", _x(), BATCH, -1)
@@ -82,7 +83,7 @@ def test_num_graphs_too_small_names_the_max_index():
 
 def test_several_structures_without_batch():
     head = _head()
-    msg = _raises(head, "num_graphs=2 but batch is None", _x(), None, 2)
+    msg = _raises(head, "^num_graphs=2 but batch is None", _x(), None, 2)
     assert "pass batch" in msg
     one = head(_x(), None, 1)  # one structure, said either way
     assert torch.equal(one, head(_x(), None, None)) and one.shape == (1, 3, 3)
