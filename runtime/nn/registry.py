@@ -23,7 +23,10 @@ Nothing else is assumed: the heads only read ``NODE_FEATURES`` and ``BATCH``.  A
 meets points 2 and 3 becomes a backbone with :func:`tsym.runtime.nn.wrap.backbone_from_module`,
 which also checks point 2 on a probe molecule.
 :func:`check_backbone` checks points 1 and 4 when a :class:`~tsym.runtime.model.TensorModel` is
-built; point 2 is what the equivariance tests check end to end.
+built; point 2 is what the equivariance tests check end to end for tsym's own backbones, and what
+:func:`build_backbone` checks on a probe molecule for every other registered or plugin backbone
+(:func:`~tsym.runtime.nn.wrap.check_backbone_contract`: given only ``keys.BACKBONE_INPUTS``,
+width, transformation under a rotation and a reflection).
 
 A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
 :func:`register_backbone`; ``"xpainn"`` (:class:`~tsym.runtime.nn.xpainn.XPaiNN`) and ``"nequip"``
@@ -52,6 +55,7 @@ from e3nn import o3
 
 from tsym.runtime.errors import ModelConfigError, TsymError, UnknownBackboneError
 from tsym.runtime.nn.nequip import NequIPBackbone
+from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import XPaiNN
 
 __all__ = ["BACKBONES", "ENTRY_POINT_GROUP", "register_backbone", "build_backbone",
@@ -62,6 +66,10 @@ BACKBONES: dict[str, Callable[..., torch.nn.Module]] = {}
 
 #: The entry-point group through which installed packages provide backbones.
 ENTRY_POINT_GROUP = "tsym.backbones"
+
+#: tsym's own backbones (their tests check the contract end to end); every other backbone is
+#: run once on a probe molecule when it is built (:func:`check_backbone_contract`).
+_OWN = ("xpainn", "nequip")
 
 
 def _plugins() -> dict:
@@ -121,12 +129,17 @@ def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> t
         raise ModelConfigError(f"backbone {name!r}: pass the cutoff as build_model(cutoff=...), "
                                "not inside backbone_kwargs")
     try:
-        return BACKBONES[name](cutoff=cutoff, **kwargs)
+        net = BACKBONES[name](cutoff=cutoff, **kwargs)
     except TsymError:  # the backbone's own message
         raise
     except (TypeError, ValueError) as err:  # an unknown keyword, or a value of the wrong kind
         raise ModelConfigError(f"backbone {name!r}: bad backbone_kwargs {sorted(kwargs)}: {err}"
                                ) from None
+    if name not in _OWN and not getattr(net, "contract_checked", False):
+        check_backbone(net)
+        if getattr(net, "cutoff", None) is not None:
+            check_backbone_contract(net)  # a registered or plugin network: probe it once
+    return net
 
 
 def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:

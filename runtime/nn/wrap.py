@@ -43,7 +43,7 @@ from tsym.runtime.graph import collate
 from tsym.runtime.rotations import random_rotation, rotate_atoms
 from tsym.runtime.testing import default_dtype
 
-__all__ = ["ModuleBackbone", "backbone_from_module", "check_module_backbone", "probe_molecule"]
+__all__ = ["ModuleBackbone", "backbone_from_module", "check_backbone_contract", "probe_molecule"]
 
 
 def probe_molecule() -> Atoms:
@@ -81,13 +81,19 @@ def _irreps(name: str, irreps_out) -> o3.Irreps:
                                "Irreps (write e.g. '16x0e+16x1o+16x2e')") from None
 
 
-def _features(backbone: ModuleBackbone, atoms: Atoms, dtype: torch.dtype) -> torch.Tensor:
+def _name(backbone: torch.nn.Module) -> str:
+    name = getattr(backbone, "name", None)
+    return name if isinstance(name, str) and name else type(backbone).__name__
+
+
+def _features(backbone: torch.nn.Module, atoms: Atoms, dtype: torch.dtype) -> torch.Tensor:
     """The node features of ``atoms`` ``[N, dim]``, or an error naming what went wrong."""
-    name, irreps = backbone.name, backbone.irreps_out
+    name, irreps = _name(backbone), o3.Irreps(backbone.irreps_out)
     graph = collate([atoms], backbone.cutoff, dtype)
     try:
         with torch.no_grad():
-            features = backbone(graph)[keys.NODE_FEATURES]
+            out = backbone({k: graph[k] for k in keys.BACKBONE_INPUTS})
+            features = out[keys.NODE_FEATURES]
     except KeyError as err:
         raise ModelConfigError(
             f"backbone {name!r} reads the graph field {err}, which a backbone is not given; it "
@@ -110,10 +116,11 @@ def _features(backbone: ModuleBackbone, atoms: Atoms, dtype: torch.dtype) -> tor
     return features
 
 
-def check_module_backbone(backbone: ModuleBackbone, atoms: Atoms | None = None,
-                          parity: bool = True, seed: int = 0,
-                          dtype: torch.dtype | None = None) -> float:
-    """Run ``backbone`` on a probe, rotated and reflected; the largest relative error of
+def check_backbone_contract(backbone: torch.nn.Module, atoms: Atoms | None = None,
+                            parity: bool = True, seed: int = 0,
+                            dtype: torch.dtype | None = None) -> float:
+    """Run ``backbone`` (any module with ``irreps_out`` and ``cutoff``) on a probe given only the
+    fields of ``keys.BACKBONE_INPUTS``, rotated and reflected; the largest relative error of
     ``F(g x) = F(x) D(g)^T``.  Raises :class:`ModelConfigError` above ``sqrt(eps)`` of the dtype
     (a wrong layout is an error of order one; rounding is ~eps times a modest amplification).
     ``dtype``: of the probe graph; default that of the backbone's parameters (or torch's
@@ -129,13 +136,13 @@ def check_module_backbone(backbone: ModuleBackbone, atoms: Atoms | None = None,
     for what, r in [("a rotation", rotation)] + ([("a reflection", -rotation)] if parity else []):
         moved = _features(backbone, rotate_atoms(atoms, r), dtype).double()
         with default_dtype(torch.float64):  # e3nn builds its generators in the default dtype
-            d = backbone.irreps_out.D_from_matrix(r)  # [dim, dim], with the parity for det -1
+            d = o3.Irreps(backbone.irreps_out).D_from_matrix(r)  # [dim, dim], parity for det -1
         error = float((moved - base.double() @ d.T).abs().max()) / max(scale, 1e-300)
         if error > worst:
             worst, where = error, what
     if scale > 0 and worst > math.sqrt(torch.finfo(dtype).eps):
         raise ModelConfigError(
-            f"backbone {backbone.name!r}: its node features do not transform as its irreps_out "
+            f"backbone {_name(backbone)!r}: its node features do not transform as its irreps_out "
             f"'{backbone.irreps_out}' (relative error {worst:.2g} under {where}): the irreps "
             "must list the blocks in the order the network writes them (not sorted, not "
             "simplified), with the parity each block has")
@@ -173,5 +180,6 @@ def backbone_from_module(net: Callable, irreps_out, *, cutoff: float, name: str 
                                "and lmax >= 1 for the tensor heads")
     backbone = ModuleBackbone(net, irreps, cutoff, name)
     if check:
-        check_module_backbone(backbone, probe)
+        check_backbone_contract(backbone, probe)
+    backbone.contract_checked = True  # or the caller chose not to: build_backbone leaves it
     return backbone

@@ -13,6 +13,7 @@ import tsym
 from tsym.runtime.errors import ModelConfigError, UnknownBackboneError
 from tsym.runtime.nn import registry
 
+from .._concat_net import SORTED, ConcatNet
 from ._toy_plugin import MODULE, write_plugin
 
 SPEC = "tensor alpha { indices ij; symmetry ij = ji }"
@@ -56,3 +57,24 @@ def test_plugin_that_does_not_load(plugin_on_path):
     with pytest.raises(ModelConfigError, match="entry point 'tsym_no_such_module:make' of group "
                                                "'tsym.backbones' does not load"):
         tsym.build_model(SPEC, backbone="broken")
+
+
+class _SortedConcat(torch.nn.Module):
+    """A hand-registered backbone (not wrapped) that declares its layout sorted."""
+
+    def __init__(self, cutoff):
+        super().__init__()
+        self.net, self.cutoff, self.irreps_out = ConcatNet(), cutoff, SORTED
+
+    def forward(self, graph):
+        return {**graph, "node_features": self.net(graph)}
+
+
+def test_registered_backbone_is_probed_when_built():
+    registry.register_backbone("sorted_concat", _SortedConcat)
+    try:
+        with pytest.raises(ModelConfigError, match=r"^backbone '_SortedConcat': its node features "
+                                                   r"do not transform as its irreps_out"):
+            tsym.build_model(SPEC, backbone="sorted_concat", cutoff=4.0)
+    finally:
+        registry.BACKBONES.pop("sorted_concat")

@@ -13,7 +13,7 @@ import tsym
 from tsym.runtime import keys
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.inference.export import _Backbone
-from tsym.runtime.nn.wrap import ModuleBackbone, check_module_backbone
+from tsym.runtime.nn.wrap import ModuleBackbone, check_backbone_contract
 
 from .._concat_net import LAYOUT, SORTED, ConcatNet
 from ...conftest import TOLERANCES, default_dtype
@@ -43,7 +43,7 @@ def test_function_backbone_builds_predicts_and_is_equivariant(dtype):
     assert out.shape == (2, 3, 3) and out.dtype == {torch.float32: "float32",
                                                     torch.float64: "float64"}[dtype]
     # the probe check's own measure; float32: sqrt(eps), the threshold it enforces
-    error = check_module_backbone(backbone, dtype=dtype)
+    error = check_backbone_contract(backbone, dtype=dtype)
     assert error <= (TOLERANCES[torch.float64] if dtype == torch.float64
                      else float(torch.finfo(dtype).eps) ** 0.5)
     with pytest.raises(ModelConfigError, match="register"):
@@ -112,4 +112,4 @@ def test_float64_probe_with_a_module_built_in_float64():
     with default_dtype(torch.float64):
         torch.manual_seed(0)
         backbone = tsym.backbone_from_module(ConcatNet(), LAYOUT, cutoff=4.0)
-    assert check_module_backbone(backbone) <= TOLERANCES[torch.float64]
+    assert check_backbone_contract(backbone) <= TOLERANCES[torch.float64]
