@@ -11,8 +11,11 @@ import ase.io
 import numpy as np
 import yaml
 
+import tsym
+from tsym.runtime.nn import registry
+
 from .conftest import SPECS_DIR
-from .runtime.nn._toy_plugin import write_plugin
+from .runtime.nn._toy_plugin import MODULE, write_plugin
 
 
 def _tsym(args, env, cwd):
@@ -21,7 +24,7 @@ def _tsym(args, env, cwd):
     return result.returncode, result.stdout + result.stderr
 
 
-def test_plugin_backbone_through_every_verb(tmp_path):
+def test_plugin_backbone_through_every_verb(tmp_path, monkeypatch):
     from tsym.cli.demo import demo_data_path
 
     site = write_plugin(tmp_path / "site")
@@ -61,6 +64,16 @@ def test_plugin_backbone_through_every_verb(tmp_path):
     code, out = _tsym(["export", str(run), "-o", str(tmp_path / "toy.pt")], env, tmp_path)
     assert code == 0, out
     assert (tmp_path / "toy.pt").is_file()
+
+    # in process too: the trained model (data units, EMA weights) is equivariant
+    monkeypatch.syspath_prepend(str(site))
+    try:
+        trained = tsym.build_model(checkpoint=run)
+        report = tsym.check_equivariance(trained, ase.io.read(data, index=":3"))
+        assert report.ok and report["polarizability"].scale > 0, str(report)
+    finally:
+        registry.BACKBONES.pop("toy", None)
+        sys.modules.pop(MODULE, None)
 
     # without the package on the path the checkpoint names a backbone nobody provides
     bare = dict(env, PYTHONPATH=os.environ.get("PYTHONPATH", ""))
