@@ -23,8 +23,8 @@ NUM_ATOMS: Final = "num_atoms"            # [G] long, atoms per structure
 EDGE_VECTORS: Final = "edge_vectors"      # [E, 3] float, r_j - r_i + shift (computed, differentiable)
 NODE_FEATURES: Final = "node_features"    # [N, irreps.dim] float, e3nn irreps layout (a backbone's output)
 
-#: The graph fields a backbone is given (the backbone contract, README "Use a head on your own
-#: network"): training and predict pass the whole graph, but ``tsym export`` passes only these,
+#: The graph fields a backbone is given (README, "The backbone contract"): training and predict
+#: pass the whole graph, but ``tsym export`` passes only these,
 #: so a backbone must read nothing else (``backbone_from_module`` passes only these everywhere).
 BACKBONE_INPUTS: Final = (POSITIONS, ATOMIC_NUMBERS, EDGE_INDEX, EDGE_SHIFTS, CELL, BATCH)
 

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 from ase import Atoms
+from ase.data import atomic_numbers
 from e3nn import o3
 
 from tsym.runtime import keys
@@ -46,9 +47,15 @@ from tsym.runtime.testing import default_dtype
 __all__ = ["ModuleBackbone", "backbone_from_module", "check_backbone_contract", "probe_molecule"]
 
 
-def probe_molecule() -> Atoms:
-    """Five atoms (H, C, N, O, H) with no symmetry at all: every irrep block can be non-zero."""
-    return Atoms(numbers=[6, 1, 7, 8, 1],
+def probe_molecule(elements=None) -> Atoms:
+    """Five atoms with no symmetry at all, so that every irrep block can be non-zero: C, H, N,
+    O, H, or the given ``elements`` (atomic numbers or symbols) in turn, for a backbone that
+    keeps weights per element."""
+    numbers = [6, 1, 7, 8, 1]
+    if elements:
+        zs = [atomic_numbers[e] if isinstance(e, str) else int(e) for e in elements]
+        numbers = [zs[k % len(zs)] for k in range(5)]
+    return Atoms(numbers=numbers,
                  positions=[[0.0, 0.0, 0.0], [1.05, 0.12, -0.2], [-0.4, 1.3, 0.25],
                             [0.2, -0.5, 1.25], [-1.1, -0.6, -0.45]])
 
@@ -97,11 +104,12 @@ def _features(backbone: torch.nn.Module, atoms: Atoms, dtype: torch.dtype) -> to
     except KeyError as err:
         raise ModelConfigError(
             f"backbone {name!r} reads the graph field {err}, which a backbone is not given; it "
-            f"receives only {', '.join(keys.BACKBONE_INPUTS)} (the backbone contract: README, "
-            "'Use a head on your own network')") from None
+            f"receives only {', '.join(keys.BACKBONE_INPUTS)} (README, "
+            "'The backbone contract')") from None
     except Exception as err:  # the user's network failed on a plain molecule
-        raise ModelConfigError(f"backbone {name!r} failed on a 5-atom probe molecule "
-                               f"(H, C, N, O): {type(err).__name__}: {err}") from err
+        raise ModelConfigError(f"backbone {name!r} failed on a 5-atom probe molecule (elements "
+                               f"{sorted(set(atoms.get_chemical_symbols()))}): "
+                               f"{type(err).__name__}: {err}") from err
     if not isinstance(features, torch.Tensor) or features.dim() != 2 or (
             features.shape[0] != len(atoms)):
         shape = list(features.shape) if isinstance(features, torch.Tensor) else type(features)
@@ -125,7 +133,7 @@ def check_backbone_contract(backbone: torch.nn.Module, atoms: Atoms | None = Non
     (a wrong layout is an error of order one; rounding is ~eps times a modest amplification).
     ``dtype``: of the probe graph; default that of the backbone's parameters (or torch's
     default dtype for a function)."""
-    atoms = probe_molecule() if atoms is None else atoms
+    atoms = probe_molecule(getattr(backbone, "elements", None)) if atoms is None else atoms
     params = list(backbone.parameters())
     if dtype is None:
         dtype = params[0].dtype if params else torch.get_default_dtype()

@@ -113,3 +113,20 @@ def test_float64_probe_with_a_module_built_in_float64():
         torch.manual_seed(0)
         backbone = tsym.backbone_from_module(ConcatNet(), LAYOUT, cutoff=4.0)
     assert check_backbone_contract(backbone) <= TOLERANCES[torch.float64]
+
+
+def test_probe_uses_the_elements_a_backbone_keeps():
+    class PerElement(torch.nn.Module):  # weights for H and O only, as MACE keeps them
+        elements = [1, "O"]
+
+        def __init__(self):
+            super().__init__()
+            self.cutoff, self.irreps_out, self.table = 4.0, "1x0e+1x1o", {1: 0, 8: 1}
+
+        def forward(self, graph):
+            z = graph[keys.ATOMIC_NUMBERS].tolist()
+            assert all(v in self.table for v in z), z
+            return {keys.NODE_FEATURES: pair_features(graph)}
+
+    assert sorted(set(tsym.runtime.nn.wrap.probe_molecule(PerElement.elements).numbers)) == [1, 8]
+    assert check_backbone_contract(PerElement(), dtype=torch.float64) <= TOLERANCES[torch.float64]
