@@ -40,6 +40,7 @@ from tsym.runtime.errors import CheckpointError, ModelConfigError, NonFinitePred
 from tsym.runtime.graph import collate
 from tsym.runtime.nn.heads import make_head
 from tsym.runtime.nn.registry import backbone_name, build_backbone, check_backbone
+from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.normalisation import Normalisation
 
 __all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
@@ -417,6 +418,8 @@ def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs
         with _building(dtype, seed):
             model = TensorModel(backbone, plans, head_kwargs, cutoff=getattr(
                 backbone, "cutoff", None) or cutoff, seed=seed)
+        if not getattr(backbone, "contract_checked", False):
+            check_backbone_contract(backbone, cutoff=model.cutoff)  # a probe molecule, once
         return model.to(dtype)
     with _building(dtype, seed):
         net = build_backbone(backbone, float(cutoff), backbone_kwargs)

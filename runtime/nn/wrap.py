@@ -93,10 +93,11 @@ def _name(backbone: torch.nn.Module) -> str:
     return name if isinstance(name, str) and name else type(backbone).__name__
 
 
-def _features(backbone: torch.nn.Module, atoms: Atoms, dtype: torch.dtype) -> torch.Tensor:
+def _features(backbone: torch.nn.Module, atoms: Atoms, dtype: torch.dtype,
+              cutoff: float) -> torch.Tensor:
     """The node features of ``atoms`` ``[N, dim]``, or an error naming what went wrong."""
     name, irreps = _name(backbone), o3.Irreps(backbone.irreps_out)
-    graph = collate([atoms], backbone.cutoff, dtype)
+    graph = collate([atoms], cutoff, dtype)
     try:
         with torch.no_grad():
             out = backbone({k: graph[k] for k in keys.BACKBONE_INPUTS})
@@ -126,23 +127,25 @@ def _features(backbone: torch.nn.Module, atoms: Atoms, dtype: torch.dtype) -> to
 
 def check_backbone_contract(backbone: torch.nn.Module, atoms: Atoms | None = None,
                             parity: bool = True, seed: int = 0,
-                            dtype: torch.dtype | None = None) -> float:
+                            dtype: torch.dtype | None = None,
+                            cutoff: float | None = None) -> float:
     """Run ``backbone`` (any module with ``irreps_out`` and ``cutoff``) on a probe given only the
     fields of ``keys.BACKBONE_INPUTS``, rotated and reflected; the largest relative error of
     ``F(g x) = F(x) D(g)^T``.  Raises :class:`ModelConfigError` above ``sqrt(eps)`` of the dtype
     (a wrong layout is an error of order one; rounding is ~eps times a modest amplification).
     ``dtype``: of the probe graph; default that of the backbone's parameters (or torch's
-    default dtype for a function)."""
+    default dtype for a function).  ``cutoff``: of the probe graph, default ``backbone.cutoff``."""
     atoms = probe_molecule(getattr(backbone, "elements", None)) if atoms is None else atoms
     params = list(backbone.parameters())
     if dtype is None:
         dtype = params[0].dtype if params else torch.get_default_dtype()
-    base = _features(backbone, atoms, dtype)  # [N, dim]
+    cutoff = float(backbone.cutoff if cutoff is None else cutoff)
+    base = _features(backbone, atoms, dtype, cutoff)  # [N, dim]
     scale = float(base.abs().max())
     rotation = random_rotation(torch.float64, torch.Generator().manual_seed(seed))
     worst, where = 0.0, ""
     for what, r in [("a rotation", rotation)] + ([("a reflection", -rotation)] if parity else []):
-        moved = _features(backbone, rotate_atoms(atoms, r), dtype).double()
+        moved = _features(backbone, rotate_atoms(atoms, r), dtype, cutoff).double()
         with default_dtype(torch.float64):  # e3nn builds its generators in the default dtype
             d = o3.Irreps(backbone.irreps_out).D_from_matrix(r)  # [dim, dim], parity for det -1
         error = float((moved - base.double() @ d.T).abs().max()) / max(scale, 1e-300)

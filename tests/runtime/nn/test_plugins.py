@@ -78,3 +78,8 @@ def test_registered_backbone_is_probed_when_built():
             tsym.build_model(SPEC, backbone="sorted_concat", cutoff=4.0)
     finally:
         registry.BACKBONES.pop("sorted_concat")
+
+
+def test_module_passed_to_build_model_is_probed():
+    with pytest.raises(ModelConfigError, match=r"^backbone '_SortedConcat': its node features"):
+        tsym.build_model(SPEC, backbone=_SortedConcat(4.0))
