@@ -85,6 +85,46 @@ SETS: dict[str, tuple[str, dict[str, str], dict]] = {
                                   "becs_epsilon_e3nn/phonon_becs_epsilon.xyz"}, {}),
 }
 
+#: issue 9: the published models' own held-out sets.  name -> (source frame count, how the test
+#: frames are chosen): ``("first", n)`` trains on frames 0..n-1 and tests on the rest (TENSOAP's
+#: ``-sel 0 800``); ``("index_file", path)`` tests on the 0-based frame indices listed in a file
+#: under TSYM_SHARED_DATA (e3nn-models' held-out crystals).  The converted file is split into
+#: ``<stem>_train.extxyz`` and ``<stem>_test.extxyz``; the validation split comes out of the train
+#: part (``valid_fraction`` of the YAML), so the test frames are never seen in training or model
+#: selection.
+PUBLISHED_SPLITS: dict[str, tuple[int, tuple[str, object]]] = {
+    "water_gamma_tensoap": (1000, ("first", 800)),
+    "becs_epsilon_e3nn": (1520, ("index_file", "becs_epsilon_e3nn/e3nn_models_test_idx.txt")),
+    "becs_epsilon_e3nn_physics": (1520, ("index_file",
+                                         "becs_epsilon_e3nn/e3nn_models_test_idx.txt")),
+}
+
+
+def published_test_indices(name: str, data_root: Path) -> list[int]:
+    """0-based frame indices of the published test set of ``name``."""
+    n, (how, arg) = PUBLISHED_SPLITS[name]
+    if how == "first":
+        return list(range(int(arg), n))
+    idx = sorted(int(t) for t in (data_root / str(arg)).read_text().split())
+    if len(set(idx)) != len(idx) or not all(0 <= i < n for i in idx):
+        raise SystemExit(f"{data_root / str(arg)}: indices must be distinct, in 0..{n - 1}")
+    return idx
+
+
+def _split_published(name: str, stem: str, frames: list, data_root: Path, conv: Path) -> str:
+    """Write ``<stem>_train`` / ``<stem>_test`` from the converted frames; a one-line summary."""
+    from tsym.runtime.data.convert import write_extxyz
+
+    n = PUBLISHED_SPLITS[name][0]
+    if len(frames) != n:  # a dropped record would shift every index after it
+        raise SystemExit(f"{name}: the converter kept {len(frames)} of {n} frames; the published "
+                         "split is by frame index and needs all of them")
+    test = set(published_test_indices(name, data_root))
+    write_extxyz(conv / f"{stem}_train.extxyz", [f for i, f in enumerate(frames) if i not in test])
+    write_extxyz(conv / f"{stem}_test.extxyz", [frames[i] for i in sorted(test)])
+    return f"published split: {n - len(test)} train (validation drawn from these), {len(test)} test"
+
+
 # Voigt pairs (IEEE order xx, yy, zz, yz, xz, xy) for the compact per-component columns.
 _VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 _AX = "xyz"
@@ -101,14 +141,33 @@ def convert_set(name: str, data_root: Path, out: Path, reconvert: bool = False) 
     for stem, rel in files.items():
         target = conv / f"{stem}.extxyz"
         report_path = conv / f"{stem}.report.txt"
-        if target.is_file() and not reconvert:
+        split_done = name not in PUBLISHED_SPLITS or (conv / f"{stem}_test.extxyz").is_file()
+        if target.is_file() and split_done and not reconvert:
             summaries[stem] = report_path.read_text() if report_path.is_file() else "(exists)"
             continue
         frames, report = convert(kind, data_root / rel, **options)
         write_extxyz(target, frames)
-        report_path.write_text(report.summary() + "\n")
-        summaries[stem] = report.summary()
+        summary = report.summary()
+        if name in PUBLISHED_SPLITS:
+            summary += "\n" + _split_published(name, stem, frames, data_root, conv)
+        report_path.write_text(summary + "\n")
+        summaries[stem] = summary
     return summaries
+
+
+def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+    """``section.key=value`` (value parsed as YAML) into ``cfg``, e.g. ``optimiser.weight_decay=0.01``
+    or ``model.backbone_kwargs.num_blocks=3`` (ablations: one change against the committed YAML)."""
+    for item in overrides:
+        path, sep, value = item.partition("=")
+        if not sep or "." not in path:
+            raise SystemExit(f"--set {item!r}: write section.key=value")
+        *parents, leaf = path.split(".")
+        node = cfg
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(value)
+    return cfg
 
 
 def config_for(name: str, out: Path, epochs_scale: float = 1.0, seed: int | None = None) -> dict:
@@ -146,7 +205,8 @@ def _test_split(cfg: dict, run_dir: Path, model):
 
 
 def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None = None,
-                   seed: int | None = None) -> dict:
+                   seed: int | None = None, overrides: list[str] = (), tag: str | None = None
+                   ) -> dict:
     """Train ``name`` (head ``kind``; None: the YAML's) into its run directory, then test.
 
     Writes ``test_metrics.json``, ``rotated_metrics.json`` (randomly rotated test split) and
@@ -158,8 +218,11 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     from tsym.runtime.inference.predict import load_model
     from tsym.runtime.training.loop import train
 
-    cfg = with_kind(config_for(name, out, epochs_scale, seed), kind)
+    cfg = apply_overrides(with_kind(config_for(name, out, epochs_scale, seed), kind),
+                          list(overrides))
     run_dir = out / "runs" / (name if kind is None else f"{name}__{kind}")
+    if tag:
+        run_dir = out / "runs" / f"{name}__{tag}"
     start = time.perf_counter()
     summary = train(cfg, run_dir)
     wall_train = time.perf_counter() - start
@@ -289,10 +352,17 @@ def main(argv=None) -> int:
     p.add_argument("--compare", action="store_true",
                    help="only print the selfmix / linear / invariant comparison table")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="ablation: override one config value (section.key=value, YAML value); "
+                        "needs --tag")
+    p.add_argument("--tag", default=None,
+                   help="train into OUT/runs/NAME__TAG (ablation runs; not in the main table)")
     p.add_argument("--seed", type=int, default=None,
                    help="override training.seed (model and batches; the split is the YAML's): "
                         "one --out folder per seed")
     args = p.parse_args(argv)
+    if args.overrides and not args.tag:
+        p.error("--set needs --tag (an ablation run must not replace the committed config's run)")
     out = args.out.resolve()
     if args.compare:
         print(comparison_table(out, list(SETS)))
@@ -310,12 +380,15 @@ def main(argv=None) -> int:
                 print(f"   converted {stem}:\n      " + text.replace("\n", "\n      "))
             run_dir = run_dir_for(out, name, args.kind, with_kind(
                 config_for(name, out, args.epochs_scale, args.seed), args.kind))
+            if args.tag:
+                run_dir = out / "runs" / f"{name}__{args.tag}"
             if (run_dir / "results.json").is_file() and not args.retrain:
                 print(f"   {run_dir}/results.json exists: reused (--retrain to train again)")
                 if args.kind is not None:
                     rotate_existing(name, out, run_dir)
                 continue
-            r = train_and_test(name, out, args.epochs_scale, args.kind, args.seed)
+            r = train_and_test(name, out, args.epochs_scale, args.kind, args.seed,
+                               args.overrides, args.tag)
             print(f"   {name}: {r['epochs']} epochs, {r['wall_total_s']:.0f} s", flush=True)
     print(comparison_table(out, list(SETS)) if args.kind else results_table(collect(out)))
     return 0
