@@ -11,19 +11,25 @@ Public API::
                                 (checks, Q, pooling; the baselines' base), with its
                                 EquivariantLayerNorm and scalar_indices
     HeadInputError              what a head raises when called with inputs that do not fit it
+
+The compiler runs on sympy, numpy and lark; torch and e3nn load only when a head is used
+(``SelfMixHead`` and its kin below resolve on first access, PEP 562) or a plan's tensors are read.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .emit import emit_module, write_modules
 from .errors import SpecError, SpecWarning, TsymError
-from ._guards import HeadInputError
-from .head import EquivariantLayerNorm, SelfMixHead
 from .parse import parse_file, parse_text
 from .plan import HeadPlan, compile_spec
-from .readout import CartesianReadout, scalar_indices
 from .spec import TensorSpec
+
+if TYPE_CHECKING:
+    from ._guards import HeadInputError
+    from .head import EquivariantLayerNorm, SelfMixHead
+    from .readout import CartesianReadout, scalar_indices
 
 __all__ = [
     "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
@@ -41,3 +47,22 @@ def compile_text(text: str, filename: str = "<string>") -> list[HeadPlan]:
 def compile_file(path: str | Path) -> list[HeadPlan]:
     """Parse and compile every tensor block of the ``.tsym`` file at ``path``."""
     return [compile_spec(spec) for spec in parse_file(path)]
+
+
+#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access; ``head`` imports
+#: ``readout`` and ``_guards``, so it holds all of them.
+_HEAD_NAMES = ("CartesianReadout", "EquivariantLayerNorm", "SelfMixHead", "scalar_indices",
+               "HeadInputError")
+
+
+def __getattr__(name: str):
+    if name in _HEAD_NAMES:
+        from . import head  # torch and e3nn load here, not with the compiler
+        value = getattr(head, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -191,11 +191,11 @@ def emit_module(plan: HeadPlan) -> str:
          f"# spec sha256: {plan.spec_hash}", "#"]
         + ["# " + ln if ln else "#" for ln in plan.source.splitlines()])
     imports, head_code = _head_parts()
-    opts, factor = plan.head_options(), plan.factor_basis
+    factor = plan.factor_basis_array  # numpy: emitting needs no torch
     return _TEMPLATE.substitute(
-        sum_rule_repr=repr(bool(opts.get("sum_rule", False))),
-        factor_irreps_repr=repr(plan.factor_irreps), floor_repr=repr(float(opts.get("floor", 0.0))),
-        factor_values="None" if factor is None else _floats(factor.reshape(factor.shape[0], -1).numpy()),
+        sum_rule_repr=repr(plan.sum_rule == "zero"),
+        factor_irreps_repr=repr(plan.factor_irreps), floor_repr=repr(float(plan.floor)),
+        factor_values="None" if factor is None else _floats(factor.reshape(factor.shape[0], -1)),
         header=header, cls=class_name(plan.name), imports=imports, head_code=head_code,
         shape=", ".join(["3"] * plan.order), num_components=plan.num_components,
         irreps=plan.irreps, level=plan.level, pool=plan.pool, order=plan.order,

@@ -35,9 +35,10 @@ from typing import List, Optional, Tuple
 import torch
 from e3nn import o3
 
+from ._guards import HeadInputError
 from .readout import CartesianReadout, scalar_indices
 
-__all__ = ["SelfMixHead", "EquivariantLayerNorm"]
+__all__ = ["SelfMixHead", "EquivariantLayerNorm", "HeadInputError"]
 
 _Ir = Tuple[int, int]  # (l, parity) of an irrep, parity +1 (e) or -1 (o)
 

@@ -15,9 +15,9 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .basis import ExactBasis, exact_basis
 from .decompose import irrep_parity, irreps_string, multiplicities
@@ -26,6 +26,9 @@ from .positive import factor_symmetries
 from .relations import check_relations, warn_redundant
 from .spec import SymmetryEquation, TensorSpec
 from .symmetry import SignedPermutationGroup, generators_from_terms
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["HeadPlan", "compile_spec", "MAX_ORDER", "POSITIVE_FLOOR", "max_basis_bytes",
            "max_basis_seconds", "estimate_basis_seconds", "SLOW_BASIS_SECONDS"]
@@ -110,6 +113,8 @@ class HeadPlan:
     change_of_basis : torch.Tensor
         ``[irreps.dim, 3, ..., 3]`` float64; rows orthonormal; ``Q^T Q`` projects onto the
         allowed tensors.  ``change_of_basis_f32`` is the same, rounded once from the exact values.
+        Both are made from ``basis_array`` / ``basis_array_f32`` (the same values as numpy arrays,
+        what the compiler itself uses) on first access, so compiling needs no torch.
     source, spec_hash
         Canonical source of the spec block and its SHA-256 (checkpoints rebuild plans from it).
     group_order : int
@@ -136,8 +141,8 @@ class HeadPlan:
     pool: str
     units: str | None
     parity: str
-    change_of_basis: torch.Tensor = field(repr=False)
-    change_of_basis_f32: torch.Tensor = field(repr=False)
+    basis_array: np.ndarray = field(repr=False)  # [dim, 3, ..., 3] float64
+    basis_array_f32: np.ndarray = field(repr=False)  # [dim, 3, ..., 3] float32
     source: str = field(repr=False)
     spec_hash: str = field(repr=False)
     group_order: int = field(repr=False)
@@ -148,8 +153,30 @@ class HeadPlan:
     sum_rule: str | None = None
     positive: str | None = None
     factor_irreps: str | None = None
-    factor_basis: torch.Tensor | None = field(default=None, repr=False)
+    factor_basis_array: np.ndarray | None = field(default=None, repr=False)  # [dim, 3, ..., 3]
     warnings: tuple[str, ...] = field(default=(), repr=False)
+
+    # torch loads only here, when a head or the runtime first asks for a tensor: the compiler
+    # and its command line (inspect, compile, table) run without it.
+    @cached_property
+    def change_of_basis(self) -> torch.Tensor:
+        """``basis_array`` as a float64 ``torch.Tensor`` (``[irreps.dim, 3, ..., 3]``)."""
+        import torch
+        return torch.from_numpy(self.basis_array)
+
+    @cached_property
+    def change_of_basis_f32(self) -> torch.Tensor:
+        """``basis_array_f32`` as a float32 ``torch.Tensor``."""
+        import torch
+        return torch.from_numpy(self.basis_array_f32)
+
+    @cached_property
+    def factor_basis(self) -> torch.Tensor | None:
+        """``factor_basis_array`` as a float64 ``torch.Tensor`` (``None`` without positivity)."""
+        if self.factor_basis_array is None:
+            return None
+        import torch
+        return torch.from_numpy(self.factor_basis_array)
 
     def head_options(self) -> dict:
         """The keyword arguments of the head classes that enforce the sum rule and positivity.
@@ -163,8 +190,13 @@ class HeadPlan:
         if self.positive is not None:
             opts["factor_irreps"] = self.factor_irreps
             opts["factor_basis"] = self.factor_basis
-            opts["floor"] = POSITIVE_FLOOR if self.positive == "definite" else 0.0
+            opts["floor"] = self.floor
         return opts
+
+    @property
+    def floor(self) -> float:
+        """The head's ``floor``: :data:`POSITIVE_FLOOR` for ``positive definite``, else 0."""
+        return POSITIVE_FLOOR if self.positive == "definite" else 0.0
 
     @property
     def order(self) -> int:
@@ -173,7 +205,7 @@ class HeadPlan:
     @property
     def num_components(self) -> int:
         """Number of independent components (= ``irreps.dim``)."""
-        return int(self.change_of_basis.shape[0])
+        return int(self.basis_array.shape[0])
 
     @property
     def axial(self) -> bool:
@@ -187,7 +219,8 @@ class HeadPlan:
         return self._exact.sympy_array()
 
     def _q(self, like: torch.Tensor) -> torch.Tensor:
-        q = self.change_of_basis_f32 if like.dtype == torch.float32 else self.change_of_basis
+        f32 = self.change_of_basis_f32
+        q = f32 if like.dtype == f32.dtype else self.change_of_basis
         return q.to(device=like.device, dtype=like.dtype)
 
     def to_cartesian(self, x: torch.Tensor) -> torch.Tensor:
@@ -296,8 +329,8 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
         )
     parity = irrep_parity(n, spec.parity == "axial")
     exact = exact_basis(orbits, pairs, mults, relations.rows)
-    q64 = torch.from_numpy(exact.dense(np.float64))
-    q32 = torch.from_numpy(exact.dense(np.float32))
+    q64 = exact.dense(np.float64)  # [dim, 3, ..., 3]
+    q32 = exact.dense(np.float32)
     source = spec.to_source()
     return HeadPlan(
         name=spec.name,
@@ -307,8 +340,8 @@ def compile_spec(spec: TensorSpec) -> HeadPlan:
         pool=spec.pool,
         units=spec.units,
         parity=spec.parity,
-        change_of_basis=q64,
-        change_of_basis_f32=q32,
+        basis_array=q64,
+        basis_array_f32=q32,
         source=source,
         spec_hash=hashlib.sha256(source.encode()).hexdigest(),
         group_order=group.order,
@@ -331,5 +364,5 @@ def _positive_fields(spec: TensorSpec) -> dict:
     return {
         "positive": spec.positive.value,
         "factor_irreps": factor.irreps,
-        "factor_basis": factor.change_of_basis,
+        "factor_basis_array": factor.basis_array,
     }

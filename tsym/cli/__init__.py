@@ -37,7 +37,7 @@ def cmd_inspect(args) -> int:
         out = []
         for plan in plans:
             item = plan.to_dict()
-            item["change_of_basis"] = plan.change_of_basis.tolist()
+            item["change_of_basis"] = plan.basis_array.tolist()
             out.append(item)
         json.dump(out, sys.stdout, indent=1 if args.indent else None)
         sys.stdout.write("\n")

@@ -13,15 +13,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import torch
-
 from tsym.compiler import compile_text
 from tsym.compiler.errors import TsymError
-from tsym.runtime.data.dataset import read_dataset
-from tsym.runtime.inference.evaluate import evaluate
-from tsym.runtime.inference.plots import parity_plots
-from tsym.runtime.inference.predict import checkpoint_labels, load_model
-from tsym.runtime.training.loop import train
 
 __all__ = ["register", "cmd_demo", "DEMO_SPECS", "demo_config"]
 
@@ -79,6 +72,15 @@ def demo_config(epochs: int = 150, seed: int = 0) -> dict:
 
 
 def cmd_demo(args) -> int:
+    # the runtime (torch, e3nn) loads when the command runs, not for `tsym --help`
+    import torch
+
+    from tsym.runtime.data.dataset import read_dataset
+    from tsym.runtime.inference.evaluate import evaluate
+    from tsym.runtime.inference.plots import parity_plots
+    from tsym.runtime.inference.predict import checkpoint_labels, load_model
+    from tsym.runtime.training.loop import train
+
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     print("== 1. compile the specs")

@@ -15,15 +15,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import ase.io
-
 from tsym.cli._args import add_model_argument, positive_int
 from tsym.compiler.errors import TsymError
-from tsym.runtime.checkpoint import resolve_checkpoint
-from tsym.runtime.errors import DataError
-from tsym.runtime.inference.evaluate import evaluate
-from tsym.runtime.inference.plots import parity_plots
-from tsym.runtime.inference.predict import checkpoint_labels, load_model
 
 __all__ = ["register", "cmd_eval", "parse_label_args"]
 
@@ -48,6 +41,10 @@ def parse_label_args(items, defaults: dict) -> dict:
 
 def _present(data: str, specs: dict) -> dict:
     """The labels whose key the first structure of ``data`` holds."""
+    import ase.io
+
+    from tsym.runtime.errors import DataError
+
     try:
         first = ase.io.read(data, index=0, format="extxyz")
     except FileNotFoundError:
@@ -61,6 +58,11 @@ def _present(data: str, specs: dict) -> dict:
 
 def cmd_eval(args) -> int:
     """Evaluate, print the summary (or JSON), write ``metrics.json`` and the parity plots."""
+    from tsym.runtime.checkpoint import resolve_checkpoint  # the runtime loads when it runs
+    from tsym.runtime.inference.evaluate import evaluate
+    from tsym.runtime.inference.plots import parity_plots
+    from tsym.runtime.inference.predict import checkpoint_labels, load_model
+
     ckpt = resolve_checkpoint(args.model)
     model = load_model(ckpt)
     defaults = checkpoint_labels(ckpt, model)

@@ -6,14 +6,15 @@ module takes) is in :mod:`tsym.runtime.inference.export`.
 from __future__ import annotations
 
 from tsym.cli._args import add_model_argument, check_output_file
-from tsym.runtime.inference.export import INPUTS, export_model
-from tsym.runtime.inference.predict import load_model, model_plans
 
 __all__ = ["register", "cmd_export"]
 
 
 def cmd_export(args) -> int:
     """Export, check against the model, print the path and what the module expects."""
+    from tsym.runtime.inference.export import INPUTS, export_model  # loads the runtime
+    from tsym.runtime.inference.predict import load_model, model_plans
+
     check_output_file(args.output)
     model = load_model(args.model)
     path = export_model(model, args.output, check=not args.no_check)

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import sys
 
-from ase.io import read, write
-
 from tsym.cli._args import check_output_file
 from tsym.compiler.errors import TsymError
-from tsym.runtime.data.label import PROPERTIES, label_structures
-from tsym.runtime.errors import DataError
 
 __all__ = ["register", "cmd_label"]
 
 
 def cmd_label(args) -> int:
     """Read ``args.input`` with ASE, label each structure, write ``args.output`` as extxyz."""
+    from ase.io import read, write  # the runtime loads when the command runs
+
+    from tsym.runtime.data.label import PROPERTIES, label_structures
+    from tsym.runtime.errors import DataError
+
     check_output_file(args.output)
     props = tuple(p for p in args.properties.split(",") if p)
     unknown = [p for p in props if p not in PROPERTIES]

@@ -8,7 +8,6 @@ atom-level tensors to ``atoms.arrays``, flattened row-major, under the spec name
 from __future__ import annotations
 
 from tsym.cli._args import add_model_argument, check_output_file, positive_int
-from tsym.runtime.inference.predict import load_model, predict_file
 
 __all__ = ["register", "cmd_predict"]
 
@@ -16,6 +15,8 @@ __all__ = ["register", "cmd_predict"]
 def cmd_predict(args) -> int:
     """Read the structures lazily, predict batch by batch, append each batch to the extxyz
     output, print the output path.  Memory stays flat in the number of structures."""
+    from tsym.runtime.inference.predict import load_model, predict_file  # loads the runtime
+
     check_output_file(args.output)
     model = load_model(args.model)
     predict_file(model, args.structures, args.output, batch_size=args.batch_size,

@@ -12,8 +12,6 @@ import os
 from pathlib import Path
 
 from tsym.cli._args import positive_int
-from tsym.runtime.finite import dumps
-from tsym.runtime.training.loop import train
 
 __all__ = ["register", "cmd_train"]
 
@@ -23,6 +21,9 @@ def cmd_train(args) -> int:
 
     A diverged run raises :class:`~tsym.runtime.errors.DivergedError`: one line on stderr,
     exit 2, no summary."""
+    from tsym.runtime.finite import dumps  # the runtime loads when the command runs
+    from tsym.runtime.training.loop import train
+
     run_dir = args.run_dir if args.run_dir else str(Path("runs") / Path(args.config).stem)
     summary = train(args.config, run_dir, resume=args.resume, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
