@@ -441,7 +441,9 @@ def build_model(specs=None, backbone: str | torch.nn.Module = "xpainn", cutoff: 
         ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str or torch.nn.Module
-        A registered name (``"xpainn"``, ``"nequip"``, a plugin's, see
+        A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`;
+        ``"mace"`` and ``"nequip-lib"`` with the optional extras, see
+        :mod:`tsym.runtime.nn.mace` and :mod:`tsym.runtime.nn.nequip_lib`; a plugin's, see
         :mod:`tsym.runtime.nn.registry`), or a backbone module (e.g. from
         ``tsym.backbone_from_module``; its own ``cutoff`` wins; such a model trains and predicts
         in Python but cannot be saved: register a factory to save and use it from the CLI).

@@ -131,9 +131,12 @@ class _Exported(torch.nn.Module):
         return out
 
 
-def _examples(max_z: int) -> tuple[list[Atoms], list[Atoms]]:
-    """Two small batches of other sizes (molecules and crystals), elements <= max_z."""
+def _examples(max_z: int, elements=None) -> tuple[list[Atoms], list[Atoms]]:
+    """Two small batches of other sizes (molecules and crystals), elements <= max_z (or, for a
+    backbone that lists its ``elements``, such as MACE's, elements among those)."""
     z1, z2, z3 = 1, min(6, max_z), min(8, max_z)
+    if elements:
+        z1, z2, z3 = (int(elements[i % len(elements)]) for i in range(3))
     mol = Atoms(numbers=[z2, z1, z1, z3], positions=[[0, 0, 0], [1.0, 0.1, 0], [-0.3, 1.0, 0.2],
                                                     [0.1, -0.2, 1.3]])
     crystal = Atoms(numbers=[z2, z3], cell=[[2.9, 0, 0], [0.3, 3.1, 0], [0.2, 0.4, 3.3]],
@@ -207,7 +210,7 @@ def export_model(model, path: str | os.PathLike, *, check: bool = True) -> Path:
     plans = model_plans(model)
     emb = getattr(net.backbone, "node_embedding", None)
     max_z = int(getattr(emb, "max_z", None) or getattr(net.backbone, "max_z", None) or 118)
-    trace_on, check_on = _examples(max_z)
+    trace_on, check_on = _examples(max_z, getattr(net.backbone, "elements", None))
     was_training = model.training
     model.eval()
     try:

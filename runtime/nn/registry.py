@@ -30,7 +30,10 @@ width, transformation under a rotation and a reflection).
 
 A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
 :func:`register_backbone`; ``"xpainn"`` (:class:`~tsym.runtime.nn.xpainn.XPaiNN`) and ``"nequip"``
-(:class:`~tsym.runtime.nn.nequip.NequIPBackbone`) are registered here.
+(:class:`~tsym.runtime.nn.nequip.NequIPBackbone`) are registered here, and so are ``"mace"``
+(:class:`~tsym.runtime.nn.mace.MACEBackbone`, the ``mace-torch`` package) and ``"nequip-lib"``
+(:class:`~tsym.runtime.nn.nequip_lib.NequIPLibBackbone`, the ``nequip`` package), whose packages
+are optional extras imported only when such a backbone is built.
 
 Plugins: an installed package that declares an entry point in the group ``tsym.backbones``
 (:data:`ENTRY_POINT_GROUP`), ``NAME = "package.module:factory"``, provides backbone ``NAME`` to
@@ -40,7 +43,7 @@ the group is read the first time a name is not registered (and for the list of k
 Examples
 --------
 >>> sorted(BACKBONES)
-['nequip', 'xpainn']
+['mace', 'nequip', 'nequip-lib', 'xpainn']
 >>> net = build_backbone("nequip", 4.0, {"irreps_hidden": "8x0e+4x1o+4x1e+2x2e+2x2o"})
 >>> str(net.irreps_out)
 '8x0e+4x1o+4x1e+2x2o+2x2e'
@@ -54,7 +57,9 @@ import torch
 from e3nn import o3
 
 from tsym.runtime.errors import ModelConfigError, TsymError, UnknownBackboneError
+from tsym.runtime.nn.mace import MACEBackbone
 from tsym.runtime.nn.nequip import NequIPBackbone
+from tsym.runtime.nn.nequip_lib import NequIPLibBackbone
 from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import XPaiNN
 
@@ -69,7 +74,7 @@ ENTRY_POINT_GROUP = "tsym.backbones"
 
 #: tsym's own backbones (their tests check the contract end to end); every other backbone is
 #: run once on a probe molecule when it is built (:func:`check_backbone_contract`).
-_OWN = ("xpainn", "nequip")
+_OWN = ("xpainn", "nequip", "mace", "nequip-lib")
 
 
 def _plugins() -> dict:
@@ -165,3 +170,6 @@ def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:
 
 register_backbone("xpainn", XPaiNN)
 register_backbone("nequip", NequIPBackbone)
+# the optional packages (extras "mace", "nequip"); imported when such a backbone is built
+register_backbone("mace", MACEBackbone)
+register_backbone("nequip-lib", NequIPLibBackbone)
