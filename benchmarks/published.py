@@ -122,13 +122,15 @@ def _mean_tensor_mae(train: Path, test: Path, key: str) -> float:
     return float(np.abs(_labels(test, key) - _labels(train, key).mean(0)).mean())
 
 
-def table(out_dirs: list[Path]) -> str:
-    """Markdown rows: per set, mean +- std over the given seed folders."""
+def table(out_dirs: list[Path], tag: str | None = None) -> str:
+    """Markdown rows: per set, mean +- std over the given seed folders (``run_shared``'s run
+    directories ``runs/<name>``, or ``runs/<name>__<tag>`` for an ablation ``--tag``)."""
     rows = ["| data set | metric | published | tsym (mean +- std over seeds) | seeds | "
             "train / valid / test | epochs | wall a run | extra |", "|---|---|---|---|---|---|---|---|---|"]
     for name, (head, key, unit, pub, source, _) in PUBLISHED.items():
-        figs = [figure_of(name, d / "runs" / name) for d in out_dirs
-                if (d / "runs" / name / "test_metrics.json").is_file()]
+        run = name if tag is None else f"{name}__{tag}"
+        figs = [figure_of(name, d / "runs" / run) for d in out_dirs
+                if (d / "runs" / run / "test_metrics.json").is_file()]
         if not figs:
             continue
         v = np.array([f["value"] for f in figs])
@@ -143,7 +145,7 @@ def table(out_dirs: list[Path]) -> str:
         if name == "becs_epsilon_e3nn" and "dielectric_mae" in figs[0]:
             conv = out_dirs[0] / "converted"
             base = _mean_tensor_mae(conv / "becs_epsilon_e3nn_train.extxyz",
-                                    conv / "becs_epsilon_e3nn_test.extxyz", "eps")
+                                    conv / "becs_epsilon_e3nn_test.extxyz", "dielectric")
             extra = (f"dielectric MAE {np.mean([f['dielectric_mae'] for f in figs]):.3g} "
                      f"(mean-tensor baseline {base:.3g})")
         f0 = figs[0]
@@ -238,7 +240,7 @@ def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
     s = np.array([np.std(v) for v in pts.values()])
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label="tsym (XPaiNN + self-mix head)")
-    ax.plot(list(published), list(published.values()), "s--", color="C3", label=source.split(",")[0])
+    ax.plot(list(published), list(published.values()), "s--", color="C3", label=source.split(" (")[0].split(",")[0])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("structures for training + validation")
@@ -256,6 +258,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("table", help="the 'Against published models' rows from seed folders")
     t.add_argument("out", nargs="+", type=Path)
+    t.add_argument("--tag", default=None, help="ablation runs runs/NAME__TAG (run_shared --tag)")
     c = sub.add_parser("curve", help="train on nested subsets of the training set")
     c.add_argument("name", choices=list(PUBLISHED))
     c.add_argument("--sizes", type=int, nargs="+", required=True)
@@ -269,7 +272,7 @@ def main(argv=None) -> int:
     g.add_argument("--png", type=Path, required=True)
     a = p.parse_args(argv)
     if a.cmd == "table":
-        print(table([d.resolve() for d in a.out]))
+        print(table([d.resolve() for d in a.out], a.tag))
     elif a.cmd == "curve":
         import torch
 

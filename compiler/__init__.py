@@ -10,6 +10,7 @@ Public API::
                                 emit pastes into generated modules), on CartesianReadout
                                 (checks, Q, pooling; the baselines' base), with its
                                 EquivariantLayerNorm and scalar_indices
+    HeadInputError              what a head raises when called with inputs that do not fit it
 
 The compiler runs on sympy, numpy and lark; torch and e3nn load only when a head is used
 (``SelfMixHead`` and its kin below resolve on first access, PEP 562) or a plan's tensors are read.
@@ -26,11 +27,13 @@ from .plan import HeadPlan, compile_spec
 from .spec import TensorSpec
 
 if TYPE_CHECKING:
-    from .head import CartesianReadout, EquivariantLayerNorm, SelfMixHead, scalar_indices
+    from ._guards import HeadInputError
+    from .head import EquivariantLayerNorm, SelfMixHead
+    from .readout import CartesianReadout, scalar_indices
 
 __all__ = [
     "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
-    "EquivariantLayerNorm", "scalar_indices",
+    "EquivariantLayerNorm", "scalar_indices", "HeadInputError",
     "parse_text", "parse_file", "compile_spec", "compile_text", "compile_file",
     "emit_module", "write_modules",
 ]
@@ -46,8 +49,10 @@ def compile_file(path: str | Path) -> list[HeadPlan]:
     return [compile_spec(spec) for spec in parse_file(path)]
 
 
-#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access.
-_HEAD_NAMES = ("CartesianReadout", "EquivariantLayerNorm", "SelfMixHead", "scalar_indices")
+#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access; ``head`` imports
+#: ``readout`` and ``_guards``, so it holds all of them.
+_HEAD_NAMES = ("CartesianReadout", "EquivariantLayerNorm", "SelfMixHead", "scalar_indices",
+               "HeadInputError")
 
 
 def __getattr__(name: str):

@@ -4,7 +4,8 @@ The emitted file reads as if written by hand: a header (spec source, its SHA-256
 version), one docstring, one import block, ``__all__``, the constants (``SPEC``, ``IRREPS``, the
 change of basis ``CHANGE_OF_BASIS`` in float64 plus ``CHANGE_OF_BASIS_F32``, both rounded once from
 the exact values), ``to_cartesian``, ``from_cartesian``, the generic ``SelfMixHead`` (the code of
-``tsym/compiler/head.py``, its docstring, imports and ``__all__`` left out) and a head class
+``tsym/compiler/_guards.py``, ``readout.py`` and ``head.py``, their docstrings, imports and
+``__all__`` left out) and a head class
 ``<CamelCaseName>Head(irreps_in, ...)``: one template (:data:`_TEMPLATE`) filled in by
 :func:`emit_module`.  The output is byte-identical for the same spec.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import ast
 import re
 import string
+import sys
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -38,50 +40,52 @@ def class_name(name: str) -> str:
     return camel + "Head"
 
 
+#: The library files emit pastes, in this order; each imports (relatively) only earlier ones and
+#: ``TsymError``, which the emitted module defines itself (:data:`_ERROR_ROOT`).
+_PASTED = ("_guards.py", "readout.py", "_fused.py", "head.py")
+
+_ERROR_ROOT = '''class TsymError(Exception):
+    """Root of the errors this module raises on purpose (``tsym.TsymError`` in the library)."""
+'''
+
+
 def _head_parts() -> tuple[str, str]:
-    """``compiler/_fused.py`` then ``compiler/head.py`` as (their import block, their code
-    without docstrings, ``__all__`` and the relative import of the one by the other)."""
-    names: dict[str, set[str]] = {}  # "from M import a, b" merged per module M
-    plain: list[str] = []  # "import M" lines
+    """The files of :data:`_PASTED` as (one import block, their code without docstrings,
+    ``__all__`` and relative imports), the code of one after the other."""
+    absolute: dict[str, list[str]] = {}  # module ("" for plain imports) -> names, first seen order
     codes = []
-    for name in ("_fused.py", "head.py"):
-        block, code = _file_parts(name)
-        codes.append(code)
-        for node in ast.parse(block).body:
-            if isinstance(node, ast.ImportFrom) and node.level == 0:
-                names.setdefault(node.module, set()).update(a.name for a in node.names)
+    for filename in _PASTED:
+        text = resources.files("tsym.compiler").joinpath(filename).read_text(encoding="utf-8")
+        lines = text.splitlines()
+        tree = ast.parse(text)
+        dropped: set[int] = set()
+        for node in tree.body:
+            span = range(node.lineno - 1, node.end_lineno)
+            if isinstance(node, ast.ImportFrom) and node.level:  # a pasted file, or TsymError
+                if node.module == "errors":
+                    codes.append(_ERROR_ROOT)
+            elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                names = absolute.setdefault(node.module, [])
+                names += [a.name for a in node.names if a.name not in names]
             elif isinstance(node, ast.Import):
-                plain += [f"import {a.name}" for a in node.names if f"import {a.name}" not in plain]
-    froms = {m: f"from {m} import {', '.join(sorted(n))}" for m, n in names.items()}
-    std = [ln for ln in plain if ln != "import torch"] + [froms[m] for m in ("typing",) if m in froms]
-    third = [ln for ln in plain if ln == "import torch"] + [v for m, v in froms.items() if m != "typing"]
-    return "\n".join(std) + "\n\n" + "\n".join(third), "\n\n".join(codes)
-
-
-def _file_parts(name: str) -> tuple[str, str]:
-    """One file of ``tsym.compiler`` as (its import block, its code as for ``_head_parts``)."""
-    text = resources.files("tsym.compiler").joinpath(name).read_text(encoding="utf-8")
-    lines = text.splitlines()
-    tree = ast.parse(text)
-    imports, dropped = [], set()
-    for node in tree.body:
-        span = range(node.lineno - 1, node.end_lineno)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            imports += [lines[k] for k in span]
-        elif isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            pass
-        elif isinstance(node, ast.Expr) and node is tree.body[0]:  # the module docstring
-            pass
-        else:
-            continue
-        dropped.update(span)
-    first_code = min(node.lineno - 1 for node in tree.body if not any(
-        k in dropped for k in range(node.lineno - 1, node.end_lineno)))
-    code = [ln for k, ln in enumerate(lines) if k >= first_code and k not in dropped]
-    block = "\n".join(ln for ln in imports if not ln.startswith("from __future__"))
-    block = block.replace("\nimport torch", "\n\nimport torch", 1)
-    return block, "\n".join(code).strip() + "\n"
+                absolute.setdefault("", []).extend(a.name for a in node.names)
+            elif not (isinstance(node, ast.Assign) and any(
+                    isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)) and not (
+                    isinstance(node, ast.Expr) and node is tree.body[0]):  # not the docstring
+                continue
+            dropped.update(span)
+        first_code = min(node.lineno - 1 for node in tree.body if not any(
+            k in dropped for k in range(node.lineno - 1, node.end_lineno)))
+        code = [ln for k, ln in enumerate(lines) if k >= first_code and k not in dropped]
+        codes.append("\n".join(code).strip() + "\n")
+    plain = sorted(set(absolute.pop("", [])))
+    stdlib = [f"import {m}" for m in plain if m in sys.stdlib_module_names] + [
+        f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(absolute.items())
+        if m.split(".")[0] in sys.stdlib_module_names]
+    others = [f"import {m}" for m in plain if m not in sys.stdlib_module_names] + [
+        f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(absolute.items())
+        if m.split(".")[0] not in sys.stdlib_module_names]
+    return "\n".join(stdlib) + "\n\n" + "\n".join(others), "\n\n".join(codes)
 
 
 def _floats(values: np.ndarray) -> str:
@@ -102,7 +106,8 @@ _TEMPLATE = string.Template('''$header
 
 Needs only torch and e3nn.  ``$cls(irreps_in)`` maps node features (e3nn irreps ``irreps_in``)
 to the Cartesian tensor ``[n, $shape]`` ($level level, pool $pool).  ``SelfMixHead`` below is
-the generic head of tsym (``tsym/compiler/head.py``), the same code as in the library.
+the generic head of tsym (``tsym/compiler/head.py``), the same code as in the library;
+it raises ``HeadInputError`` (a ``ValueError``) when called with inputs that do not fit it.
 """
 $imports
 
@@ -161,7 +166,7 @@ def from_cartesian(t: torch.Tensor) -> torch.Tensor:
     return flat @ q.reshape(q.shape[0], -1).T
 
 
-# ---- the generic node-wise self-mix head (tsym/compiler/head.py) ----
+# ---- the generic node-wise self-mix head (tsym/compiler/_guards.py, readout.py, head.py) ----
 
 $head_code
 

@@ -23,6 +23,11 @@ NUM_ATOMS: Final = "num_atoms"            # [G] long, atoms per structure
 EDGE_VECTORS: Final = "edge_vectors"      # [E, 3] float, r_j - r_i + shift (computed, differentiable)
 NODE_FEATURES: Final = "node_features"    # [N, irreps.dim] float, e3nn irreps layout (a backbone's output)
 
+#: The graph fields a backbone is given (README, "The backbone contract"): training and predict
+#: pass the whole graph, but ``tsym export`` passes only these,
+#: so a backbone must read nothing else (``backbone_from_module`` passes only these everywhere).
+BACKBONE_INPUTS: Final = (POSITIONS, ATOMIC_NUMBERS, EDGE_INDEX, EDGE_SHIFTS, CELL, BATCH)
+
 # ---- the fields inside the XPaiNN backbone (irreps_in / irreps_out of its modules)
 SCALARS: Final = "scalars"                # [N, S] the invariant node state, irreps Sx0e
 EQUIVARIANT: Final = "equivariant"        # [N, irreps.dim] the equivariant node state
@@ -47,6 +52,7 @@ def mask(name: str) -> str:
 
 __all__ = [
     "POSITIONS", "ATOMIC_NUMBERS", "CELL", "PBC", "EDGE_INDEX", "EDGE_SHIFTS", "BATCH",
-    "NUM_GRAPHS", "NUM_ATOMS", "EDGE_VECTORS", "NODE_FEATURES", "SCALARS", "EQUIVARIANT",
+    "NUM_GRAPHS", "NUM_ATOMS", "EDGE_VECTORS", "NODE_FEATURES", "BACKBONE_INPUTS", "SCALARS",
+    "EQUIVARIANT",
     "EDGE_SH", "EDGE_RADIAL", "EDGE_ENVELOPE", "label", "mask",
 ]

@@ -39,7 +39,8 @@ from tsym.runtime.checkpoint import DTYPES, ModelRecord, model_record, read_mode
 from tsym.runtime.errors import CheckpointError, ModelConfigError, NonFinitePredictionError
 from tsym.runtime.graph import collate
 from tsym.runtime.nn.heads import make_head
-from tsym.runtime.nn.registry import build_backbone, check_backbone
+from tsym.runtime.nn.registry import backbone_name, build_backbone, check_backbone
+from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.normalisation import Normalisation
 
 __all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
@@ -102,7 +103,7 @@ class TensorModel(torch.nn.Module):
                  seed: int | None = None):
         super().__init__()
         self.irreps_in = check_backbone(backbone)
-        bname = type(backbone).__name__
+        bname = backbone_name(backbone)
         cutoff = getattr(backbone, "cutoff", None) if cutoff is None else cutoff
         if cutoff is None or not float(cutoff) > 0:
             raise ModelConfigError(f"backbone {bname} has no cutoff attribute: pass "
@@ -166,7 +167,7 @@ class TensorModel(torch.nn.Module):
         features = out[keys.NODE_FEATURES]  # [N, irreps_in.dim]
         if features.dim() != 2 or features.shape[1] != self.irreps_in.dim:
             raise ModelConfigError(
-                f"backbone {type(self.backbone).__name__} wrote NODE_FEATURES of shape "
+                f"backbone {backbone_name(self.backbone)} wrote NODE_FEATURES of shape "
                 f"{tuple(features.shape)}, but its irreps_out '{self.irreps_in}' has dim "
                 f"{self.irreps_in.dim}")
         batch = out.get(keys.BATCH, graph.get(keys.BATCH))  # [N]
@@ -216,8 +217,10 @@ class TensorModel(torch.nn.Module):
     def save(self, path: str | os.PathLike) -> None:
         """Write a checkpoint atomically (temp file in the same directory, then ``os.replace``)."""
         if self.build_info is None:
-            raise ModelConfigError("only a model made by tsym.build_model can be saved (its "
-                                   "backbone must be registered by name)")
+            raise ModelConfigError(
+                "only a model whose backbone tsym.build_model built by name can be saved: "
+                "register a factory for yours (tsym.register_backbone(name, factory), or the "
+                "entry-point group 'tsym.backbones') and pass backbone=name")
         save_atomic(model_record(self), path)
 
 
@@ -416,6 +419,16 @@ def _with_stored_max_z(record: ModelRecord) -> dict:
 
 
 def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs) -> TensorModel:
+    if isinstance(backbone, torch.nn.Module):  # a module the user made (not saved by name)
+        if backbone_kwargs:
+            raise ModelConfigError(f"backbone {backbone_name(backbone)} is a module already: "
+                                   "backbone_kwargs go to a backbone built by name")
+        with _building(dtype, seed):
+            model = TensorModel(backbone, plans, head_kwargs, cutoff=getattr(
+                backbone, "cutoff", None) or cutoff, seed=seed)
+        if not getattr(backbone, "contract_checked", False):
+            check_backbone_contract(backbone, cutoff=model.cutoff)  # a probe molecule, once
+        return model.to(dtype)
     with _building(dtype, seed):
         net = build_backbone(backbone, float(cutoff), backbone_kwargs)
         model = TensorModel(net, plans, head_kwargs, cutoff=cutoff, seed=seed)
@@ -423,7 +436,8 @@ def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs
     return model.to(dtype)
 
 
-def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed: int = 0,
+def build_model(specs=None, backbone: str | torch.nn.Module = "xpainn", cutoff: float = 5.0,
+                seed: int = 0,
                 checkpoint: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
                 backbone_kwargs: Mapping | None = None, head_kwargs: Mapping | None = None
                 ) -> TensorModel | TrainedModel:
@@ -434,10 +448,13 @@ def build_model(specs=None, backbone: str = "xpainn", cutoff: float = 5.0, seed:
     specs : path, spec source, HeadPlan, or a list of them
         ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
-    backbone : str
+    backbone : str or torch.nn.Module
         A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`;
         ``"mace"`` and ``"nequip-lib"`` with the optional extras, see
-        :mod:`tsym.runtime.nn.mace` and :mod:`tsym.runtime.nn.nequip_lib`).
+        :mod:`tsym.runtime.nn.mace` and :mod:`tsym.runtime.nn.nequip_lib`; a plugin's, see
+        :mod:`tsym.runtime.nn.registry`), or a backbone module (e.g. from
+        ``tsym.backbone_from_module``; its own ``cutoff`` wins; such a model trains and predicts
+        in Python but cannot be saved: register a factory to save and use it from the CLI).
     cutoff : float
         Graph radius in Angstrom, passed to the backbone.
     seed : int

@@ -12,8 +12,8 @@
 * arrows point down the layers of :data:`LAYERS`: a module imports only modules of a lower layer
   or of its own group, never a sibling group of the same layer (``nn`` and ``data``) nor one
   above (the runtime never imports ``tsym`` or ``tsym.cli``; the compiler never the runtime);
-* ``compiler/head.py`` and ``compiler/_fused.py`` stay standalone (``emit`` pastes both into
-  generated modules; the head may import the fused arithmetic, nothing else of tsym).
+* ``compiler/head.py``, ``readout.py``, ``_fused.py`` and ``_guards.py`` stay standalone
+  (``emit`` pastes them into generated modules).
 
 The checker runs on the repository and on small planted trees that must fail.
 """
@@ -56,7 +56,8 @@ LAZY_ALLOWED = ("pyscf", "matplotlib", "mace", "nequip")
 #: ase and the runtime off the compiler's start-up path.
 LAZY_SITES = {
     "tsym": ("tsym.runtime", "tsym.compiler.head"),  # module __getattr__ (PEP 562): build_model...
-    "tsym.compiler": ("tsym.compiler.head",),  # module __getattr__: SelfMixHead and its kin
+    # module __getattr__: SelfMixHead and its kin
+    "tsym.compiler": ("tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards"),
     "tsym.compiler.plan": ("torch",),  # a plan's torch tensors, made on first access
     "tsym.cli.*": ("tsym.runtime", "torch", "ase"),  # each verb loads its work when it runs
 }
@@ -70,9 +71,11 @@ def lazy_allowed(module: str, target: str) -> bool:
                 return True
     return False
 
-#: Modules that must import nothing but these (the head is pasted into standalone modules).
-STANDALONE = {"tsym.compiler.head": ("math", "typing", "torch", "e3nn", "tsym.compiler._fused"),
-              "tsym.compiler._fused": ("math", "typing", "torch", "e3nn")}
+#: Modules that must import nothing but these (the head is pasted into standalone modules), and
+#: each other, and ``TsymError`` (which ``emit`` replaces by a local class).
+STANDALONE = {m: ("math", "typing", "torch", "e3nn") for m in (
+    "tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards",
+    "tsym.compiler._fused")}
 
 
 @dataclass(frozen=True)
@@ -231,8 +234,9 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
                     name, imp.target):
                 problems.append(f"{where}:{imp.line}: import of {imp.target} inside a function "
                                 "(import at module level)")
-            if name in STANDALONE and top not in STANDALONE[name] \
-                    and imp.target not in STANDALONE[name]:
+            pasted = imp.target in STANDALONE or (imp.target == "tsym.compiler.errors"
+                                                  and imp.names == ("TsymError",))
+            if name in STANDALONE and top not in STANDALONE[name] and not pasted:
                 problems.append(f"{where}:{imp.line}: {name} must stay standalone "
                                 f"({', '.join(STANDALONE[name])} only), imports {imp.target}")
             if not internal:

@@ -1,6 +1,8 @@
 """The README's first lines are the two commands for a fresh machine; CI runs the second one."""
 from __future__ import annotations
 
+import re
+
 from .conftest import REPO
 
 
@@ -74,3 +76,13 @@ def test_the_documented_edge_convention(monkeypatch):
     assert bool((graph["batch"][j] == graph["batch"][i]).all())
     pairs = set(zip(j.tolist(), i.tolist()))
     assert all((b, a) in pairs for a, b in pairs)  # both directions
+
+
+def test_own_network_example_runs(monkeypatch, capsys):
+    monkeypatch.chdir(REPO)
+    code = _python_block_after("### Your own network")
+    assert len([ln for ln in code.splitlines() if ln and not ln.startswith(" ")]) <= 8
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "(1, 3, 3)"
+    assert re.search(r"polarizability: order 2 polar, relative error .*  ok$", out[2])

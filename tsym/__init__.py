@@ -28,13 +28,17 @@ from tsym.compiler.emit import TSYM_VERSION as __version__
 
 if TYPE_CHECKING:
     from tsym.compiler.head import SelfMixHead
+    from tsym.runtime.equivariance import EquivarianceReport, check_equivariance
     from tsym.runtime.graph import collate
     from tsym.runtime.model import TensorModel, build_model
+    from tsym.runtime.nn.registry import register_backbone
+    from tsym.runtime.nn.wrap import backbone_from_module
 
 __all__ = [
     "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",
     "compile_spec", "parse_file", "parse_text", "emit_module", "build_model", "TensorModel",
     "collate", "__version__",
+    "check_equivariance", "EquivarianceReport", "backbone_from_module", "register_backbone",
 ]
 
 
@@ -44,6 +48,12 @@ def __getattr__(name: str):
         from tsym.runtime import model as home
     elif name == "collate":
         from tsym.runtime import graph as home
+    elif name in ("check_equivariance", "EquivarianceReport"):
+        from tsym.runtime import equivariance as home
+    elif name == "register_backbone":
+        from tsym.runtime.nn import registry as home
+    elif name == "backbone_from_module":
+        from tsym.runtime.nn import wrap as home
     elif name == "SelfMixHead":
         from tsym.compiler import head as home
     else:

@@ -76,6 +76,7 @@ class LinearHead(CartesianReadout):
     def forward(self, node_features: torch.Tensor, batch: Optional[torch.Tensor] = None,
                 num_graphs: Optional[int] = None) -> torch.Tensor:
         """``[n_nodes, irreps_in.dim]`` -> ``[num_graphs or n_nodes, 3, ..., 3]``."""
+        num_graphs = self.checked(node_features, batch, num_graphs, self.linear.weight)
         y = self.pooled(self.node_irreps(node_features), batch, num_graphs)  # [G|N, out_dim]
         return self.to_cartesian(y)  # [G|N, 3, ..., 3]
 
@@ -124,6 +125,7 @@ class InvariantHead(CartesianReadout):
     def forward(self, node_features: torch.Tensor, batch: Optional[torch.Tensor] = None,
                 num_graphs: Optional[int] = None) -> torch.Tensor:
         """``[n_nodes, irreps_in.dim]`` -> ``[num_graphs or n_nodes, 3, ..., 3]``."""
+        num_graphs = self.checked(node_features, batch, num_graphs, self.mlp[0].weight)
         c = self.mlp(node_features[:, self.scalar_idx])  # [n_nodes, 3**n]
         c = self.pooled(c, batch, num_graphs)  # [G|N, 3**n]
         q = self.q_matrix(c)  # [out_dim, 3**n]

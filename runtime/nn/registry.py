@@ -8,7 +8,9 @@ A *backbone* is any ``torch.nn.Module`` that
    one ``0e`` (the heads' node-wise weights are computed from the ``0e`` channels) and
    ``lmax >= 1``;
 2. maps a graph dict (the fields of :mod:`tsym.runtime.keys`, as built by
-   :func:`tsym.runtime.graph.collate`) to a graph dict that holds
+   :func:`tsym.runtime.graph.collate`), reading only the fields of ``keys.BACKBONE_INPUTS``
+   (positions, atomic numbers, edge index, edge shifts, cell, batch: all that ``tsym export``
+   passes), to a graph dict that holds
    ``keys.NODE_FEATURES`` ``[N, irreps_out.dim]`` in **e3nn 0.6 conventions**: the layout of
    ``irreps_out``, l = 1 components in (x, y, z) order, real spherical harmonics basis of
    ``e3nn.o3``, features that transform with ``irreps_out.D_from_matrix(R)`` when positions and
@@ -17,9 +19,14 @@ A *backbone* is any ``torch.nn.Module`` that
 3. keeps (or adds) ``keys.BATCH`` ``[N]``, the structure of each node;
 4. optionally has ``cutoff`` (Angstrom), the radius of the graphs it expects.
 
-Nothing else is assumed: the heads only read ``NODE_FEATURES`` and ``BATCH``.
+Nothing else is assumed: the heads only read ``NODE_FEATURES`` and ``BATCH``.  A network that
+meets points 2 and 3 becomes a backbone with :func:`tsym.runtime.nn.wrap.backbone_from_module`,
+which also checks point 2 on a probe molecule.
 :func:`check_backbone` checks points 1 and 4 when a :class:`~tsym.runtime.model.TensorModel` is
-built; point 2 is what the equivariance tests check end to end.
+built; point 2 is what the equivariance tests check end to end for tsym's own backbones, and what
+:func:`build_backbone` checks on a probe molecule for every other registered or plugin backbone
+(:func:`~tsym.runtime.nn.wrap.check_backbone_contract`: given only ``keys.BACKBONE_INPUTS``,
+width, transformation under a rotation and a reflection).
 
 A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
 :func:`register_backbone`; ``"xpainn"`` (:class:`~tsym.runtime.nn.xpainn.XPaiNN`) and ``"nequip"``
@@ -27,6 +34,11 @@ A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
 (:class:`~tsym.runtime.nn.mace.MACEBackbone`, the ``mace-torch`` package) and ``"nequip-lib"``
 (:class:`~tsym.runtime.nn.nequip_lib.NequIPLibBackbone`, the ``nequip`` package), whose packages
 are optional extras imported only when such a backbone is built.
+
+Plugins: an installed package that declares an entry point in the group ``tsym.backbones``
+(:data:`ENTRY_POINT_GROUP`), ``NAME = "package.module:factory"``, provides backbone ``NAME`` to
+every caller -- ``build_model``, each CLI verb, checkpoint reload -- without being imported first:
+the group is read the first time a name is not registered (and for the list of known names).
 
 Examples
 --------
@@ -39,6 +51,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 
 import torch
 from e3nn import o3
@@ -47,12 +60,56 @@ from tsym.runtime.errors import ModelConfigError, TsymError, UnknownBackboneErro
 from tsym.runtime.nn.mace import MACEBackbone
 from tsym.runtime.nn.nequip import NequIPBackbone
 from tsym.runtime.nn.nequip_lib import NequIPLibBackbone
+from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import XPaiNN
 
-__all__ = ["BACKBONES", "register_backbone", "build_backbone", "check_backbone"]
+__all__ = ["BACKBONES", "ENTRY_POINT_GROUP", "register_backbone", "build_backbone",
+           "check_backbone", "known_backbones", "backbone_name"]
 
 #: Backbone factories by name: ``factory(cutoff=..., **kwargs) -> nn.Module``.
 BACKBONES: dict[str, Callable[..., torch.nn.Module]] = {}
+
+#: The entry-point group through which installed packages provide backbones.
+ENTRY_POINT_GROUP = "tsym.backbones"
+
+#: tsym's own backbones (their tests check the contract end to end); every other backbone is
+#: run once on a probe molecule when it is built (:func:`check_backbone_contract`).
+_OWN = ("xpainn", "nequip", "mace", "nequip-lib")
+
+
+def _plugins() -> dict:
+    """``{name: entry point}`` of the group :data:`ENTRY_POINT_GROUP` (read, not loaded)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_backbones() -> list[str]:
+    """Registered names and those installed packages provide, sorted."""
+    return sorted(set(BACKBONES) | set(_plugins()))
+
+
+def _load_plugin(name: str) -> bool:
+    """Register backbone ``name`` from its entry point, if a package provides one."""
+    ep = _plugins().get(name)
+    if ep is None:
+        return False
+    try:
+        factory = ep.load()
+    except Exception as err:  # the plugin's own import failed
+        raise ModelConfigError(f"backbone {name!r}: the entry point {ep.value!r} of group "
+                               f"{ENTRY_POINT_GROUP!r} does not load: {type(err).__name__}: "
+                               f"{err}") from err
+    if not callable(factory):
+        raise ModelConfigError(f"backbone {name!r}: the entry point {ep.value!r} of group "
+                               f"{ENTRY_POINT_GROUP!r} is not a factory (a callable) but "
+                               f"{type(factory).__name__}")
+    BACKBONES.setdefault(name, factory)
+    return True
+
+
+def backbone_name(backbone: torch.nn.Module) -> str:
+    """The backbone's ``name`` attribute when it has one (wrapped networks), else its class."""
+    name = getattr(backbone, "name", None)
+    return name if isinstance(name, str) and name else type(backbone).__name__
 
 
 def register_backbone(name: str, factory: Callable[..., torch.nn.Module]) -> None:
@@ -68,25 +125,31 @@ def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> t
     Errors name the backbone (and, for an unknown name, the registered ones).
     """
     kwargs = dict(kwargs or {})
-    if name not in BACKBONES:
+    if name not in BACKBONES and not _load_plugin(name):
         raise UnknownBackboneError(
-            f"unknown backbone {name!r}; known backbones: {', '.join(sorted(BACKBONES))}\n"
-            "hint: register a new one with tsym.runtime.nn.registry.register_backbone")
+            f"unknown backbone {name!r}; known backbones: {', '.join(known_backbones())}\n"
+            f"hint: register one with tsym.register_backbone(name, factory), or install a "
+            f"package that declares it in the entry-point group {ENTRY_POINT_GROUP!r}")
     if "cutoff" in kwargs:
         raise ModelConfigError(f"backbone {name!r}: pass the cutoff as build_model(cutoff=...), "
                                "not inside backbone_kwargs")
     try:
-        return BACKBONES[name](cutoff=cutoff, **kwargs)
+        net = BACKBONES[name](cutoff=cutoff, **kwargs)
     except TsymError:  # the backbone's own message
         raise
     except (TypeError, ValueError) as err:  # an unknown keyword, or a value of the wrong kind
         raise ModelConfigError(f"backbone {name!r}: bad backbone_kwargs {sorted(kwargs)}: {err}"
                                ) from None
+    if name not in _OWN and not getattr(net, "contract_checked", False):
+        check_backbone(net)
+        if getattr(net, "cutoff", None) is not None:
+            check_backbone_contract(net)  # a registered or plugin network: probe it once
+    return net
 
 
 def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:
     """The backbone's ``irreps_out`` as ``o3.Irreps``, after checking the contract (module doc)."""
-    name = type(backbone).__name__
+    name = backbone_name(backbone)
     if not isinstance(backbone, torch.nn.Module):
         raise ModelConfigError(f"backbone {name} is not a torch.nn.Module")
     if not hasattr(backbone, "irreps_out"):
