@@ -2,19 +2,14 @@
 
 Three shared data sets have a published model scored on the same data, split and metric:
 
-=====================  =========================================  ==================================
-set                    published figure (same split)              metric, as the publication computes it
-=====================  =========================================  ==================================
-water_apt              APTNN (Schienbein, JCTC 2023): 0.0202 e     RMSE over all atoms of test.xyz and
-                       (27 + 3 frames); 5/10/20 frames: 0.0424,    all 9 components (``rmse`` of
-                       0.0324, 0.0230                              ``test_metrics.json``)
-becs_epsilon_e3nn      e3nn-models BEC notebook: MAE 0.107 e       mean |Z_pred - Z_DFT| over all atoms
-                       (100 held-out crystals)                     of the 100 crystals, 9 components
-water_gamma_tensoap    SA-GPR/TENSOAP README example 9: 0.457 a.u. sqrt(mean_s |T_pred - T|_F^2) over the
-                       = 0.25 % of the intrinsic deviation         200 test monomers (``norm_rmse``);
-                       (train 0-799, test 800-999)                 intrinsic deviation sqrt(mean_s
-                                                                   |T - <T>_test|_F^2) = 183.1 a.u.
-=====================  =========================================  ==================================
+* ``water_apt``: APTNN (Schienbein, JCTC 2023), 0.0202 e with 27 + 3 training frames (5 / 10 /
+  20 frames: 0.0424, 0.0324, 0.0230).  Metric: RMSE over all atoms of test.xyz and all 9
+  components (``rmse`` of ``test_metrics.json``).
+* ``becs_epsilon_e3nn``: the e3nn-models BEC notebook, MAE 0.107 e on 100 held-out crystals.
+  Metric: mean |Z_pred - Z_DFT| over all atoms of the 100 crystals and 9 components (``mae``).
+* ``water_gamma_tensoap``: SA-GPR/TENSOAP README example 9, 0.457 a.u. = 0.25 % of the intrinsic
+  deviation, train 0-799, test 800-999.  Metric: sqrt(mean_s |T_pred - T|_F^2) over the 200 test
+  monomers (``norm_rmse``); the intrinsic deviation is sqrt(mean_s |T - <T>_test|_F^2) = 183.1.
 
 TENSOAP's per-L figures (``sagpr_utils.do_sagpr_spherical``) are also given for the gamma set:
 ``ABS RMSE`` = sqrt(sum of squared errors of the L block / (2L+1) / n_test) and ``RMSE %`` = that
@@ -240,7 +235,8 @@ def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
     s = np.array([np.std(v) for v in pts.values()])
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label="tsym (XPaiNN + self-mix head)")
-    ax.plot(list(published), list(published.values()), "s--", color="C3", label=source.split(" (")[0].split(",")[0])
+    ax.plot(list(published), list(published.values()), "s--", color="C3",
+            label=source.split(" (")[0].split(",")[0])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("structures for training + validation")
