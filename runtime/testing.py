@@ -152,6 +152,18 @@ class _Twin:
         return out
 
 
+def _baseline(fn, atoms_list, orders, axial, atom_level):
+    """The untransformed run both checks start from: structures, axial flags, output names,
+    ``fn``'s outputs and whether each is atom level."""
+    structures = list(atoms_list)
+    names = list(orders)
+    n_atoms, n_structures = sum(len(a) for a in structures), len(structures)
+    base = _evaluate(fn, structures, names)
+    per_atom = {name: _is_atom_level(name, base[name], n_atoms, n_structures, atom_level)
+                for name in names}
+    return structures, dict(axial or {}), names, base, per_atom
+
+
 def assert_equivariant(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[Atoms],
                        orders: dict[str, int], axial: dict[str, bool] | None = None,
                        atol: float = 1e-8, rtol: float = 1e-8, *,
@@ -193,13 +205,8 @@ def assert_equivariant(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[A
     AssertionError
         Naming the output, the transformations it breaks and the largest error.
     """
-    structures = list(atoms_list)
-    axial = dict(axial or {})
-    names = list(orders)
-    n_atoms, n_structures = sum(len(a) for a in structures), len(structures)
-    base = _evaluate(fn, structures, names)
-    per_atom = {name: _is_atom_level(name, base[name], n_atoms, n_structures, atom_level)
-                for name in names}
+    structures, axial, names, base, per_atom = _baseline(fn, atoms_list, orders, axial,
+                                                         atom_level)
     twin = _Twin(reference, structures, names, base)
     failures: dict[str, list[tuple[str, float]]] = {}
     for transform in _transforms(structures, seed, parity):
@@ -247,13 +254,8 @@ def equivariance_errors(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[
     >>> max(err for err, scale in errors.values()) < 1e-12
     True
     """
-    structures = list(atoms_list)
-    axial = dict(axial or {})
-    names = list(orders)
-    n_atoms, n_structures = sum(len(a) for a in structures), len(structures)
-    base = _evaluate(fn, structures, names)
-    per_atom = {name: _is_atom_level(name, base[name], n_atoms, n_structures, atom_level)
-                for name in names}
+    structures, axial, names, base, per_atom = _baseline(fn, atoms_list, orders, axial,
+                                                         atom_level)
     out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in names}
     for transform in _transforms(structures, seed, parity):
         actual = _evaluate(fn, transform.apply(structures), names)
