@@ -35,7 +35,8 @@ def _demo_cfg(**data):
 
 
 def test_group_by_name_keeps_every_demo_molecule_in_one_split():
-    cfg = _demo_cfg(group_by="name")
+    cfg = _demo_cfg()
+    assert cfg.data.group_by == "name"  # the demo's own split
     plans = plans_for(cfg)
     graphs, info = load_splits(cfg, plans, torch.float64, verbose=False)
     from ase.io import read
@@ -48,7 +49,7 @@ def test_group_by_name_keeps_every_demo_molecule_in_one_split():
     assert {p for p in seen.values()} == {"train", "valid", "test"}
     assert info.meta["group_by"] == "name"
     # without group_by the random split puts copies of one molecule in train and test
-    _, plain = load_splits(_demo_cfg(), plans, torch.float64, verbose=False)
+    _, plain = load_splits(_demo_cfg(group_by=None), plans, torch.float64, verbose=False)
     train = {names[i] for i in plain.meta["frames"]["train"]}
     assert any(names[i] in train for i in plain.meta["frames"]["test"])
 
