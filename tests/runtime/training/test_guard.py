@@ -78,8 +78,8 @@ def test_resume_refuses_another_split(started, monkeypatch):
     tmp, cfg = started
     real = setup.split
 
-    def other_split(n, fractions, seed):
-        return real(n, fractions, seed + 1)
+    def other_split(n, fractions, seed, **kwargs):
+        return real(n, fractions, seed + 1, **kwargs)
 
     monkeypatch.setattr(setup, "split", other_split)
     refused(cfg, tmp / "run", r"split: the train split is not the one the run started with "
