@@ -32,6 +32,7 @@ from e3nn import o3
 from tsym.compiler import EquivariantLayerNorm
 from tsym.runtime import keys
 from tsym.runtime.graph import edge_vectors
+from tsym.runtime.nn._xpainn_edges import KERNEL_CHUNK, EdgePlan, edge_sums
 from tsym.runtime.nn.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
@@ -166,6 +167,9 @@ class MessageBlock(torch.nn.Module):
         self.scalar_mlp = _mlp(num_scalars, num_scalars, sum(self.pieces))
         self.radial_linear = torch.nn.Linear(num_basis, sum(self.pieces))
         torch.nn.init.zeros_(self.radial_linear.bias)
+        #: eager training through :func:`edge_sums` (``compile_blocks`` turns it off: inductor
+        #: fuses the plain path itself)
+        self.edge_kernel = True
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
                 envelope: torch.Tensor, edge_index: torch.Tensor, edge_chunk: int | None = None
@@ -175,7 +179,13 @@ class MessageBlock(torch.nn.Module):
         if self.equivariant_norm is not None:
             v_t = self._transpose(self.equivariant_norm(v), to_m_major=True)  # [N, dim]
         num_edges = edge_index.shape[1]
-        if edge_chunk is None or num_edges <= edge_chunk:
+        if self.edge_kernel and torch.is_grad_enabled() and not torch.jit.is_tracing():
+            # eager training: one autograd function for the per-edge work (_xpainn_edges.py)
+            plan = EdgePlan(tuple(self.muls), tuple(self.dims), s.shape[1], v_t is not None,
+                            max(1, min(KERNEL_CHUNK, edge_chunk or KERNEL_CHUNK)))
+            ds, dv_t = edge_sums(phi, radial, envelope, self.radial_linear, v_t, sh, edge_index,
+                                 plan)
+        elif edge_chunk is None or num_edges <= edge_chunk:
             ds, dv_t = self._edges(phi, v_t, sh, radial, envelope, edge_index, s.shape[0])
         else:  # accumulate in place: the work per chunk is O(chunk), not O(N)
             ds = torch.zeros_like(s)  # [N, S]
@@ -363,6 +373,7 @@ class XPaiNN(torch.nn.Module):
             setattr(module, name, torch.compile(method, **kwargs))
 
         for message in self.messages:
+            message.edge_kernel = False
             compiled(message, "_edges")
             compiled(message, "_messages")
             if message.equivariant_norm is not None:
