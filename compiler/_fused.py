@@ -31,6 +31,8 @@ from typing import Dict, List, Tuple
 import torch
 from e3nn import o3
 
+from ._pairs import pair_contract
+
 _Ir = Tuple[int, int]  # (l, parity)
 
 
@@ -49,6 +51,11 @@ def _linear_offsets(lin: o3.Linear) -> Dict[Tuple[int, int], Tuple[int, int, flo
         out[(ins.i_in, ins.i_out)] = (offset, mul_out, float(ins.path_weight))
         offset += mul_in * mul_out
     return out
+
+
+@torch.jit.unused
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
 
 
 class FusedSelfMix(torch.nn.Module):
@@ -291,6 +298,34 @@ class FusedSelfMix(torch.nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward
+    @staticmethod
+    def _plain() -> bool:
+        """Whole arrays (scripted, or compiled: inductor fuses the gathers and products itself),
+        not the column chunks of ``_pairs.py`` (eager)."""
+        if torch.jit.is_scripting():
+            return True
+        return _compiling()
+
+    @torch.jit.unused
+    def _weighted_pairs(self, h: torch.Tensor, mats: List[torch.Tensor], w: torch.Tensor,
+                        summed: torch.Tensor) -> torch.Tensor:
+        return pair_contract(h, self.tp2_a, self.tp2_b, mats, w, self.tp2_path, summed)
+
+    @torch.jit.unused
+    def _chunked_pairs(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+                       mats: List[torch.Tensor]) -> torch.Tensor:
+        return pair_contract(x, a, b, mats)
+
+    def _pairs(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
+               mats: List[torch.Tensor]) -> torch.Tensor:
+        """``blockdiag(mats) @ (x[a] * x[b])`` [rows, C]."""
+        if not self._plain():
+            return self._chunked_pairs(x, a, b, mats)
+        pairs = x.index_select(0, a) * x.index_select(0, b)  # [P, C]
+        sizes = [mat.shape[1] for mat in mats]
+        return torch.cat([mat @ chunk for mat, chunk in
+                          zip(mats, torch.split(pairs, sizes, dim=0))], dim=0)
+
     def forward(self, x: torch.Tensor, w_u: torch.Tensor, w_v: torch.Tensor,
                 w_tp1: torch.Tensor, norm_w: torch.Tensor, norm_b: torch.Tensor,
                 w_tp2: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
@@ -324,13 +359,10 @@ class FusedSelfMix(torch.nn.Module):
             groups.append(acc)
         r = torch.cat(groups, dim=0)  # [D_R, N m]
         # tp1: the component pairs of all paths; one matmul per output irrep
-        pairs = r.index_select(0, self.tp1_a) * r.index_select(0, self.tp1_b)  # [P1, N m]
         mats = self.tp1_m.to(dt)
-        parts: List[torch.Tensor] = []
-        for k, chunk in enumerate(torch.split(pairs, self.tp1_rows, dim=0)):
-            d, o = self.tp1_dims[k], self.tp1_offset[k]
-            parts.append(mats[o:o + d * self.tp1_rows[k]].view(d, self.tp1_rows[k]) @ chunk)
-        h = torch.cat(parts, dim=0).view(self.mid_dim, n, m)  # [D_mid, N, m]
+        m1 = [mats[o:o + d * k].view(d, k) for d, k, o in
+              zip(self.tp1_dims, self.tp1_rows, self.tp1_offset)]  # [d_k, pairs_k] each
+        h = self._pairs(r, self.tp1_a, self.tp1_b, m1).view(self.mid_dim, n, m)  # [D_mid, N, m]
         # equivariant layer norm
         h = h - self.norm_centre.to(dt)[:, None, None] * h.mean(dim=2, keepdim=True)
         ms = self.norm_mean.to(dt) @ h.pow(2).sum(dim=2)  # [n_blocks, N]
@@ -341,14 +373,15 @@ class FusedSelfMix(torch.nn.Module):
         h = h * inv.unsqueeze(2) * scale.T.unsqueeze(1) + bias.T.unsqueeze(1)
         h = h.reshape(self.mid_dim, n * m)  # [D_mid, N m]
         # tp2: the component pairs of h once; one matmul per first-operand irrep
-        pairs = h.index_select(0, self.tp2_a) * h.index_select(0, self.tp2_b)  # [P2, N m]
         mats = self.tp2_m.to(dt)
-        outs: List[torch.Tensor] = []
-        for g, chunk in enumerate(torch.split(pairs, self.g_pairs, dim=0)):
-            k, c, o = self.g_pairs[g], self.g_cols[g], self.g_offset[g]
-            outs.append(mats[o:o + k * c].view(c, k) @ chunk)  # [cols_g, N m]
+        m2 = [mats[o:o + k * c].view(c, k) for k, c, o in
+              zip(self.g_pairs, self.g_cols, self.g_offset)]  # [cols_g, pairs_g] each
         w = w_tp2.reshape(n, self.n_paths2, m).permute(1, 0, 2).reshape(self.n_paths2, n * m)
-        z = self.tp2_sum.to(dt) @ (torch.cat(outs, dim=0) * w.index_select(0, self.tp2_path))
+        if self._plain():
+            outs = self._pairs(h, self.tp2_a, self.tp2_b, m2)  # [cols, N m]
+            z = self.tp2_sum.to(dt) @ (outs * w.index_select(0, self.tp2_path))  # [D_t, N m]
+        else:  # the same, in column chunks (_pairs.py)
+            z = self._weighted_pairs(h, m2, w, self.tp2_sum.to(dt))
         # lin_out: one dense matmul from the (channel, component) layout
         z = z.view(self.t_dim, n, m).permute(1, 2, 0).reshape(n, m * self.t_dim)
         w_o = torch.cat([w_out, w_out.new_zeros(1)]).index_select(
