@@ -33,6 +33,7 @@ from tsym.compiler import EquivariantLayerNorm
 from tsym.runtime import keys
 from tsym.runtime.graph import edge_vectors
 from tsym.runtime.nn._xpainn_edges import KERNEL_CHUNK, EdgePlan, edge_sums
+from tsym.runtime.nn._xpainn_update import linear_plan, update
 from tsym.runtime.nn.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
@@ -87,32 +88,6 @@ def _irreps_in(owner: str, irreps_in: Mapping[str, o3.Irreps | str], fields: tup
     if missing:
         raise BackboneConfigError(f"{owner}: irreps_in lacks field(s) {', '.join(missing)}")
     return {f: o3.Irreps(irreps_in[f]) for f in fields}
-
-
-class _Layout(torch.nn.Module):
-    """Index buffers for per-channel work on a flat [..., irreps.dim] tensor (K = num_irreps).
-
-    ``channel`` [dim]: the channel (0..K-1) of each component; ``degree`` [K]: 2l+1 of each
-    channel.
-    """
-
-    def __init__(self, irreps: o3.Irreps):
-        super().__init__()
-        channel, degree, k = [], [], 0
-        for mul, ir in irreps:
-            channel += [k + u for u in range(mul) for _ in range(ir.dim)]
-            degree += [ir.dim] * mul
-            k += mul
-        self.num_channels = k
-        self.register_buffer("channel", torch.tensor(channel, dtype=torch.long), persistent=False)
-        self.register_buffer("degree", torch.tensor(degree, dtype=torch.get_default_dtype()),
-                             persistent=False)  # [K], 2l+1
-
-    def expand(self, gates: torch.Tensor) -> torch.Tensor:
-        return gates.index_select(-1, self.channel)  # [..., K] -> [..., dim]
-
-    def channel_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], self.num_channels).index_add_(1, self.channel, x)  # [N, K]
 
 
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> torch.nn.Sequential:
@@ -263,7 +238,9 @@ class UpdateBlock(torch.nn.Module):
         self.irreps_out = dict(self.irreps_in)
         k = irreps.num_irreps
         self.split, self.eps = (k, num_scalars, num_scalars), eps  # a_vv, a_sv, a_ss
-        self.layout = _Layout(irreps)
+        self.muls = [mul for mul, _ in irreps]  # per degree l (one entry each)
+        self.dims = [ir.dim for _, ir in irreps]
+        self.sizes = [mul * ir.dim for mul, ir in irreps]
         self.scalar_norm = torch.nn.LayerNorm(num_scalars)
         self.equivariant_norm = EquivariantLayerNorm(irreps)
         has_bias = irreps.count("0e") > 0
@@ -271,17 +248,14 @@ class UpdateBlock(torch.nn.Module):
         self.linear_v = o3.Linear(irreps, irreps, biases=has_bias)
         self.update_mlp = _mlp(num_scalars + k, num_scalars, sum(self.split))
         self.dot_linear = torch.nn.Linear(k, num_scalars, bias=False)
+        # where linear_u's and linear_v's blocks lie in their flat weights (_xpainn_update.py)
+        self.plan_u = linear_plan(self.linear_u, irreps)
+        self.plan_v = linear_plan(self.linear_v, irreps)
 
     def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v_n = self.equivariant_norm(v)  # [N, dim]
-        u, w = self.linear_u(v_n), self.linear_v(v_n)  # [N, dim] each
-        norms = torch.sqrt(self.layout.channel_sum(w * w) + self.eps**2) - self.eps  # [N, K]
-        a_vv, a_sv, a_ss = torch.split(
-            self.update_mlp(torch.cat([self.scalar_norm(s), norms], dim=-1)), self.split, dim=-1)
-        dots = self.layout.channel_sum(u * w) * torch.rsqrt(self.layout.degree)  # [N, K]
-        s = s + a_sv * self.dot_linear(dots) + a_ss  # [N, S]
-        v = v + u * self.layout.expand(a_vv)  # [N, dim]
-        return s, v
+        """``s`` [N, S], ``v`` [N, dim] -> the updated pair (the formula in the module docstring;
+        ``Linear_U`` and ``Linear_V`` as one matmul per l, see ``_xpainn_update.py``)."""
+        return update(self, s, v)
 
 
 class XPaiNN(torch.nn.Module):
