@@ -300,11 +300,11 @@ class FusedSelfMix(torch.nn.Module):
     # ------------------------------------------------------------------ forward
     @staticmethod
     def _plain() -> bool:
-        """Whole arrays (scripted, or compiled: inductor fuses the gathers and products itself),
-        not the column chunks of ``_pairs.py`` (eager)."""
+        """Whole arrays (scripted, traced, or compiled: inductor fuses the gathers and products
+        itself), not the column chunks of ``_pairs.py`` (eager)."""
         if torch.jit.is_scripting():
             return True
-        return _compiling()
+        return torch.jit.is_tracing() or _compiling()
 
     @torch.jit.unused
     def _weighted_pairs(self, h: torch.Tensor, mats: List[torch.Tensor], w: torch.Tensor,
