@@ -19,7 +19,8 @@ With ``g = phi[src] * filt`` split into gates ``g_v`` (per l, absent in the firs
 ``dst``: ``d g_Y,l[e, c] = sum_q G[e, q, c] Y_l[e, q]``, ``d g_v,l[e, c] = sum_q G[e, q, c]
 v_l[src, q, c]``, ``d v_l[src] += g_v,l G``, ``d Y_l[e, q] = sum_c G[e, q, c] g_Y,l[e, c]``,
 ``d phi[src] += d g * filt``, ``d filt = d g * phi[src]``; the filter ``filt = (radial W^T + b) *
-envelope`` is recomputed per chunk in the backward (one small matmul) rather than kept.  Checked against autograd of the
+envelope = [radial * envelope, envelope] [W, b]^T`` is one small matmul per chunk, recomputed in
+the backward rather than kept.  Checked against autograd of the
 plain path in ``tests/runtime/nn/test_xpainn_edges.py``.
 """
 from __future__ import annotations
@@ -76,8 +77,8 @@ def _component_sum(out: torch.Tensor, grad: torch.Tensor, factor: torch.Tensor) 
 
 class _EdgeSums(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, phi, radial, envelope, weight, bias, v_t, sh, edge_index, plan: EdgePlan):
-        ctx.save_for_backward(phi, radial, envelope, weight, bias, v_t, sh, edge_index)
+    def forward(ctx, phi, basis, weight, v_t, sh, edge_index, plan: EdgePlan):
+        ctx.save_for_backward(phi, basis, weight, v_t, sh, edge_index)
         ctx.plan = plan
         n, hidden, k = phi.shape[0], phi.shape[1], plan.channels
         off_y = k if plan.has_v else 0
@@ -86,13 +87,14 @@ class _EdgeSums(torch.autograd.Function):
         dv = phi.new_zeros(n, plan.dim)  # [N, dim] (m-major)
         size = min(plan.chunk, edge_index.shape[1])
         filt_buf, g_buf, msg_buf = (phi.new_empty(size, w) for w in (hidden, hidden, plan.dim))
+        s_buf = phi.new_empty(size, plan.num_scalars)
         for start in range(0, edge_index.shape[1], plan.chunk):
             src, dst = edge_index[0, start:start + plan.chunk], edge_index[1, start:start + plan.chunk]
             c = src.shape[0]
-            f = _filter(radial[start:start + c], envelope[start:start + c], weight, bias,
-                        filt_buf[:c])  # [C, hidden]
+            f = torch.mm(basis[start:start + c], weight.t(), out=filt_buf[:c])  # [C, hidden]
             g = torch.index_select(phi, 0, src, out=g_buf[:c]).mul_(f)  # [C, hidden]
-            ds.index_add_(0, dst, g[:, off_s:])
+            # a contiguous source: index_add_ of a strided one takes a slow path
+            ds.index_add_(0, dst, s_buf[:c].copy_(g[:, off_s:]))
             msg = msg_buf[:c]  # [C, dim]
             if plan.has_v:
                 torch.index_select(v_t, 0, src, out=msg)
@@ -114,26 +116,24 @@ class _EdgeSums(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_ds, grad_dv):
-        phi, radial, envelope, weight, bias, v_t, sh, edge_index = ctx.saved_tensors
+        phi, basis, weight, v_t, sh, edge_index = ctx.saved_tensors
         plan: EdgePlan = ctx.plan
         need = ctx.needs_input_grad
         k, hidden = plan.channels, phi.shape[1]
         off_y = k if plan.has_v else 0
         off_s = off_y + k
         grad_ds, grad_dv = grad_ds.contiguous(), grad_dv.contiguous()
-        out = [torch.zeros_like(t) if (t is not None and need[i]) else None
-               for i, t in enumerate((phi, radial, envelope, weight, bias, v_t, sh))]
-        g_phi, g_radial, g_env, g_w, g_b, g_v, g_sh = out
+        g_phi, g_basis, g_w, g_v, g_sh = (
+            torch.zeros_like(t) if (t is not None and need[i]) else None
+            for i, t in zip((0, 1, 2, 3, 4), (phi, basis, weight, v_t, sh)))
         size = min(plan.chunk, edge_index.shape[1])
-        lin_buf, f_buf, p_buf, gg_buf = (phi.new_empty(size, hidden) for _ in range(4))
+        f_buf, p_buf, gg_buf = (phi.new_empty(size, hidden) for _ in range(3))
         big_buf, vj_buf = phi.new_empty(size, plan.dim), phi.new_empty(size, plan.dim)
         for start in range(0, edge_index.shape[1], plan.chunk):
             src, dst = edge_index[0, start:start + plan.chunk], edge_index[1, start:start + plan.chunk]
             c = src.shape[0]
-            r, e = radial[start:start + c], envelope[start:start + c]
-            lin = torch.addmm(bias, r, weight.t(), out=lin_buf[:c]) if bias is not None \
-                else torch.mm(r, weight.t(), out=lin_buf[:c])  # [C, hidden], before the envelope
-            f = torch.mul(lin, e, out=f_buf[:c])  # [C, hidden]
+            r = basis[start:start + c]
+            f = torch.mm(r, weight.t(), out=f_buf[:c])  # [C, hidden], the filter again
             p = torch.index_select(phi, 0, src, out=p_buf[:c])  # [C, hidden]
             big = torch.index_select(grad_dv, 0, dst, out=big_buf[:c])  # [C, dim] (m-major)
             gg = gg_buf[:c]  # d loss / d g
@@ -160,23 +160,11 @@ class _EdgeSums(torch.autograd.Function):
             gf = p.mul_(gg)  # d loss / d filter, in place of phi[src]
             if g_phi is not None:
                 g_phi.index_add_(0, src, gg.mul_(f))
-            if g_env is not None:
-                g_env[start:start + c] = (gf * lin).sum(1, keepdim=True)
-            gl = gf.mul_(e)  # d loss / d (radial @ W^T + b)
             if g_w is not None:
-                g_w.addmm_(gl.t(), r)
-            if g_b is not None:
-                g_b.add_(gl.sum(0))
-            if g_radial is not None:
-                torch.mm(gl, weight, out=g_radial[start:start + c])
-        return g_phi, g_radial, g_env, g_w, g_b, g_v, g_sh, None, None
-
-
-def _filter(radial, envelope, weight, bias, out):
-    """``(radial @ weight^T + bias) * envelope`` into ``out`` [C, hidden]."""
-    if bias is None:
-        return torch.mm(radial, weight.t(), out=out).mul_(envelope)
-    return torch.addmm(bias, radial, weight.t(), out=out).mul_(envelope)
+                g_w.addmm_(gf.t(), r)
+            if g_basis is not None:
+                torch.mm(gf, weight, out=g_basis[start:start + c])
+        return g_phi, g_basis, g_w, g_v, g_sh, None, None
 
 
 def edge_sums(phi: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
@@ -185,9 +173,14 @@ def edge_sums(phi: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,
     """Sums of the messages at each centre: ``[N, S]`` and ``[N, dim]`` (m-major).
 
     ``phi`` [N, hidden] node filters; the edge filters ``linear(radial) * envelope`` [E, hidden]
-    (``radial`` [E, B], ``envelope`` [E, 1]) are made chunk by chunk, never whole; ``v_t``
-    [N, dim] the normalised features (m-major; None in the first block), ``sh`` [E, sum of
-    2l+1] harmonics, ``edge_index`` [2, E] (neighbour, centre).  Differentiable in every
-    tensor and in ``linear``'s weight and bias."""
-    return _EdgeSums.apply(phi, radial, envelope, linear.weight, linear.bias, v_t, sh,
-                           edge_index, plan)
+    (``radial`` [E, B], ``envelope`` [E, 1]) are made chunk by chunk, never whole, as one
+    matmul ``[radial * envelope, envelope] @ [W, b]^T``; ``v_t`` [N, dim] the normalised
+    features (m-major; None in the first block), ``sh`` [E, sum of 2l+1] harmonics,
+    ``edge_index`` [2, E] (neighbour, centre).  Differentiable in every tensor and in
+    ``linear``'s weight and bias."""
+    basis = radial * envelope  # [E, B]
+    weight = linear.weight  # [hidden, B]
+    if linear.bias is not None:
+        basis = torch.cat([basis, envelope], dim=1)  # [E, B + 1]
+        weight = torch.cat([weight, linear.bias.unsqueeze(1)], dim=1)  # [hidden, B + 1]
+    return _EdgeSums.apply(phi, basis, weight, v_t, sh, edge_index, plan)
