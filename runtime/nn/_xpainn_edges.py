@@ -123,9 +123,10 @@ class _EdgeSums(torch.autograd.Function):
         off_y = k if plan.has_v else 0
         off_s = off_y + k
         grad_ds, grad_dv = grad_ds.contiguous(), grad_dv.contiguous()
-        g_phi, g_basis, g_w, g_v, g_sh = (
+        g_phi, g_w, g_v, g_sh = (  # accumulated (g_sh: its l = 0 column stays zero)
             torch.zeros_like(t) if (t is not None and need[i]) else None
-            for i, t in zip((0, 1, 2, 3, 4), (phi, basis, weight, v_t, sh)))
+            for i, t in zip((0, 2, 3, 4), (phi, weight, v_t, sh)))
+        g_basis = torch.empty_like(basis) if need[1] else None  # every row written once
         size = min(plan.chunk, edge_index.shape[1])
         f_buf, p_buf, gg_buf = (phi.new_empty(size, hidden) for _ in range(3))
         big_buf, vj_buf = phi.new_empty(size, plan.dim), phi.new_empty(size, plan.dim)
