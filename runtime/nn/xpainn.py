@@ -117,7 +117,10 @@ class MessageBlock(torch.nn.Module):
     (dense backward); and ``edge_chunk`` edges are processed at a time (``forward``'s argument,
     None = all at once), which keeps the ``[chunk, hidden]`` temporaries in the caches and, without
     gradients, means the per-edge temporaries of a large structure never exist whole.  Chunks
-    accumulate into the node sums in place; the result is the same sum.
+    accumulate into the node sums in place; the result is the same sum.  Eager training (gradients
+    on, not traced, ``edge_kernel`` true) runs the per-edge work as one autograd function with a
+    hand-written backward (``_xpainn_edges.py``: no per-edge activations kept, at most
+    ``KERNEL_CHUNK`` edges at a time whatever ``edge_chunk`` asks; again the same sums).
     """
 
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], first: bool = False):
