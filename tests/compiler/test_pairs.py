@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import tsym.compiler._pairs as pairs_mod
-from tsym.compiler._pairs import pair_contract
+from tsym.compiler._pairs import pair_contract, sparse_matrix, sparse_pattern
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 
@@ -45,15 +45,29 @@ def _close(got, want, dtype):
     assert (got - want).abs().max().item() <= TOL[dtype] * scale
 
 
+def _chunked(sparse):
+    """pair_contract with the groups' block-diagonal matrix, dense or sparse COO."""
+    def run(x, a, b, mats, *weighted):
+        mat = torch.block_diag(*mats)
+        mat_t = mat.t().contiguous()
+        if sparse:
+            mat, mat_t = (sparse_matrix(sparse_pattern(m), m[tuple(sparse_pattern(m))],
+                                        list(m.shape)) for m in (mat, mat_t))
+        return pair_contract(x, a, b, mat, mat_t, *weighted)
+    return run
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("budget", [1, 200, 1 << 18])  # chunks of 64 columns, ~64, all at once
-def test_pair_contract_equals_whole_arrays(dtype, weighted, budget, monkeypatch):
+def test_pair_contract_equals_whole_arrays(dtype, weighted, sparse, budget, monkeypatch):
     monkeypatch.setattr(pairs_mod, "PAIR_BUDGET", budget)
     x, a, b, mats, weights, path_idx, summed = _problem(dtype, cols=203)
+    mats[0][1, 2] = 0.0  # an exact zero, left out of the sparse pattern
     extra = (weights, path_idx, summed) if weighted else ()
     outs = []
-    for fn in (_reference, pair_contract):
+    for fn in (_reference, _chunked(sparse)):
         xx = x.clone().requires_grad_()
         ww = weights.clone().requires_grad_()
         args = (ww, path_idx, summed) if extra else ()
@@ -62,3 +76,11 @@ def test_pair_contract_equals_whole_arrays(dtype, weighted, budget, monkeypatch)
         outs.append([y, *torch.autograd.grad(loss, [xx, ww] if extra else [xx])])
     for want, got in zip(*outs):
         _close(got, want, dtype)
+
+
+def test_sparse_pattern_keeps_every_nonzero():
+    dense = torch.tensor([[0.0, 2.0, 0.0], [1e-300, 0.0, -3.0]], dtype=torch.float64)
+    pattern = sparse_pattern(dense)
+    assert pattern.tolist() == [[0, 1, 1], [1, 0, 2]]  # row-major: coalesced order
+    mat = sparse_matrix(pattern, dense[tuple(pattern)], [2, 3])
+    assert torch.equal(mat.to_dense(), dense)
