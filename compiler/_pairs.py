@@ -31,8 +31,12 @@ def _chunk_width(num_pairs: int, num_cols: int) -> int:
     return max(64, min(num_cols, PAIR_BUDGET // max(num_pairs, 1)))
 
 
-def _mm(mat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return torch.sparse.mm(mat, x) if mat.is_sparse else torch.mm(mat, x)
+def _mm(mat: torch.Tensor, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``mat @ x`` into ``out`` (a reused buffer: a fresh result per chunk costs more than the
+    sparse product itself; ``out`` holds finite numbers, which ``beta=0`` ignores)."""
+    if mat.is_sparse:
+        return torch.addmm(out, mat, x, beta=0, out=out)
+    return torch.mm(mat, x, out=out)
 
 
 class _PairContract(torch.autograd.Function):
@@ -45,13 +49,13 @@ class _PairContract(torch.autograd.Function):
         width = _chunk_width(num_pairs, cols)
         out = x.new_empty(rows if weights is None else summed.shape[0], cols)  # [R or T, C]
         buf_a, buf_b = x.new_empty(num_pairs * width), x.new_empty(num_pairs * width)
-        buf_w = x.new_empty(rows * width)
+        buf_w, buf_o = x.new_empty(rows * width), x.new_zeros(rows * width)
         for c0 in range(0, cols, width):
             xc = x[:, c0:c0 + width]
             w = xc.shape[1]
             pa = torch.index_select(xc, 0, a_idx, out=buf_a[:num_pairs * w].view(num_pairs, w))
             pb = torch.index_select(xc, 0, b_idx, out=buf_b[:num_pairs * w].view(num_pairs, w))
-            oc = _mm(mat, pa.mul_(pb))  # [R, w]
+            oc = _mm(mat, pa.mul_(pb), buf_o[:rows * w].view(rows, w))  # [R, w]
             if weights is None:
                 out[:, c0:c0 + w] = oc
                 continue
@@ -73,7 +77,8 @@ class _PairContract(torch.autograd.Function):
         grad_w = torch.empty_like(weights) if need_w else None
         buf_p = x.new_empty(num_pairs * width)
         buf_a, buf_b = x.new_empty(num_pairs * width), x.new_empty(num_pairs * width)
-        buf_o = x.new_empty(rows * width)
+        buf_o, buf_oc = x.new_empty(rows * width), x.new_zeros(rows * width)
+        buf_g = x.new_zeros(num_pairs * width)
         buf_x = x.new_empty(x.shape[0] * width)
         for c0 in range(0, cols, width):
             xc = x[:, c0:c0 + width]
@@ -84,13 +89,14 @@ class _PairContract(torch.autograd.Function):
             if weights is not None:  # out = S (o * W[path]), o = M pairs
                 go = torch.mm(summed.t(), go, out=buf_o[:rows * w].view(rows, w))  # d (o W)
                 if need_w:
-                    oc = _mm(mat, torch.mul(xa, xb, out=buf_p[:num_pairs * w].view(num_pairs, w)))
+                    oc = _mm(mat, torch.mul(xa, xb, out=buf_p[:num_pairs * w].view(num_pairs, w)),
+                             buf_oc[:rows * w].view(rows, w))
                     grad_w[:, c0:c0 + w] = torch.zeros_like(grad_w[:, :w]).index_add_(
                         0, path_idx, oc.mul_(go))
                 go = go.mul_(weights[:, c0:c0 + w].index_select(0, path_idx))  # d o
             if not need_x:
                 continue
-            gp = _mm(mat_t, go.contiguous())  # [P, w], d loss / d pairs
+            gp = _mm(mat_t, go.contiguous(), buf_g[:num_pairs * w].view(num_pairs, w))  # d pairs
             gx = buf_x[:x.shape[0] * w].view(x.shape[0], w).zero_()
             gx.index_add_(0, a_idx, xb.mul_(gp))
             gx.index_add_(0, b_idx, xa.mul_(gp))
