@@ -16,22 +16,44 @@ SPLIT_NAMES = ("train", "valid", "test")
 _OLD_NAMES = {"valid": "val"}
 
 
-def split(dataset: Sequence | int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0
-          ) -> dict[str, list[int]]:
+def split(dataset: Sequence | int, fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+          groups: Sequence | None = None) -> dict[str, list[int]]:
     """Random disjoint ``{"train", "valid", "test"}`` index lists covering ``range(len(dataset))``.
 
     Counts are ``round(f * n)`` for train and valid, the rest for test; each list is sorted.  The
     same ``(n, fractions, seed)`` always gives the same split (numpy ``default_rng(seed)``).
+
+    ``groups`` (one hashable per item, e.g. a molecule's name) keeps every group whole in one
+    part: the groups are shuffled and dealt to train until it holds ``round(f_train * n)`` items
+    or more, then to valid likewise, the rest to test; so no part holds a copy (a displaced
+    geometry, a frame of the same trajectory) of another part's item.
+
+    >>> split(6, (0.5, 0.5, 0.0), seed=0, groups=["a", "a", "b", "b", "c", "c"])["valid"] in (
+    ...     [0, 1], [2, 3], [4, 5], [0, 1, 2, 3], [0, 1, 4, 5], [2, 3, 4, 5])
+    True
     """
     n = dataset if isinstance(dataset, int) else len(dataset)
     f = [float(x) for x in fractions]
     if len(f) != 3 or min(f) < 0 or abs(sum(f) - 1.0) > 1e-9:
         raise ValueError(f"fractions must be three non-negative numbers summing to 1, got {f}")
-    perm = np.random.default_rng(seed).permutation(n)
     n_train = int(round(f[0] * n))
     n_valid = min(int(round(f[1] * n)), n - n_train)
-    parts = (perm[:n_train], perm[n_train:n_train + n_valid], perm[n_train + n_valid:])
-    return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, parts)}
+    if groups is None:
+        perm = np.random.default_rng(seed).permutation(n)
+        parts = (perm[:n_train], perm[n_train:n_train + n_valid], perm[n_train + n_valid:])
+        return {name: sorted(int(i) for i in part) for name, part in zip(SPLIT_NAMES, parts)}
+    if len(groups) != n:
+        raise ValueError(f"groups must have one entry per item ({n}), got {len(groups)}")
+    members: dict = {}
+    for i, g in enumerate(groups):  # first-appearance order: independent of the key type
+        members.setdefault(g, []).append(i)
+    keys = list(members)
+    out: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
+    for k in np.random.default_rng(seed).permutation(len(keys)):
+        part = ("train" if len(out["train"]) < n_train else
+                "valid" if len(out["valid"]) < n_valid else "test")
+        out[part].extend(members[keys[k]])
+    return {name: sorted(part) for name, part in out.items()}
 
 
 def save_split(path: str | Path, split_: Mapping[str, Sequence[int]], **meta) -> None:

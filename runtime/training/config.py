@@ -25,6 +25,7 @@ key is checked up front (an unknown key, a wrong type or a value out of range ra
       train: data/train.extxyz
       valid_fraction: 0.1           # used when no valid file is given
       split_seed: 0
+      group_by: name                # optional: records sharing atoms.info["name"] share a split
     optimiser: {lr: 1.0e-3, weight_decay: 0.05}                # OptimiserConfig (AdamW)
     schedule: {kind: cosine, warmup_steps: 10}                 # ScheduleConfig
     training: {epochs: 100, batch_size: 8, grad_clip: 10.0, ema_decay: 0.99, seed: 0}
@@ -116,8 +117,10 @@ class HeadConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """Data files (extended XYZ); without a ``valid``/``test`` file, that split is drawn from
-    ``train`` with :func:`tsym.runtime.data.split` (``split_seed``).  ``on_error``: ``fail`` on
-    the first bad record, or ``skip`` bad records (counted in the report)."""
+    ``train`` with :func:`tsym.runtime.data.split` (``split_seed``); ``group_by``, a key of
+    ``atoms.info`` (a molecule's name, a trajectory id), keeps the records that share its value in
+    one split, so copies of a training structure never score the model.  ``on_error``: ``fail``
+    on the first bad record, or ``skip`` bad records (counted in the report)."""
 
     train: str
     valid: str | None = None
@@ -125,6 +128,7 @@ class DataConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.0
     split_seed: int = 0
+    group_by: str | None = None
     on_error: str = "fail"
 
     def check(self, where: str) -> None:
@@ -136,6 +140,9 @@ class DataConfig:
         if self.valid_fraction + self.test_fraction >= 1.0:
             raise ConfigError(f"{where}: valid_fraction + test_fraction must be < 1")
         _seed(where, "split_seed", self.split_seed)
+        if self.group_by is not None and not (isinstance(self.group_by, str) and self.group_by):
+            raise ConfigError(f"{where}: 'group_by' must be a key of atoms.info (a string), "
+                              f"got {self.group_by!r}")
 
 
 @dataclass(frozen=True)

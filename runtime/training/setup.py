@@ -20,7 +20,7 @@ from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime.training.guard import inputs_fingerprint
 from tsym.runtime.checkpoint import write_text_atomic
 from tsym.runtime.finite import describe
-from tsym.runtime.errors import ConfigError
+from tsym.runtime.errors import ConfigError, DataError
 from tsym.runtime.training.config import ScheduleConfig, TrainConfig
 from tsym.runtime.data.dataset import LabelSpec, collate_records, read_dataset, save_split, split
 from tsym.runtime.graph import batch_graphs
@@ -152,7 +152,8 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
     main = files["train"]
     fv = 0.0 if d.valid else d.valid_fraction
     ft = 0.0 if d.test else d.test_fraction
-    parts = split(len(main), (1.0 - fv - ft, fv, ft), seed=d.split_seed)
+    parts = split(len(main), (1.0 - fv - ft, fv, ft), seed=d.split_seed,
+                  groups=None if d.group_by is None else _groups(main, d.group_by))
     sets = {"train": main.subset(parts["train"]),
             "valid": files["valid"] if d.valid else main.subset(parts["valid"]),
             "test": files["test"] if d.test else main.subset(parts["test"])}
@@ -160,9 +161,23 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
     graphs = {name: [collate_records([rec], cutoff, dtype, source=ds.source) for rec in ds]
               for name, ds in sets.items()}
     meta = {"train_file": d.train, "valid_file": d.valid, "test_file": d.test,
-            "split_seed": d.split_seed, "fractions": [1.0 - fv - ft, fv, ft],
+            "split_seed": d.split_seed, "group_by": d.group_by, "fractions": [1.0 - fv - ft, fv, ft],
             "frames": {name: [rec.index for rec in ds] for name, ds in sets.items()}}
     return graphs, SplitInfo(parts, meta, inputs_fingerprint(files, sets, plans))
+
+
+def _groups(dataset, key: str) -> list:
+    """``atoms.info[key]`` of every record (the split's groups); a record without it is an error."""
+    out = []
+    for rec in dataset:
+        value = rec.atoms.info.get(key)
+        if value is None:
+            raise DataError(dataset.source, rec.index, f"data.group_by is {key!r}, but this "
+                            f"record has no info key {key!r}",
+                            hint=f"its info keys: {sorted(rec.atoms.info)}; give every record "
+                                 f"'{key}=...' in the extxyz comment line, or drop group_by")
+        out.append(str(value))  # a number or a string; str() also makes arrays hashable
+    return out
 
 
 class Batcher:
