@@ -22,6 +22,7 @@ matmul per group (8 for elastic) and skips the zeros.
 from typing import List, Optional, Tuple
 
 import torch
+from torch.autograd.function import once_differentiable
 
 #: Pair-product elements per chunk (``pairs x columns``): 2^18 floats, 1 MiB in float32.
 PAIR_BUDGET = 1 << 18
@@ -65,6 +66,7 @@ class _PairContract(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # the backward works in place: no second derivatives through it
     def backward(ctx, grad_out):
         x, a_idx, b_idx, weights, path_idx, summed = ctx.saved_tensors
         mat, mat_t = ctx.mat, ctx.mat_t

@@ -5,7 +5,7 @@ Eager training spends most of the backbone's time on the per-edge products and t
 chunk keeps its inputs alive for the backward and allocates its own ``[chunk, hidden]`` or
 ``[chunk, dim]`` temporaries; the backward then runs as many nodes again.  :func:`edge_sums` does
 the same sums in one :class:`torch.autograd.Function`: the forward keeps only its inputs (node
-arrays, the per-edge filter and harmonics), works on each chunk in place, and the backward
+arrays, the radial basis and the harmonics), works on each chunk in place, and the backward
 recomputes the gathers it needs, chunk by chunk, and writes the gradients straight into their
 node or edge arrays (gate gradients as short sums over the 2l+1 components, no broadcast copies).
 
@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["EdgePlan", "edge_sums", "KERNEL_CHUNK"]
 
 #: Edges per chunk in :func:`edge_sums` at most (``XPaiNN.edge_chunk`` may ask for fewer): its
-#: ``[chunk, hidden]`` work arrays then stay in the CPU caches; 512 was the fastest of
-#: 256..1024 for a training step of 32 molecules (7k edges) on one thread.
+#: ``[chunk, hidden]`` work arrays then stay in the CPU caches (a training step of 32 molecules,
+#: 7k edges, one thread: 256-768 alike, 1024 ~10% slower).
 KERNEL_CHUNK = 512
 
 
@@ -115,6 +116,7 @@ class _EdgeSums(torch.autograd.Function):
         return ds, dv
 
     @staticmethod
+    @once_differentiable  # the backward works in place: no second derivatives through it
     def backward(ctx, grad_ds, grad_dv):
         phi, basis, weight, v_t, sh, edge_index = ctx.saved_tensors
         plan: EdgePlan = ctx.plan
