@@ -22,14 +22,19 @@ construction, as index and coefficient buffers:
   paths), then the per-node path weights multiply the path outputs and one ``matmul`` sums them;
 - ``lin_out`` is one dense ``matmul`` (its matrix gathered from its flat weights).
 
+Eager, both products run through ``_pairs.py`` (column chunks that stay in the caches, one sparse
+Clebsch-Gordan matrix each); scripted, traced or compiled, on whole arrays as described above.
+
 The coefficient matrices are kept in float64 (rounded once from ``o3.wigner_3j`` in float64 and
 e3nn's path weights) and cast to the input's dtype in ``forward``.
 """
 import math
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from e3nn import o3
+
+from ._pairs import block_diagonal, dense_pairs, pair_contract, sparse_matrix
 
 _Ir = Tuple[int, int]  # (l, parity)
 
@@ -51,6 +56,11 @@ def _linear_offsets(lin: o3.Linear) -> Dict[Tuple[int, int], Tuple[int, int, flo
     return out
 
 
+@torch.jit.unused
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
 class FusedSelfMix(torch.nn.Module):
     """``SelfMixHead.node_irreps`` without the skip: ``[N, irreps_in.dim] -> [N, rows.dim]``.
 
@@ -67,6 +77,8 @@ class FusedSelfMix(torch.nn.Module):
         self._tp1(head, hidden, tp1, mid, col)
         self._norm(head, mid, m)
         self._tp2(head, mid, tp2, targets)
+        self._sparse("tp1", self.tp1_m, self.tp1_dims, self.tp1_rows)
+        self._sparse("tp2", self.tp2_m, self.g_cols, self.g_pairs)
         self._output_linear(head, targets, m)
 
     # ------------------------------------------------------------------ construction
@@ -197,6 +209,15 @@ class FusedSelfMix(torch.nn.Module):
         self._long("norm_bidx", [[u if centre[c] > 0 else n_bias for c in range(self.mid_dim)]
                                  for u in range(m)])  # [m, D_mid] into cat(bias, 0)
 
+    def _sparse(self, name: str, flat: torch.Tensor, rows: List[int], cols: List[int]) -> None:
+        """A product's block-diagonal matrix and its transpose, sparse (the eager path)."""
+        (pattern, values), (pattern_t, values_t), shape = block_diagonal(flat, rows, cols)
+        self._long(f"{name}_sp", pattern)
+        self._keep64(f"{name}_sv", values)
+        self._long(f"{name}_sp_t", pattern_t)
+        self._keep64(f"{name}_sv_t", values_t)
+        setattr(self, f"{name}_shape", shape)
+
     def _tp2(self, head, mid, tp2, targets) -> None:
         """Pairs ``(h[a], h[b])`` grouped by the first block, ``M2`` per group, path sums ``S2``."""
         mid_start = [0]
@@ -283,7 +304,8 @@ class FusedSelfMix(torch.nn.Module):
 
     def _apply(self, fn, recurse=True):
         """``.float()``/``.double()``/``.to()``: the coefficient matrices stay float64."""
-        names = ["in_coef", "tp1_m", "norm_mean", "norm_centre", "tp2_m", "tp2_sum", "out_coef"]
+        names = ["in_coef", "tp1_m", "norm_mean", "norm_centre", "tp2_m", "tp2_sum", "out_coef",
+                 "tp1_sv", "tp1_sv_t", "tp2_sv", "tp2_sv_t"]
         keep = {n: getattr(self, n) for n in names}
         super()._apply(fn, recurse)
         for n in names:
@@ -291,6 +313,26 @@ class FusedSelfMix(torch.nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward
+    @staticmethod
+    def _plain() -> bool:
+        """Whole arrays (scripted, traced, or compiled: inductor fuses the gathers and products
+        itself), not the column chunks of ``_pairs.py`` (eager)."""
+        if torch.jit.is_scripting():
+            return True
+        return torch.jit.is_tracing() or _compiling()
+
+    @torch.jit.unused
+    def _sparse_pairs(self, name: str, x: torch.Tensor, weights: Optional[torch.Tensor] = None,
+                      summed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The product ``name`` ("tp1"/"tp2") in column chunks with its sparse matrix."""
+        dt, (rows, cols) = x.dtype, getattr(self, name + "_shape")
+        mat = sparse_matrix(getattr(self, name + "_sp"), getattr(self, name + "_sv").to(dt),
+                            [rows, cols])
+        mat_t = sparse_matrix(getattr(self, name + "_sp_t"), getattr(self, name + "_sv_t").to(dt),
+                              [cols, rows])
+        a, b = getattr(self, name + "_a"), getattr(self, name + "_b")
+        return pair_contract(x, a, b, mat, mat_t, weights, self.tp2_path, summed)
+
     def forward(self, x: torch.Tensor, w_u: torch.Tensor, w_v: torch.Tensor,
                 w_tp1: torch.Tensor, norm_w: torch.Tensor, norm_b: torch.Tensor,
                 w_tp2: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
@@ -324,13 +366,14 @@ class FusedSelfMix(torch.nn.Module):
             groups.append(acc)
         r = torch.cat(groups, dim=0)  # [D_R, N m]
         # tp1: the component pairs of all paths; one matmul per output irrep
-        pairs = r.index_select(0, self.tp1_a) * r.index_select(0, self.tp1_b)  # [P1, N m]
-        mats = self.tp1_m.to(dt)
-        parts: List[torch.Tensor] = []
-        for k, chunk in enumerate(torch.split(pairs, self.tp1_rows, dim=0)):
-            d, o = self.tp1_dims[k], self.tp1_offset[k]
-            parts.append(mats[o:o + d * self.tp1_rows[k]].view(d, self.tp1_rows[k]) @ chunk)
-        h = torch.cat(parts, dim=0).view(self.mid_dim, n, m)  # [D_mid, N, m]
+        if self._plain():
+            mats = self.tp1_m.to(dt)
+            m1 = [mats[o:o + d * k].view(d, k) for d, k, o in
+                  zip(self.tp1_dims, self.tp1_rows, self.tp1_offset)]  # [d_k, pairs_k] each
+            h = dense_pairs(r, self.tp1_a, self.tp1_b, m1)  # [D_mid, N m]
+        else:  # the same, in column chunks with a sparse matrix (_pairs.py)
+            h = self._sparse_pairs("tp1", r, None, None)
+        h = h.view(self.mid_dim, n, m)  # [D_mid, N, m]
         # equivariant layer norm
         h = h - self.norm_centre.to(dt)[:, None, None] * h.mean(dim=2, keepdim=True)
         ms = self.norm_mean.to(dt) @ h.pow(2).sum(dim=2)  # [n_blocks, N]
@@ -341,14 +384,15 @@ class FusedSelfMix(torch.nn.Module):
         h = h * inv.unsqueeze(2) * scale.T.unsqueeze(1) + bias.T.unsqueeze(1)
         h = h.reshape(self.mid_dim, n * m)  # [D_mid, N m]
         # tp2: the component pairs of h once; one matmul per first-operand irrep
-        pairs = h.index_select(0, self.tp2_a) * h.index_select(0, self.tp2_b)  # [P2, N m]
-        mats = self.tp2_m.to(dt)
-        outs: List[torch.Tensor] = []
-        for g, chunk in enumerate(torch.split(pairs, self.g_pairs, dim=0)):
-            k, c, o = self.g_pairs[g], self.g_cols[g], self.g_offset[g]
-            outs.append(mats[o:o + k * c].view(c, k) @ chunk)  # [cols_g, N m]
         w = w_tp2.reshape(n, self.n_paths2, m).permute(1, 0, 2).reshape(self.n_paths2, n * m)
-        z = self.tp2_sum.to(dt) @ (torch.cat(outs, dim=0) * w.index_select(0, self.tp2_path))
+        if self._plain():
+            mats = self.tp2_m.to(dt)
+            m2 = [mats[o:o + k * c].view(c, k) for k, c, o in
+                  zip(self.g_pairs, self.g_cols, self.g_offset)]  # [cols_g, pairs_g] each
+            outs = dense_pairs(h, self.tp2_a, self.tp2_b, m2)  # [cols, N m]
+            z = self.tp2_sum.to(dt) @ (outs * w.index_select(0, self.tp2_path))  # [D_t, N m]
+        else:  # the same, in column chunks with a sparse matrix (_pairs.py)
+            z = self._sparse_pairs("tp2", h, w, self.tp2_sum.to(dt))
         # lin_out: one dense matmul from the (channel, component) layout
         z = z.view(self.t_dim, n, m).permute(1, 2, 0).reshape(n, m * self.t_dim)
         w_o = torch.cat([w_out, w_out.new_zeros(1)]).index_select(

@@ -42,7 +42,7 @@ def class_name(name: str) -> str:
 
 #: The library files emit pastes, in this order; each imports (relatively) only earlier ones and
 #: ``TsymError``, which the emitted module defines itself (:data:`_ERROR_ROOT`).
-_PASTED = ("_guards.py", "readout.py", "_fused.py", "head.py")
+_PASTED = ("_guards.py", "readout.py", "_pairs.py", "_fused.py", "head.py")
 
 _ERROR_ROOT = '''class TsymError(Exception):
     """Root of the errors this module raises on purpose (``tsym.TsymError`` in the library)."""

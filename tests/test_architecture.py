@@ -75,7 +75,7 @@ def lazy_allowed(module: str, target: str) -> bool:
 #: each other, and ``TsymError`` (which ``emit`` replaces by a local class).
 STANDALONE = {m: ("math", "typing", "torch", "e3nn") for m in (
     "tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards",
-    "tsym.compiler._fused")}
+    "tsym.compiler._fused", "tsym.compiler._pairs")}
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from e3nn import o3
 from tsym.compiler import EquivariantLayerNorm
 from tsym.runtime import keys
 from tsym.runtime.graph import edge_vectors
+from tsym.runtime.nn._xpainn_edges import KERNEL_CHUNK, EdgePlan, edge_sums
+from tsym.runtime.nn._xpainn_update import linear_plan, update
 from tsym.runtime.nn.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
@@ -88,32 +90,6 @@ def _irreps_in(owner: str, irreps_in: Mapping[str, o3.Irreps | str], fields: tup
     return {f: o3.Irreps(irreps_in[f]) for f in fields}
 
 
-class _Layout(torch.nn.Module):
-    """Index buffers for per-channel work on a flat [..., irreps.dim] tensor (K = num_irreps).
-
-    ``channel`` [dim]: the channel (0..K-1) of each component; ``degree`` [K]: 2l+1 of each
-    channel.
-    """
-
-    def __init__(self, irreps: o3.Irreps):
-        super().__init__()
-        channel, degree, k = [], [], 0
-        for mul, ir in irreps:
-            channel += [k + u for u in range(mul) for _ in range(ir.dim)]
-            degree += [ir.dim] * mul
-            k += mul
-        self.num_channels = k
-        self.register_buffer("channel", torch.tensor(channel, dtype=torch.long), persistent=False)
-        self.register_buffer("degree", torch.tensor(degree, dtype=torch.get_default_dtype()),
-                             persistent=False)  # [K], 2l+1
-
-    def expand(self, gates: torch.Tensor) -> torch.Tensor:
-        return gates.index_select(-1, self.channel)  # [..., K] -> [..., dim]
-
-    def channel_sum(self, x: torch.Tensor) -> torch.Tensor:
-        return x.new_zeros(x.shape[0], self.num_channels).index_add_(1, self.channel, x)  # [N, K]
-
-
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> torch.nn.Sequential:
     mlp = torch.nn.Sequential(torch.nn.Linear(d_in, d_hidden), torch.nn.SiLU(),
                               torch.nn.Linear(d_hidden, d_out))
@@ -141,7 +117,10 @@ class MessageBlock(torch.nn.Module):
     (dense backward); and ``edge_chunk`` edges are processed at a time (``forward``'s argument,
     None = all at once), which keeps the ``[chunk, hidden]`` temporaries in the caches and, without
     gradients, means the per-edge temporaries of a large structure never exist whole.  Chunks
-    accumulate into the node sums in place; the result is the same sum.
+    accumulate into the node sums in place; the result is the same sum.  Eager training (gradients
+    on, not traced, ``edge_kernel`` true) runs the per-edge work as one autograd function with a
+    hand-written backward (``_xpainn_edges.py``: no per-edge activations kept, at most
+    ``KERNEL_CHUNK`` edges at a time whatever ``edge_chunk`` asks; again the same sums).
     """
 
     def __init__(self, irreps_in: Mapping[str, o3.Irreps | str], first: bool = False):
@@ -166,6 +145,9 @@ class MessageBlock(torch.nn.Module):
         self.scalar_mlp = _mlp(num_scalars, num_scalars, sum(self.pieces))
         self.radial_linear = torch.nn.Linear(num_basis, sum(self.pieces))
         torch.nn.init.zeros_(self.radial_linear.bias)
+        #: eager training through :func:`edge_sums` (``compile_blocks`` turns it off: inductor
+        #: fuses the plain path itself)
+        self.edge_kernel = True
 
     def forward(self, s: torch.Tensor, v: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
                 envelope: torch.Tensor, edge_index: torch.Tensor, edge_chunk: int | None = None
@@ -175,7 +157,13 @@ class MessageBlock(torch.nn.Module):
         if self.equivariant_norm is not None:
             v_t = self._transpose(self.equivariant_norm(v), to_m_major=True)  # [N, dim]
         num_edges = edge_index.shape[1]
-        if edge_chunk is None or num_edges <= edge_chunk:
+        if self.edge_kernel and torch.is_grad_enabled() and not torch.jit.is_tracing():
+            # eager training: one autograd function for the per-edge work (_xpainn_edges.py)
+            plan = EdgePlan(tuple(self.muls), tuple(self.dims), s.shape[1], v_t is not None,
+                            max(1, min(KERNEL_CHUNK, edge_chunk or KERNEL_CHUNK)))
+            ds, dv_t = edge_sums(phi, radial, envelope, self.radial_linear, v_t, sh, edge_index,
+                                 plan)
+        elif edge_chunk is None or num_edges <= edge_chunk:
             ds, dv_t = self._edges(phi, v_t, sh, radial, envelope, edge_index, s.shape[0])
         else:  # accumulate in place: the work per chunk is O(chunk), not O(N)
             ds = torch.zeros_like(s)  # [N, S]
@@ -253,7 +241,9 @@ class UpdateBlock(torch.nn.Module):
         self.irreps_out = dict(self.irreps_in)
         k = irreps.num_irreps
         self.split, self.eps = (k, num_scalars, num_scalars), eps  # a_vv, a_sv, a_ss
-        self.layout = _Layout(irreps)
+        self.muls = [mul for mul, _ in irreps]  # per degree l (one entry each)
+        self.dims = [ir.dim for _, ir in irreps]
+        self.sizes = [mul * ir.dim for mul, ir in irreps]
         self.scalar_norm = torch.nn.LayerNorm(num_scalars)
         self.equivariant_norm = EquivariantLayerNorm(irreps)
         has_bias = irreps.count("0e") > 0
@@ -261,17 +251,14 @@ class UpdateBlock(torch.nn.Module):
         self.linear_v = o3.Linear(irreps, irreps, biases=has_bias)
         self.update_mlp = _mlp(num_scalars + k, num_scalars, sum(self.split))
         self.dot_linear = torch.nn.Linear(k, num_scalars, bias=False)
+        # where linear_u's and linear_v's blocks lie in their flat weights (_xpainn_update.py)
+        self.plan_u = linear_plan(self.linear_u, irreps)
+        self.plan_v = linear_plan(self.linear_v, irreps)
 
     def forward(self, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v_n = self.equivariant_norm(v)  # [N, dim]
-        u, w = self.linear_u(v_n), self.linear_v(v_n)  # [N, dim] each
-        norms = torch.sqrt(self.layout.channel_sum(w * w) + self.eps**2) - self.eps  # [N, K]
-        a_vv, a_sv, a_ss = torch.split(
-            self.update_mlp(torch.cat([self.scalar_norm(s), norms], dim=-1)), self.split, dim=-1)
-        dots = self.layout.channel_sum(u * w) * torch.rsqrt(self.layout.degree)  # [N, K]
-        s = s + a_sv * self.dot_linear(dots) + a_ss  # [N, S]
-        v = v + u * self.layout.expand(a_vv)  # [N, dim]
-        return s, v
+        """``s`` [N, S], ``v`` [N, dim] -> the updated pair (the formula in the module docstring;
+        ``Linear_U`` and ``Linear_V`` as one matmul per l, see ``_xpainn_update.py``)."""
+        return update(self, s, v)
 
 
 class XPaiNN(torch.nn.Module):
@@ -363,6 +350,7 @@ class XPaiNN(torch.nn.Module):
             setattr(module, name, torch.compile(method, **kwargs))
 
         for message in self.messages:
+            message.edge_kernel = False
             compiled(message, "_edges")
             compiled(message, "_messages")
             if message.equivariant_norm is not None:

@@ -182,7 +182,11 @@ def test_emitted_head_scripts_pickles_and_reloads(emitted, tmp_path):
     x = torch.randn(5, 30)
     batch = torch.tensor([0, 0, 1, 1, 1])
     ref = head(x, batch, 2)
-    assert torch.equal(torch.jit.script(head)(x, batch, 2), ref)
+    # scripted, the fused head contracts whole arrays with dense Clebsch-Gordan blocks; eager,
+    # column chunks with a sparse matrix: the same sums in another order, so float32 rounding
+    # (1e-5 relative, the float32 tolerance of tests/compiler/test_fused_head.py)
+    scripted = torch.jit.script(head)(x, batch, 2)
+    assert (scripted - ref).abs().max() <= 1e-5 * ref.abs().max()
     assert torch.equal(pickle.loads(pickle.dumps(head))(x, batch, 2), ref)
     assert torch.equal(copy.deepcopy(head)(x, batch, 2), ref)
     torch.save(head.state_dict(), tmp_path / "head.pt")
