@@ -4,9 +4,10 @@ Each head is trained on the normalised irreps coordinates ``y_n`` of its labels
 (:class:`~tsym.runtime.normalisation.Normalisation`).  Losses (:class:`HeadLoss`), per labelled
 item (a structure, or a labelled atom):
 
-* ``irreps``: ``sum_l w_l * mean_{components of l} (pred_n - y_n)^2 / sum_l w_l``;
-* ``cartesian``: ``mean_{3^n entries} ((T_pred - T) / s)^2`` with one scale ``s``, the RMS of the
-  shifted Cartesian training labels.
+* ``cartesian`` (the default): ``mean_{3^n entries} ((T_pred - T) / s)^2`` with one scale ``s``,
+  the RMS of the shifted Cartesian training labels: errors weigh as in the reported RMSE / MAE;
+* ``irreps``: ``sum_l w_l * mean_{components of l} (pred_n - y_n)^2 / sum_l w_l``: every l
+  weighs the same after its scaling, however small its share of the tensor.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class HeadLoss:
         Weight of each l in the ``irreps`` space (default 1 for every l).
     """
 
-    def __init__(self, plan: HeadPlan, norm: Normalisation, space: str = "irreps",
+    def __init__(self, plan: HeadPlan, norm: Normalisation, space: str = "cartesian",
                  l_weights: Mapping | None = None):
         self.plan, self.norm, self.space = plan, norm, space
         ls = l_of_components(plan.irreps)
