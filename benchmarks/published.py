@@ -206,18 +206,21 @@ def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: li
             print(f"{name} n {n} seed {seed}: {key} {value:.4g}", flush=True)
 
 
-def curve_points(name: str, curve_dir: Path | None, full: list[Path]) -> dict[int, list[float]]:
+def curve_points(name: str, curve_dir: Path | None, full: list[Path], tag: str | None = None
+                 ) -> dict[int, list[float]]:
     """``{frames in training + validation: [figure per seed]}`` from a curve folder and
-    full-size run_shared folders (the x axis of APTNN's learning curve)."""
+    full-size run_shared folders (their ``runs/NAME`` or, with ``tag``, ``runs/NAME__TAG``; the
+    x axis of APTNN's learning curve)."""
     head, key = PUBLISHED[name][:2]
     pts: dict[int, list[float]] = {}
     paths = list(curve_dir.glob(f"runs/{name}_n*_s*/test_metrics.json")) if curve_dir else []
     for p in paths:
         n = int(p.parent.name[len(name) + 2:].split("_s")[0])
         pts.setdefault(n, []).append(json.loads(p.read_text())["heads"][head][key])
+    run = name if tag is None else f"{name}__{tag}"
     for d in full:
-        if (d / "runs" / name / "results.json").is_file():
-            f = figure_of(name, d / "runs" / name)
+        if (d / "runs" / run / "results.json").is_file():
+            f = figure_of(name, d / "runs" / run)
             pts.setdefault(f["n_train"] + f["n_valid"], []).append(f["value"])
     return dict(sorted(pts.items()))
 
@@ -241,7 +244,7 @@ def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("structures for training + validation")
     ax.set_ylabel(f"test {key} ({unit})")
-    ax.set_title(f"{name}: {head}")
+    ax.set_title(f"{name}: {head}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +269,7 @@ def main(argv=None) -> int:
     g.add_argument("--curve", type=Path, default=None)
     g.add_argument("--full", type=Path, nargs="*", default=[])
     g.add_argument("--png", type=Path, required=True)
+    g.add_argument("--tag", default=None, help="the --full runs are runs/NAME__TAG")
     a = p.parse_args(argv)
     if a.cmd == "table":
         print(table([d.resolve() for d in a.out], a.tag))
@@ -275,7 +279,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(1)
         curve(a.name, a.sizes, a.out.resolve(), a.epochs_scale, a.seeds)
     else:
-        plot(a.name, curve_points(a.name, a.curve, a.full), a.png)
+        plot(a.name, curve_points(a.name, a.curve, a.full, a.tag), a.png)
     return 0
 
 
