@@ -62,7 +62,7 @@ def update(block, s: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch
     v_n = block.equivariant_norm(v)  # [N, dim]
     lin_u, lin_v = block.linear_u, block.linear_v
     us, norms, dots = [], [], []
-    for k, x in enumerate(torch.split(v_n, block.sizes, dim=-1)):
+    for k, x in enumerate(torch.split(v_n, block.feature_sizes, dim=-1)):
         mul, d = block.muls[k], block.dims[k]
         w_uv = torch.cat([_matrix(lin_u.weight, block.plan_u, k, mul),
                           _matrix(lin_v.weight, block.plan_v, k, mul)], dim=1)  # [mul, 2 mul]

@@ -90,6 +90,13 @@ def _irreps_in(owner: str, irreps_in: Mapping[str, o3.Irreps | str], fields: tup
     return {f: o3.Irreps(irreps_in[f]) for f in fields}
 
 
+def _per_l(irreps: o3.Irreps) -> tuple[list[int], list[int], list[int]]:
+    """Channels, 2l+1 and block width ``mul (2l+1)`` of each degree l (irreps sorted, one entry
+    per l: :func:`_check_node_irreps`)."""
+    return ([mul for mul, _ in irreps], [ir.dim for _, ir in irreps],
+            [mul * ir.dim for mul, ir in irreps])
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> torch.nn.Sequential:
     mlp = torch.nn.Sequential(torch.nn.Linear(d_in, d_hidden), torch.nn.SiLU(),
                               torch.nn.Linear(d_hidden, d_out))
@@ -135,9 +142,7 @@ class MessageBlock(torch.nn.Module):
         num_basis = _check_scalars(owner, keys.EDGE_RADIAL, self.irreps_in[keys.EDGE_RADIAL])
         self.irreps_out = {keys.SCALARS: self.irreps_in[keys.SCALARS], keys.EQUIVARIANT: irreps}
         # per degree l (sorted, one entry each; sh_irreps has the same degrees in the same order)
-        self.muls = [mul for mul, _ in irreps]
-        self.dims = [ir.dim for _, ir in irreps]
-        self.feature_sizes = [mul * ir.dim for mul, ir in irreps]
+        self.muls, self.dims, self.feature_sizes = _per_l(irreps)
         # [E, hidden] -> gates on v_j per l (none in the first block), gates on Y per l, scalars
         self.pieces = ([] if first else self.muls) + self.muls + [num_scalars]
         self.scalar_norm = torch.nn.LayerNorm(num_scalars)
@@ -241,9 +246,7 @@ class UpdateBlock(torch.nn.Module):
         self.irreps_out = dict(self.irreps_in)
         k = irreps.num_irreps
         self.split, self.eps = (k, num_scalars, num_scalars), eps  # a_vv, a_sv, a_ss
-        self.muls = [mul for mul, _ in irreps]  # per degree l (one entry each)
-        self.dims = [ir.dim for _, ir in irreps]
-        self.sizes = [mul * ir.dim for mul, ir in irreps]
+        self.muls, self.dims, self.feature_sizes = _per_l(irreps)  # per degree l
         self.scalar_norm = torch.nn.LayerNorm(num_scalars)
         self.equivariant_norm = EquivariantLayerNorm(irreps)
         has_bias = irreps.count("0e") > 0
