@@ -23,10 +23,7 @@ from pathlib import Path
 
 
 def run(variant: str, out: Path, epochs: int, seed: int) -> str:
-    from tsym.cli.demo import demo_config, demo_data_path
-    from tsym.runtime.data.dataset import read_dataset
-    from tsym.runtime.inference.evaluate import evaluate
-    from tsym.runtime.inference.predict import checkpoint_labels, load_model
+    from tsym.cli.demo import demo_config, evaluate_test_split
     from tsym.runtime.training.loop import train
 
     how, wd, *loss = variant.split(":")
@@ -39,12 +36,8 @@ def run(variant: str, out: Path, epochs: int, seed: int) -> str:
     t0 = time.perf_counter()
     if not (run_dir / "best.pt").is_file():
         train(cfg, run_dir)
-    model = load_model(run_dir)
-    labels = checkpoint_labels(run_dir, model)
-    data = read_dataset(demo_data_path(), list(labels.values()), model.plans, verbose=False)
+    report = evaluate_test_split(run_dir)
     test = json.loads((run_dir / "split.json").read_text())["test"]
-    report = evaluate(model, data.subset(test), crystal_symmetry=False)
-    (run_dir / "test_metrics.json").write_text(json.dumps(report.to_dict(), indent=1))
     epochs_ = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     epochs_ = [r for r in epochs_ if r.get("kind") == "epoch"]
     heads = report.to_dict()["heads"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from tsym.compiler import compile_text
 from tsym.compiler.errors import TsymError
 
-__all__ = ["register", "cmd_demo", "DEMO_SPECS", "demo_config"]
+__all__ = ["register", "cmd_demo", "DEMO_SPECS", "demo_config", "evaluate_test_split"]
 
 #: The demo's specs (identical to the files of the spec library; a test checks that).
 DEMO_SPECS = {
@@ -72,14 +72,27 @@ def demo_config(epochs: int = 150, seed: int = 0) -> dict:
     }
 
 
+def evaluate_test_split(run_dir: Path):
+    """The best checkpoint of a run on the demo data, evaluated on its ``split.json`` test part;
+    writes ``RUN_DIR/test_metrics.json`` and returns the :class:`EvalReport`."""
+    from tsym.runtime.data.dataset import read_dataset
+    from tsym.runtime.inference.evaluate import evaluate
+    from tsym.runtime.inference.predict import checkpoint_labels, load_model
+
+    model = load_model(run_dir)
+    labels = checkpoint_labels(run_dir, model)
+    dataset = read_dataset(demo_data_path(), list(labels.values()), model.plans, verbose=False)
+    split = json.loads((run_dir / "split.json").read_text())
+    report = evaluate(model, dataset.subset(split["test"]), crystal_symmetry=False)
+    (run_dir / "test_metrics.json").write_text(json.dumps(report.to_dict(), indent=1))
+    return report
+
+
 def cmd_demo(args) -> int:
     # the runtime (torch, e3nn) loads when the command runs, not for `tsym --help`
     import torch
 
-    from tsym.runtime.data.dataset import read_dataset
-    from tsym.runtime.inference.evaluate import evaluate
     from tsym.runtime.inference.plots import parity_plots
-    from tsym.runtime.inference.predict import checkpoint_labels, load_model
     from tsym.runtime.training.loop import train
 
     torch.set_num_threads(args.threads)
@@ -97,13 +110,8 @@ def cmd_demo(args) -> int:
           f"-> {run_dir}")
     train(demo_config(args.epochs, args.seed), run_dir)
     print("== 3. evaluate the best checkpoint on the test split")
-    model = load_model(run_dir)
-    labels = checkpoint_labels(run_dir, model)
-    dataset = read_dataset(demo_data_path(), list(labels.values()), model.plans, verbose=False)
-    split = json.loads((run_dir / "split.json").read_text())
-    report = evaluate(model, dataset.subset(split["test"]), crystal_symmetry=False)
+    report = evaluate_test_split(run_dir)
     print(report.summary())
-    (run_dir / "test_metrics.json").write_text(json.dumps(report.to_dict(), indent=1))
     plots = parity_plots(report, run_dir / "plots")
     print(f"== test metrics: {run_dir / 'test_metrics.json'}")
     print(f"== parity plots ({len(plots)}): {run_dir / 'plots'}")
