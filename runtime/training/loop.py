@@ -26,6 +26,10 @@ environment) the model is wrapped in DistributedDataParallel (gloo on CPU, nccl 
 global batch of ``batch_size`` structures is sharded ``batch[rank::world_size]``; each rank's loss
 is its share of the global sum divided by the global number of labelled items, times the world
 size, so the averaged gradient is the gradient of the global batch's loss.  Only rank 0 writes.
+
+Refinement: with a ``refine`` section, the finished run goes on with full-batch L-BFGS from
+``best.pt`` (:mod:`tsym.runtime.training.refine`; ``refine`` records in ``metrics.jsonl``) before
+the test split is scored.
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ from tsym.runtime.graph import batch_graphs
 from tsym.runtime.model import TrainedModel, build_model
 from tsym.runtime.normalisation import Normalisation
 from tsym.runtime.training.losses import HeadLoss, fit_normalisations
+from tsym.runtime.training.refine import refine
 
 __all__ = ["train"]
 
@@ -73,7 +78,8 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
         Created if needed.  Without ``resume`` it must not hold a ``last.pt`` already.
     resume : bool
         Continue from ``run_dir/last.pt``: the config must match the stored one (except for
-        the keys in ``RESUMABLE_CHANGES``), and the data, split and specs the run started with
+        the keys in ``RESUMABLE_CHANGES`` and the ``refine`` section, so a finished run can be
+        refined), and the data, split and specs the run started with
         (else :class:`TrainError` names the difference).
     stop_after : int, optional
         Stop this invocation after optimiser step ``stop_after`` (``last.pt`` is written), e.g.
@@ -160,6 +166,7 @@ class _Trainer:
         self.ema = EMA(self.net.model, t.ema_decay) if t.ema_decay else None
         self.step, self.epoch_loss, self.epoch_steps = 0, 0.0, 0
         self.best_valid, self.best_step, self.last_valid = math.inf, -1, None
+        self.refined = 0  # refine iterations done
         self.saved: dict[str, int] = {}  # checkpoint file -> step it holds (finite state only)
         self._init_dir(ckpt)  # nothing is written before the config, data and model are checked
         if ckpt is not None:
@@ -180,7 +187,8 @@ class _Trainer:
         if resume:
             ckpt = read_training(last)
             for key, was, now in config_changes(ckpt["config"], self.cfg.to_dict()):
-                if key.removeprefix("training.") not in RESUMABLE_CHANGES:
+                if (key.removeprefix("training.") not in RESUMABLE_CHANGES
+                        and key.split(".")[0] != "refine"):
                     raise TrainError(f"{self.cfg.source}: cannot resume {last}: {key} was "
                                      f"{was!r}, now {now!r}")
         elif last.exists():
@@ -230,6 +238,7 @@ class _Trainer:
             "epoch_steps": self.epoch_steps,
             "best_valid": self.best_valid,
             "best_step": self.best_step,
+            "refined": self.refined,
             "world_size": self.dist.world,
             "inputs": self.split_info.inputs,
         }
@@ -253,6 +262,7 @@ class _Trainer:
         self.step, self.epoch_loss, self.epoch_steps = (ckpt["step"], ckpt["epoch_loss"],
                                                        ckpt["epoch_steps"])
         self.best_valid, self.best_step = ckpt["best_valid"], ckpt["best_step"]
+        self.refined = ckpt.get("refined", 0)
         self.saved["last.pt"] = self.step
         if (self.run_dir / "best.pt").exists() and self.best_step >= 0:
             self.saved["best.pt"] = self.best_step
@@ -438,14 +448,17 @@ class _Trainer:
                 if stopped or self.step >= self.total_steps:
                     break
         bar.close()
+        finished = self.step >= self.total_steps
+        if finished and self.signum is None:
+            refine(self)
         if self.signum is not None:
             raise TrainInterrupted(self.signum, self.run_dir, self.step, self.cfg.source)
-        finished = self.step >= self.total_steps
         test = self._test() if finished and self.splits["test"] else None
         return {"run_dir": str(self.run_dir), "steps": self.step, "finished": finished,
                 "epochs": self.step / self.steps_per_epoch, "step_losses": self.history,
                 "best_valid_loss": self.best_valid, "best_step": self.best_step,
-                "valid": self.last_valid, "test": test, "world_size": d.world}
+                "valid": self.last_valid, "test": test, "world_size": d.world,
+                "refined": self.refined}
 
     def _test(self) -> dict:
         """The test split, evaluated with the weights of ``best.pt``."""

@@ -1,0 +1,131 @@
+"""Refinement after the AdamW steps: full-batch L-BFGS from the best checkpoint (``refine:``).
+
+Minibatch AdamW stops improving once its gradient noise is as large as what is left to learn;
+on small training sets a deterministic full-batch method goes further.  :func:`refine` runs
+``torch.optim.LBFGS`` with a strong-Wolfe line search on the training loss of the whole training
+split (the same loss as training: summed over chunks of ``refine.chunk`` structures, gradients
+accumulated, so memory stays that of one chunk), starting from ``best.pt``.  After each
+iteration the validation loss decides whether ``best.pt`` takes the new weights, so the chosen
+model never gets worse on the validation split; the test split is scored afterwards as always.
+
+In a multi-process run each process takes its part of every chunk and the gradients are summed
+(as in a training step), so every process takes the same L-BFGS steps.
+
+Interrupting (SIGTERM, Ctrl-C) writes ``last.pt`` with the iterations done; resuming runs the
+rest from ``best.pt`` (the L-BFGS history starts afresh).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from tsym.runtime.checkpoint import read_training
+
+__all__ = ["refine"]
+
+
+def refine(tr) -> None:
+    """Run the ``refine`` section's iterations still to do on the trainer ``tr``."""
+    r, d = tr.cfg.refine, tr.dist
+    todo = r.iterations - tr.refined
+    if todo <= 0:
+        return
+    d.barrier()
+    if not _load_best(tr) and tr.ema:
+        tr.net.model.load_state_dict(tr.ema.merged(tr.net.model))
+    ema, tr.ema = tr.ema, None  # L-BFGS moves the weights themselves
+    try:
+        _iterate(tr, todo)
+    finally:
+        tr.ema = ema
+        if ema:  # the average restarts at the refined weights
+            ema.load_state_dict(dict(tr.net.model.named_parameters()))
+    if tr.signum is None:
+        tr._save("last.pt")
+
+
+def _load_best(tr) -> bool:
+    """Load ``best.pt``'s weights (the EMA weights of the best evaluation), if it exists."""
+    best = tr.run_dir / "best.pt"
+    if best.exists():
+        tr.net.model.load_state_dict(read_training(best)["model"]["state_dict"])
+    return best.exists()
+
+
+def _chunks(tr) -> list:
+    """This process's batched graphs of the training split, with their weights (0: stand-in)."""
+    n, size = len(tr.splits["train"]), tr.cfg.refine.chunk
+    shards = tr._shards([list(range(a, min(a + size, n))) for a in range(0, n, size)])
+    graphs = list(tr._loaded(tr.splits["train"], [shard for shard, _ in shards]))
+    return [(graph, weight) for (_, weight), graph in zip(shards, graphs)]
+
+
+def _closure(tr, chunks: list, totals: torch.Tensor, params: list):
+    """The training loss of the whole split and its gradient (summed over processes)."""
+    d = tr.dist
+
+    def closure() -> torch.Tensor:
+        for p in params:
+            p.grad = None
+        value = torch.zeros((), dtype=torch.float64, device=d.device)
+        for graph, weight in chunks:
+            nums, _, _ = tr._terms(tr.ddp(graph, normalised=True), graph, weight)
+            loss = sum(tr.heads[name].weight * num / totals[k].to(num.dtype)
+                       for k, (name, num) in enumerate(zip(tr.losses, nums)))
+            (loss * d.world).backward()  # DDP averages gradients over processes: sum them
+            value += loss.detach().to(torch.float64)
+        return d.sum(value)
+
+    return closure
+
+
+def _totals(tr, chunks: list) -> torch.Tensor:
+    """Labelled items per head over the whole training split (the loss's denominators)."""
+    d = tr.dist
+    counts = torch.zeros(len(tr.losses), dtype=torch.float64, device=d.device)
+    with torch.no_grad():
+        for graph, weight in chunks:
+            _, _, c = tr._terms(tr.net(graph, normalised=True), graph, weight)
+            counts += torch.tensor(c, dtype=torch.float64, device=d.device)
+    return d.sum(counts).clamp_min(1.0)
+
+
+def _iterate(tr, todo: int) -> None:
+    r, d = tr.cfg.refine, tr.dist
+    params = [p for p in tr.net.parameters() if p.requires_grad]
+    chunks = _chunks(tr)
+    closure = _closure(tr, chunks, _totals(tr, chunks), params)
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=r.evaluations, history_size=r.history,
+                            line_search_fn="strong_wolfe")
+    started = time.time()
+    for _ in range(todo):
+        tr.net.train()
+        train_loss = float(opt.step(closure))
+        finite = math.isfinite(train_loss) and all(bool(torch.isfinite(p).all()) for p in params)
+        valid = tr._evaluate(tr.splits["valid"]) if finite and tr.splits["valid"] else None
+        metric = valid["loss"] if valid else train_loss
+        tr.refined += 1
+        record = {"kind": "refine", "iteration": tr.refined, "step": tr.step,
+                  "train_loss": train_loss, "time": time.time() - started}
+        if valid:
+            record.update(valid_loss=valid["loss"], valid=valid["heads"])
+        tr._log(record)
+        if d.main:
+            tqdm.write(f"refine {tr.refined:4d}  train {train_loss:.4g}  valid "
+                       f"{valid['loss'] if valid else float('nan'):.4g}  {record['time']:.1f}s")
+        if not finite:  # a line search into overflow: go back to the best weights
+            tr._log({"kind": "refine_stopped", "iteration": tr.refined, "step": tr.step,
+                     "why": "the loss or the weights are no longer finite; best.pt is kept"})
+            _load_best(tr)
+            tr.refined = r.iterations
+            break
+        if metric < tr.best_valid:
+            tr.best_valid = metric
+            tr._save("best.pt")
+        tr.signum = tr.signals.received(d.world, d.device)
+        if tr.signum is not None:
+            tr._save("last.pt")
+            return
