@@ -151,8 +151,44 @@ def table(out_dirs: list[Path], tag: str | None = None) -> str:
     return "\n".join(rows)
 
 
+def _metric(key: str, pred: np.ndarray, true: np.ndarray) -> float:
+    """The publication's metric of ``pred`` against ``true`` ([items, 3^k], items = structures or
+    atoms): ``rmse`` and ``mae`` over all items and components, ``norm_rmse`` =
+    sqrt(mean over items of the squared Frobenius norm of the error)."""
+    err = pred - true
+    if key == "rmse":
+        return float(np.sqrt((err ** 2).mean()))
+    if key == "mae":
+        return float(np.abs(err).mean())
+    return float(np.sqrt((err ** 2).sum(1).mean()))
+
+
+def ensemble(name: str, out_dirs: list[Path], tag: str | None = None) -> dict:
+    """The published metric of the mean prediction of the seed folders' best models (one
+    ensemble), beside each member's own figure (computed the same way, as a cross-check of
+    ``test_metrics.json``)."""
+    import yaml
+
+    from tsym.runtime.inference.predict import load_model
+
+    head, key = PUBLISHED[name][:2]
+    run = name if tag is None else f"{name}__{tag}"
+    dirs = [d / "runs" / run for d in out_dirs if (d / "runs" / run / "best.pt").is_file()]
+    cfg = yaml.safe_load((dirs[0] / "config.yaml").read_text())
+    from ase.io import read
+
+    test = read(cfg["data"]["test"], ":")
+    level = "atom" if head == "born_charges" else "structure"
+    true = (np.concatenate([np.asarray(a.arrays[head], float).reshape(len(a), -1) for a in test])
+            if level == "atom" else _labels(Path(cfg["data"]["test"]), head))
+    preds = [load_model(d).predict(test)[head].reshape(len(true), -1) for d in dirs]
+    return {"members": [_metric(key, p, true) for p in preds],
+            "ensemble": _metric(key, np.mean(preds, axis=0), true), "n": len(dirs)}
+
+
 # ------------------------------------------------------------------------ learning curves
-def _subset_config(name: str, out: Path, n_pool: int, epochs_scale: float, seed: int) -> dict:
+def _subset_config(name: str, out: Path, n_pool: int, epochs_scale: float, seed: int,
+                   overrides: list[str] = ()) -> dict:
     """``run_shared``'s config of ``name`` on ``n_pool`` structures of its train file.
 
     Like APTNN's learning curve (its ``05/10/20/30`` train files, the frames a model sees in
@@ -160,13 +196,15 @@ def _subset_config(name: str, out: Path, n_pool: int, epochs_scale: float, seed:
     ``water_apt`` (APTNN's ``20`` file is exactly the first 20 of its ``30`` = our train.xyz),
     else the first ``n_pool`` of one fixed shuffle (seed 0), so smaller sets are nested in larger
     ones.  Its last ``max(1, round(0.1 * n_pool))`` frames validate (model selection); the test
-    file is the published one, never seen in training or selection.
+    file is the published one, never seen in training or selection.  ``overrides``: run_shared's
+    ``--set`` items (``section.key=value``), so a curve can follow the full-size runs' protocol.
     """
     from ase.io import read, write
 
     import run_shared
 
-    cfg = run_shared.config_for(name, out, epochs_scale, seed)
+    cfg = run_shared.apply_overrides(run_shared.config_for(name, out, epochs_scale, seed),
+                                     list(overrides))
     pool = read(cfg["data"]["train"], ":")
     if n_pool > len(pool) or n_pool < 2:
         raise SystemExit(f"{name}: sizes must be in 2..{len(pool)}")
@@ -182,7 +220,8 @@ def _subset_config(name: str, out: Path, n_pool: int, epochs_scale: float, seed:
     return cfg
 
 
-def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: list[int]) -> None:
+def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: list[int],
+          overrides: list[str] = ()) -> None:
     """Train ``name`` on each size (and seed); each run in ``out/runs/<name>_n<N>_s<seed>``."""
     import run_shared
 
@@ -196,7 +235,7 @@ def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: li
             run_dir = out / "runs" / f"{name}_n{n}_s{seed}"
             if (run_dir / "test_metrics.json").is_file():
                 continue
-            cfg = _subset_config(name, out, n, epochs_scale, seed)
+            cfg = _subset_config(name, out, n, epochs_scale, seed, overrides)
             train(cfg, run_dir)
             model = load_model(run_dir)
             test, _, _ = run_shared._test_split(cfg, run_dir, model)
@@ -264,6 +303,12 @@ def main(argv=None) -> int:
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--epochs-scale", type=float, default=1.0)
     c.add_argument("--seeds", type=int, nargs="+", default=[0])
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="as run_shared.py --set (e.g. model.cutoff=6.0), for every size")
+    e = sub.add_parser("ensemble", help="the metric of the seed folders' mean prediction")
+    e.add_argument("name", choices=list(PUBLISHED))
+    e.add_argument("out", nargs="+", type=Path)
+    e.add_argument("--tag", default=None)
     g = sub.add_parser("plot", help="the learning-curve PNG")
     g.add_argument("name", choices=list(PUBLISHED))
     g.add_argument("--curve", type=Path, default=None)
@@ -273,11 +318,15 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "table":
         print(table([d.resolve() for d in a.out], a.tag))
+    elif a.cmd == "ensemble":
+        r = ensemble(a.name, [d.resolve() for d in a.out], a.tag)
+        print(f"{a.name}: {r['n']} members {', '.join(f'{v:.4g}' for v in r['members'])}; "
+              f"ensemble of their mean prediction {r['ensemble']:.4g}")
     elif a.cmd == "curve":
         import torch
 
         torch.set_num_threads(1)
-        curve(a.name, a.sizes, a.out.resolve(), a.epochs_scale, a.seeds)
+        curve(a.name, a.sizes, a.out.resolve(), a.epochs_scale, a.seeds, a.overrides)
     else:
         plot(a.name, curve_points(a.name, a.curve, a.full, a.tag), a.png)
     return 0

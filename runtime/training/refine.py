@@ -98,7 +98,10 @@ def _iterate(tr, todo: int) -> None:
     params = [p for p in tr.net.parameters() if p.requires_grad]
     chunks = _chunks(tr)
     closure = _closure(tr, chunks, _totals(tr, chunks), params)
+    # no absolute tolerances: torch's defaults (gradient 1e-7, loss change 1e-9) end the
+    # iterations early on a normalised loss of 1e-6, long before the line search runs out
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=r.evaluations, history_size=r.history,
+                            tolerance_grad=0.0, tolerance_change=0.0,
                             line_search_fn="strong_wolfe")
     started = time.time()
     for _ in range(todo):
