@@ -205,9 +205,12 @@ def _test_split(cfg: dict, run_dir: Path, model):
 
 
 def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None = None,
-                   seed: int | None = None, overrides: list[str] = (), tag: str | None = None
-                   ) -> dict:
+                   seed: int | None = None, overrides: list[str] = (), tag: str | None = None,
+                   resume: bool = False) -> dict:
     """Train ``name`` (head ``kind``; None: the YAML's) into its run directory, then test.
+
+    ``resume``: continue the run directory's ``last.pt`` (e.g. refine a finished run with
+    ``--set refine.iterations=N``); the wall times in ``results.json`` add the earlier ones.
 
     Writes ``test_metrics.json``, ``rotated_metrics.json`` (randomly rotated test split) and
     ``results.json`` into ``OUT/runs/name`` (``OUT/runs/name__kind`` with a ``kind``).
@@ -223,9 +226,12 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     run_dir = out / "runs" / (name if kind is None else f"{name}__{kind}")
     if tag:
         run_dir = out / "runs" / f"{name}__{tag}"
-    start = time.perf_counter()
-    summary = train(cfg, run_dir)
-    wall_train = time.perf_counter() - start
+    before = {"wall_train_s": 0.0, "wall_total_s": 0.0}
+    if resume and (run_dir / "results.json").is_file():
+        before = json.loads((run_dir / "results.json").read_text())
+    start = time.perf_counter() - before["wall_total_s"]
+    summary = train(cfg, run_dir, resume=resume)
+    wall_train = time.perf_counter() - start - (before["wall_total_s"] - before["wall_train_s"])
     model = load_model(run_dir)
     test, n_valid, split = _test_split(cfg, run_dir, model)
     report = evaluate(model, test)
@@ -236,6 +242,7 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     result = {"name": name, "kind": kind or "selfmix", "n_train": len(split["train"]),
               "n_valid": n_valid, "n_test": len(test), "epochs": cfg["training"]["epochs"],
               "steps": summary.get("steps"), "best_step": summary.get("best_step"),
+              "refined": summary.get("refined", 0),
               "wall_train_s": wall_train, "wall_total_s": time.perf_counter() - start,
               "heads": heads}
     (run_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
@@ -344,6 +351,9 @@ def main(argv=None) -> int:
     p.add_argument("--retrain", action="store_true",
                    help="train again even if OUT/runs/NAME/results.json exists (the run "
                         "directory must then be removed first)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue OUT/runs/NAME[__TAG] from its last.pt (e.g. a finished run "
+                        "with --set refine.iterations=N), then test again")
     p.add_argument("--table", action="store_true", help="only print the table of finished runs")
     p.add_argument("--kind", choices=KINDS, default=None,
                    help="override model.head_kwargs.kind of every head and train into "
@@ -382,13 +392,13 @@ def main(argv=None) -> int:
                 config_for(name, out, args.epochs_scale, args.seed), args.kind))
             if args.tag:
                 run_dir = out / "runs" / f"{name}__{args.tag}"
-            if (run_dir / "results.json").is_file() and not args.retrain:
+            if (run_dir / "results.json").is_file() and not (args.retrain or args.resume):
                 print(f"   {run_dir}/results.json exists: reused (--retrain to train again)")
                 if args.kind is not None:
                     rotate_existing(name, out, run_dir)
                 continue
             r = train_and_test(name, out, args.epochs_scale, args.kind, args.seed,
-                               args.overrides, args.tag)
+                               args.overrides, args.tag, args.resume)
             print(f"   {name}: {r['epochs']} epochs, {r['wall_total_s']:.0f} s", flush=True)
     print(comparison_table(out, list(SETS)) if args.kind else results_table(collect(out)))
     return 0
