@@ -3,7 +3,8 @@
 Both runs use float64, the same config and global batch of 4 structures.  The 9 training
 structures make epochs of batches 4, 4, 1: the last batch leaves rank 1 without a structure
 (it runs one with zero weight).  An atom-level head with unlabelled atoms checks that the loss
-is divided by the *global* number of labelled atoms.
+is divided by the *global* number of labelled atoms.  Two L-BFGS refine iterations follow (chunks
+of 5 and 4 structures, each split over the ranks): the same line-search steps, the same weights.
 
 Tolerance: the ranks sum their shares in a different order than one process does, so the
 results agree to rounding, not bitwise: step losses to 1e-10 relative, parameters after 8 steps to
@@ -41,6 +42,7 @@ def test_two_processes_match_one(tmp_path):
     write_dataset(tmp_path / "d.extxyz", n=12, shield=True)
     cfg = make_config(tmp_path / "d.extxyz", shield=True, max_steps=8, batch_size=4,
                       ema_decay=0.7, grad_clip=1.0)
+    cfg["refine"] = {"iterations": 2, "evaluations": 4, "chunk": 5}
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "ddp.py").write_text(_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -77,3 +79,9 @@ def test_two_processes_match_one(tmp_path):
     # only rank 0 wrote: one line per record, as in the single-process run
     lines = lambda run: (run / "metrics.jsonl").read_text().splitlines()  # noqa: E731
     assert len(lines(tmp_path / "two")) == len(lines(tmp_path / "one"))
+    refined = [[json.loads(ln) for ln in lines(tmp_path / run) if '"refine"' in ln]
+               for run in ("one", "two")]
+    assert [r["iteration"] for r in refined[1]] == [r["iteration"] for r in refined[0]] == [1, 2]
+    for a, b in zip(*refined):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-10)
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-10)
