@@ -221,8 +221,11 @@ def _subset_config(name: str, out: Path, n_pool: int, epochs_scale: float, seed:
 
 
 def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: list[int],
-          overrides: list[str] = ()) -> None:
-    """Train ``name`` on each size (and seed); each run in ``out/runs/<name>_n<N>_s<seed>``."""
+          overrides: list[str] = (), resume: bool = False) -> None:
+    """Train ``name`` on each size (and seed); each run in ``out/runs/<name>_n<N>_s<seed>``.
+
+    ``resume``: continue the existing runs from their ``last.pt`` with ``overrides`` (e.g.
+    ``refine.iterations=150`` on finished runs), then test again."""
     import run_shared
 
     from tsym.runtime.inference.evaluate import evaluate
@@ -233,10 +236,11 @@ def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: li
     for seed in seeds:
         for n in sizes:
             run_dir = out / "runs" / f"{name}_n{n}_s{seed}"
-            if (run_dir / "test_metrics.json").is_file():
+            again = resume and (run_dir / "last.pt").is_file()
+            if (run_dir / "test_metrics.json").is_file() and not again:
                 continue
             cfg = _subset_config(name, out, n, epochs_scale, seed, overrides)
-            train(cfg, run_dir)
+            train(cfg, run_dir, resume=again)
             model = load_model(run_dir)
             test, _, _ = run_shared._test_split(cfg, run_dir, model)
             evaluate(model, test).write_json(run_dir / "test_metrics.json")
@@ -305,6 +309,8 @@ def main(argv=None) -> int:
     c.add_argument("--seeds", type=int, nargs="+", default=[0])
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="as run_shared.py --set (e.g. model.cutoff=6.0), for every size")
+    c.add_argument("--resume", action="store_true",
+                   help="continue the existing runs (e.g. with --set refine.iterations=150)")
     e = sub.add_parser("ensemble", help="the metric of the seed folders' mean prediction")
     e.add_argument("name", choices=list(PUBLISHED))
     e.add_argument("out", nargs="+", type=Path)
@@ -326,7 +332,7 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(1)
-        curve(a.name, a.sizes, a.out.resolve(), a.epochs_scale, a.seeds, a.overrides)
+        curve(a.name, a.sizes, a.out.resolve(), a.epochs_scale, a.seeds, a.overrides, a.resume)
     else:
         plot(a.name, curve_points(a.name, a.curve, a.full, a.tag), a.png)
     return 0
