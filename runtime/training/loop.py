@@ -197,6 +197,12 @@ class _Trainer(RunDir):
             counts.append(pred.shape[0] * weight)
         return nums, abs_err, counts
 
+    def _weighted(self, nums: list, totals: torch.Tensor):
+        """The loss: each head's summed loss over its labelled items (``totals`` [H], all
+        processes), times the head's weight, summed over heads."""
+        return sum(self.heads[name].weight * num / totals[k].clamp_min(1.0).to(num.dtype)
+                   for k, (name, num) in enumerate(zip(self.losses, nums)))
+
     def _shards(self, batches: list[list[int]]) -> list[tuple[list[int], float]]:
         """This process's part of each global batch, and its weight (0: a stand-in structure)."""
         d, out = self.dist, []
@@ -222,8 +228,7 @@ class _Trainer(RunDir):
         per_head = d.sum(torch.stack([n.detach().to(torch.float64) for n in nums]))  # [H]
         if not bool(torch.isfinite(per_head).all()):
             self._diverged("loss", per_head.tolist())
-        loss = sum(self.heads[name].weight * num / total[k].clamp_min(1.0).to(num.dtype)
-                   for k, (name, num) in enumerate(zip(self.losses, nums)))
+        loss = self._weighted(nums, total)
         (loss * d.world).backward()
         t = self.cfg.training
         if t.grad_clip:

@@ -43,8 +43,7 @@ def refine(tr) -> None:
         tr.ema = ema
         if ema:  # the average restarts at the refined weights
             ema.load_state_dict(dict(tr.net.model.named_parameters()))
-    if tr.signum is None:
-        tr._save("last.pt")
+    tr._save("last.pt")  # also after a signal: resuming runs the iterations left
 
 
 def _load_best(tr) -> bool:
@@ -73,8 +72,7 @@ def _closure(tr, chunks: list, totals: torch.Tensor, params: list):
         value = torch.zeros((), dtype=torch.float64, device=d.device)
         for graph, weight in chunks:
             nums, _, _ = tr._terms(tr.ddp(graph, normalised=True), graph, weight)
-            loss = sum(tr.heads[name].weight * num / totals[k].to(num.dtype)
-                       for k, (name, num) in enumerate(zip(tr.losses, nums)))
+            loss = tr._weighted(nums, totals)
             (loss * d.world).backward()  # DDP averages gradients over processes: sum them
             value += loss.detach().to(torch.float64)
         return d.sum(value)
@@ -130,5 +128,4 @@ def _iterate(tr, todo: int) -> None:
             tr._save("best.pt")
         tr.signum = tr.signals.received(d.world, d.device)
         if tr.signum is not None:
-            tr._save("last.pt")
             return

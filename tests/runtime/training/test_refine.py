@@ -102,3 +102,31 @@ def test_chunked_closure_equals_one_batch(data, dtype, rel):
     (l3, g3), (l1, g1) = results
     assert l3 == pytest.approx(l1, rel=rel)
     assert float((g3 - g1).abs().max()) <= rel * float(g1.abs().max())
+
+
+def test_a_signal_during_refinement_is_resumable(data, monkeypatch):
+    """SIGTERM after refine iteration 2 of 4 writes a resumable last.pt (EMA state included);
+    resuming runs iterations 3 and 4 only."""
+    from tsym.runtime.errors import TrainInterrupted
+    from tsym.runtime.training.guard import StopSignals
+
+    cfg = make_config(data / "data.extxyz", max_steps=4, log_every=0)
+    cfg["refine"] = {"iterations": 4, "evaluations": 3}
+    real = StopSignals.received
+    calls = {"refine": 0}
+
+    def received(self, world=1, device=None):
+        if _records(data / "sig", "refine"):  # refining: stop after its second iteration
+            calls["refine"] += 1
+            return 15 if calls["refine"] == 2 else None
+        return real(self, world, device)
+
+    monkeypatch.setattr(StopSignals, "received", received)
+    with pytest.raises(TrainInterrupted, match=r"stopped by SIGTERM after step 4"):
+        train(cfg, data / "sig")
+    ckpt = read_training(data / "sig" / "last.pt")
+    assert ckpt["refined"] == 2 and ckpt["ema"] is not None
+    monkeypatch.setattr(StopSignals, "received", real)
+    summary = train(cfg, data / "sig", resume=True)
+    assert summary["refined"] == 4
+    assert [r["iteration"] for r in _records(data / "sig", "refine")] == [1, 2, 3, 4]
