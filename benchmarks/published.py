@@ -285,6 +285,11 @@ def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
             label=source.split(" (")[0].split(",")[0])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullLocator
+
+    ticks = sorted(set(n.tolist()) | set(published))
+    ax.xaxis.set_minor_locator(NullLocator())  # the sizes themselves label the x axis
+    ax.set_xticks(ticks, [str(int(t)) for t in ticks])
     ax.set_xlabel("structures for training + validation")
     ax.set_ylabel(f"test {key} ({unit})")
     ax.set_title(f"{name}: {head}", fontsize=8)
