@@ -249,7 +249,8 @@ class RefineConfig:
     the validation split.  ``iterations: 0`` (the default) turns it off.  Full-batch steps reach
     a precision that minibatch AdamW's noise hides: 150 iterations took water_gamma_tensoap's
     test error from 3.20 +- 0.75 to 0.85 +- 0.13 a.u. over 3 seeds (benchmarks/README.md,
-    "Against published models").  Meant for training sets of up to a few thousand structures: one iteration costs
+    "Against published models"); it pays where AdamW's training and validation losses are close,
+    not where a model overfits.  Meant for training sets of up to a few thousand structures: one iteration costs
     up to ``evaluations`` epochs.  Resuming may change these keys (e.g. refine a finished run)."""
 
     iterations: int = 0
