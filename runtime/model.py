@@ -41,14 +41,13 @@ from tsym.runtime.graph import collate
 from tsym.runtime.nn.heads import make_head
 from tsym.runtime.nn.registry import backbone_name, build_backbone, check_backbone
 from tsym.runtime.nn.wrap import check_backbone_contract
+from tsym.runtime.nn.xpainn import COMPILE_DEFAULTS
 from tsym.runtime.normalisation import Normalisation
 
 __all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
 
 _NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
 
-#: ``torch.compile`` options of :meth:`TensorModel.compile_for_speed` (see there).
-COMPILE_DEFAULTS = {"dynamic": True, "fullgraph": True, "isolate_recompiles": True}
 _PLAIN = (str, int, float, bool, type(None))
 
 

@@ -38,7 +38,11 @@ from tsym.runtime.nn.embedding import (
     BackboneConfigError, EdgeEmbedding, ElementEmbedding, check_irreps, sh_irreps_for,
 )
 
-__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "edge_vectors"]
+__all__ = ["XPaiNN", "MessageBlock", "UpdateBlock", "edge_vectors", "COMPILE_DEFAULTS"]
+
+#: ``torch.compile`` keywords of :meth:`XPaiNN.compile_blocks` and of
+#: ``TensorModel.compile_for_speed`` (which also compiles the heads with them).
+COMPILE_DEFAULTS = {"dynamic": True, "fullgraph": True, "isolate_recompiles": True}
 
 #: Edges per chunk of a message block (``XPaiNN(edge_chunk=...)``).  The ``[chunk, hidden]``
 #: temporaries then stay in the CPU caches, so the time per edge stays flat as structures grow;
@@ -344,9 +348,7 @@ class XPaiNN(torch.nn.Module):
         block instance keeps its own compiled entries (the blocks share their code, so they would
         otherwise share dynamo's recompile limit, and a region over it runs eager silently).
         """
-        kwargs.setdefault("dynamic", True)
-        kwargs.setdefault("fullgraph", True)
-        kwargs.setdefault("isolate_recompiles", True)
+        kwargs = {**COMPILE_DEFAULTS, **kwargs}
 
         def compiled(module, name):
             method = getattr(type(module), name).__get__(module)
