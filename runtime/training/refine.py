@@ -4,9 +4,11 @@ Minibatch AdamW stops improving once its gradient noise is as large as what is l
 on small training sets a deterministic full-batch method goes further.  :func:`refine` runs
 ``torch.optim.LBFGS`` with a strong-Wolfe line search on the training loss of the whole training
 split (the same loss as training: summed over chunks of ``refine.chunk`` structures, gradients
-accumulated, so memory stays that of one chunk), starting from ``best.pt``.  After each
-iteration the validation loss decides whether ``best.pt`` takes the new weights, so the chosen
-model never gets worse on the validation split; the test split is scored afterwards as always.
+accumulated, so the activations held are those of one chunk; the chunks' graphs are built once),
+starting from ``best.pt``.  After each iteration the validation loss (without a validation split:
+the training loss) decides whether ``best.pt`` takes the new weights, so the chosen model never
+gets worse on the validation split; the test split is scored afterwards as always.  A ``refine``
+record in ``metrics.jsonl`` gives the training loss where the iteration began.
 
 In a multi-process run each process takes its part of every chunk and the gradients are summed
 (as in a training step), so every process takes the same L-BFGS steps.
