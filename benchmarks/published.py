@@ -24,6 +24,11 @@ Usage (after ``run_shared.py`` runs, one ``--out`` folder per seed)::
         --out /tmp/acc/lc_gamma [--epochs-scale 2] [--seeds 0]
     python benchmarks/published.py plot water_gamma_tensoap --curve /tmp/acc/lc_gamma \\
         --full /tmp/acc/g5 --png benchmarks/figures/lc_water_gamma_tensoap.png
+    python benchmarks/published.py ensemble water_gamma_tensoap /tmp/acc/g_s0 /tmp/acc/g_s1 \\
+        /tmp/acc/g_s2 --tag T     # the metric of the seeds' mean prediction
+
+``curve --set KEY=VALUE`` applies run_shared's overrides to every size; ``curve --resume``
+continues existing curve runs (e.g. ``--set refine.iterations=150`` on finished ones).
 """
 from __future__ import annotations
 
