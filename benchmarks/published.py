@@ -156,39 +156,30 @@ def table(out_dirs: list[Path], tag: str | None = None) -> str:
     return "\n".join(rows)
 
 
-def _metric(key: str, pred: np.ndarray, true: np.ndarray) -> float:
-    """The publication's metric of ``pred`` against ``true`` ([items, 3^k], items = structures or
-    atoms): ``rmse`` and ``mae`` over all items and components, ``norm_rmse`` =
-    sqrt(mean over items of the squared Frobenius norm of the error)."""
-    err = pred - true
-    if key == "rmse":
-        return float(np.sqrt((err ** 2).mean()))
-    if key == "mae":
-        return float(np.abs(err).mean())
-    return float(np.sqrt((err ** 2).sum(1).mean()))
-
-
 def ensemble(name: str, out_dirs: list[Path], tag: str | None = None) -> dict:
     """The published metric of the mean prediction of the seed folders' best models (one
-    ensemble), beside each member's own figure (computed the same way, as a cross-check of
-    ``test_metrics.json``)."""
+    ensemble), beside each member's own figure (``tensor_metrics``, as ``evaluate`` computes
+    ``test_metrics.json``: a cross-check of the prediction path)."""
     import yaml
+    from ase.io import read
 
-    from tsym.runtime.inference.predict import load_model
+    from tsym.runtime.inference.evaluate import tensor_metrics
+    from tsym.runtime.inference.predict import load_model, model_plans
 
     head, key = PUBLISHED[name][:2]
     run = name if tag is None else f"{name}__{tag}"
     dirs = [d / "runs" / run for d in out_dirs if (d / "runs" / run / "best.pt").is_file()]
-    cfg = yaml.safe_load((dirs[0] / "config.yaml").read_text())
-    from ase.io import read
-
-    test = read(cfg["data"]["test"], ":")
-    level = "atom" if head == "born_charges" else "structure"
-    true = (np.concatenate([np.asarray(a.arrays[head], float).reshape(len(a), -1) for a in test])
-            if level == "atom" else _labels(Path(cfg["data"]["test"]), head))
-    preds = [load_model(d).predict(test)[head].reshape(len(true), -1) for d in dirs]
-    return {"members": [_metric(key, p, true) for p in preds],
-            "ensemble": _metric(key, np.mean(preds, axis=0), true), "n": len(dirs)}
+    models = [load_model(d) for d in dirs]
+    path = yaml.safe_load((dirs[0] / "config.yaml").read_text())["data"]["test"]
+    test = read(path, ":")
+    if model_plans(models[0])[head].level == "atom":
+        true = np.concatenate([np.asarray(a.arrays[head], float).reshape(len(a), -1)
+                               for a in test])  # [atoms, 3^k]
+    else:
+        true = _labels(Path(path), head)  # [S, 3^k]
+    preds = [m.predict(test)[head].reshape(len(true), -1) for m in models]  # [items, 3^k] each
+    return {"members": [tensor_metrics(p, true)[key] for p in preds],
+            "ensemble": tensor_metrics(np.mean(preds, axis=0), true)[key], "n": len(dirs)}
 
 
 # ------------------------------------------------------------------------ learning curves

@@ -1,7 +1,7 @@
 """Training configurations: YAML sections that map one to one onto frozen dataclasses.
 
-A config file has up to seven sections; each is the keyword arguments of one dataclass below, and every
-key is checked up front (an unknown key, a wrong type or a value out of range raises
+A config file has up to seven sections; each is the keyword arguments of one dataclass below, and
+every key is checked up front (an unknown key, a wrong type or a value out of range raises
 :class:`ConfigError` naming the file, the section and the key)::
 
     model:                          # ModelConfig
@@ -250,8 +250,9 @@ class RefineConfig:
     a precision that minibatch AdamW's noise hides: 150 iterations took water_gamma_tensoap's
     test error from 3.20 +- 0.75 to 0.85 +- 0.13 a.u. over 3 seeds (benchmarks/README.md,
     "Against published models"); it pays where AdamW's training and validation losses are close,
-    not where a model overfits.  Meant for training sets of up to a few thousand structures: one iteration costs
-    up to ``evaluations`` epochs.  Resuming may change these keys (e.g. refine a finished run)."""
+    not where a model overfits.  Meant for training sets of up to a few thousand structures: one
+    iteration costs up to ``evaluations`` epochs.  Resuming may change these keys (e.g. refine a
+    finished run)."""
 
     iterations: int = 0
     evaluations: int = 20
