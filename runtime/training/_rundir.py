@@ -99,6 +99,13 @@ class RunDir:
         self.saved[name] = self.step
         return state
 
+    def _load_best(self) -> bool:
+        """Load ``best.pt``'s weights (the EMA weights of the best evaluation), if it exists."""
+        best = self.run_dir / "best.pt"
+        if best.exists():
+            self.net.model.load_state_dict(read_training(best)["model"]["state_dict"])
+        return best.exists()
+
     def _restore(self, ckpt: dict) -> None:
         self.net.model.load_state_dict(ckpt["train_state_dict"])
         if self.ema:

@@ -50,7 +50,6 @@ from tsym.runtime.training._rundir import RunDir
 from tsym.runtime.training.guard import RunLock, StopSignals
 from tsym.runtime.training.setup import (EMA, Batcher, Dist, divergence_message, load_splits,
                                          make_scheduler, plans_for, setup_dist)
-from tsym.runtime.checkpoint import read_training
 from tsym.runtime.training.config import TrainConfig, load_config
 from tsym.runtime.graph import batch_graphs
 from tsym.runtime.model import TrainedModel, build_model
@@ -71,8 +70,8 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
         Created if needed.  Without ``resume`` it must not hold a ``last.pt`` already.
     resume : bool
         Continue from ``run_dir/last.pt``: the config must match the stored one (except for
-        the keys in ``_rundir.RESUMABLE_CHANGES`` and the ``refine`` section, so a finished run can be
-        refined), and the data, split and specs the run started with
+        the keys in ``_rundir.RESUMABLE_CHANGES`` and the ``refine`` section, so a finished run
+        can be refined), and the data, split and specs the run started with
         (else :class:`TrainError` names the difference).
     stop_after : int, optional
         Stop this invocation after optimiser step ``stop_after`` (``last.pt`` is written), e.g.
@@ -374,9 +373,7 @@ class _Trainer(RunDir):
     def _test(self) -> dict:
         """The test split, evaluated with the weights of ``best.pt``."""
         self.dist.barrier()
-        best = self.run_dir / "best.pt"
-        if best.exists():
-            self.net.model.load_state_dict(read_training(best)["model"]["state_dict"])
+        self._load_best()
         ema, self.ema = self.ema, None  # best.pt already holds the EMA weights
         try:
             result = self._evaluate(self.splits["test"])

@@ -24,8 +24,6 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from tsym.runtime.checkpoint import read_training
-
 __all__ = ["refine"]
 
 
@@ -36,7 +34,7 @@ def refine(tr) -> None:
     if todo <= 0:
         return
     d.barrier()
-    if not _load_best(tr) and tr.ema:
+    if not tr._load_best() and tr.ema:
         tr.net.model.load_state_dict(tr.ema.merged(tr.net.model))
     ema, tr.ema = tr.ema, None  # L-BFGS moves the weights themselves
     try:
@@ -46,14 +44,6 @@ def refine(tr) -> None:
         if ema:  # the average restarts at the refined weights
             ema.load_state_dict(dict(tr.net.model.named_parameters()))
     tr._save("last.pt")  # also after a signal: resuming runs the iterations left
-
-
-def _load_best(tr) -> bool:
-    """Load ``best.pt``'s weights (the EMA weights of the best evaluation), if it exists."""
-    best = tr.run_dir / "best.pt"
-    if best.exists():
-        tr.net.model.load_state_dict(read_training(best)["model"]["state_dict"])
-    return best.exists()
 
 
 def _chunks(tr) -> list:
@@ -122,7 +112,7 @@ def _iterate(tr, todo: int) -> None:
         if not finite:  # a line search into overflow: go back to the best weights
             tr._log({"kind": "refine_stopped", "iteration": tr.refined, "step": tr.step,
                      "why": "the loss or the weights are no longer finite; best.pt is kept"})
-            _load_best(tr)
+            tr._load_best()
             tr.refined = r.iterations
             break
         if metric < tr.best_valid:
