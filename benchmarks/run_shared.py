@@ -229,9 +229,9 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     before = {"wall_train_s": 0.0, "wall_total_s": 0.0}
     if resume and (run_dir / "results.json").is_file():
         before = json.loads((run_dir / "results.json").read_text())
-    start = time.perf_counter() - before["wall_total_s"]
+    start = time.perf_counter()
     summary = train(cfg, run_dir, resume=resume)
-    wall_train = time.perf_counter() - start - (before["wall_total_s"] - before["wall_train_s"])
+    wall_train = before["wall_train_s"] + time.perf_counter() - start
     model = load_model(run_dir)
     test, n_valid, split = _test_split(cfg, run_dir, model)
     report = evaluate(model, test)
@@ -243,7 +243,8 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
               "n_valid": n_valid, "n_test": len(test), "epochs": cfg["training"]["epochs"],
               "steps": summary.get("steps"), "best_step": summary.get("best_step"),
               "refined": summary.get("refined", 0),
-              "wall_train_s": wall_train, "wall_total_s": time.perf_counter() - start,
+              "wall_train_s": wall_train,
+              "wall_total_s": before["wall_total_s"] + time.perf_counter() - start,
               "heads": heads}
     (run_dir / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
