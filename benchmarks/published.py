@@ -17,8 +17,14 @@ over the standard deviation of the test set's L-block coordinates (flattened); t
 coordinates are orthonormal (``HeadPlan.from_cartesian``), so these are the same quantities in an
 orthonormal spherical basis.
 
-Usage (after ``run_shared.py`` runs, one ``--out`` folder per seed)::
+Each table row's protocol is committed in :data:`PROTOCOLS` (the set's YAML in
+``benchmarks/shared/`` plus run_shared's ``--epochs-scale`` and ``--set`` overrides, and the tag
+its run folder takes); ``run`` trains one seed of it through ``run_shared.py``.
 
+Usage (one ``--out`` folder per seed)::
+
+    TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 python benchmarks/published.py run \\
+        water_gamma_tensoap --seed 0 --out /tmp/acc/g_s0      # -> runs/water_gamma_tensoap__l4
     python benchmarks/published.py table /tmp/acc/apt_s0 /tmp/acc/apt_s1 /tmp/acc/apt_s2
     python benchmarks/published.py curve water_gamma_tensoap --sizes 100 200 400 \\
         --out /tmp/acc/lc_gamma [--epochs-scale 2] [--seeds 0]
@@ -53,6 +59,28 @@ PUBLISHED = {
     "water_gamma_tensoap": ("second_hyperpolarizability", "norm_rmse", "a.u.", 0.457,
                             "SA-GPR/TENSOAP README, example 9", {800: 0.457}),
 }
+
+#: set -> (tag of the run folder ``runs/<set>__<tag>``, run_shared ``--epochs-scale``, ``--set``
+#: overrides of ``benchmarks/shared/<set>.yaml``): the protocol of each "Against published
+#: models" row (``benchmarks/README.md`` says why each override is there).
+PROTOCOLS = {
+    # APTNN's cutoff (6 A) and batch (one frame)
+    "water_apt": ("cut6cartbs1", 3.0, ("model.cutoff=6.0", "training.batch_size=1")),
+    "becs_epsilon_e3nn": ("cart", 6.0, ()),
+    # 2x the YAML's widths, node features up to l = 4 (the 4e part of gamma), L-BFGS refinement
+    "water_gamma_tensoap": ("l4", 3.0, (
+        "model.backbone_kwargs.num_scalars=128",
+        "model.backbone_kwargs.irreps=64x0e+32x1o+16x2e+16x3o+16x4e",
+        "model.head_kwargs.hidden_mul=16", "refine.iterations=150")),
+}
+
+
+def protocol_args(name: str, seed: int, out: Path, threads: int = 1) -> list[str]:
+    """``run_shared.py`` arguments that train seed ``seed`` of ``name``'s protocol into ``out``."""
+    tag, scale, overrides = PROTOCOLS[name]
+    return ["--only", name, "--threads", str(threads), "--out", str(out), "--epochs-scale",
+            str(scale), "--seed", str(seed), "--tag", tag,
+            *(arg for item in overrides for arg in ("--set", item))]
 
 
 def _labels(path: Path, key: str) -> np.ndarray:
@@ -299,6 +327,11 @@ def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train one seed of a set's committed protocol (PROTOCOLS)")
+    r.add_argument("name", choices=list(PUBLISHED))
+    r.add_argument("--seed", type=int, required=True)
+    r.add_argument("--out", type=Path, required=True, help="one folder per seed")
+    r.add_argument("--threads", type=int, default=1)
     t = sub.add_parser("table", help="the 'Against published models' rows from seed folders")
     t.add_argument("out", nargs="+", type=Path)
     t.add_argument("--tag", default=None, help="ablation runs runs/NAME__TAG (run_shared --tag)")
@@ -323,6 +356,10 @@ def main(argv=None) -> int:
     g.add_argument("--png", type=Path, required=True)
     g.add_argument("--tag", default=None, help="the --full runs are runs/NAME__TAG")
     a = p.parse_args(argv)
+    if a.cmd == "run":
+        import run_shared
+
+        return run_shared.main(protocol_args(a.name, a.seed, a.out.resolve(), a.threads))
     if a.cmd == "table":
         print(table([d.resolve() for d in a.out], a.tag))
     elif a.cmd == "ensemble":
