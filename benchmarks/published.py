@@ -33,6 +33,7 @@ Usage (one ``--out`` folder per seed)::
     python benchmarks/published.py ensemble water_gamma_tensoap /tmp/acc/g_s0 /tmp/acc/g_s1 \\
         /tmp/acc/g_s2 --tag T     # the metric of the seeds' mean prediction
 
+``curve --protocol`` trains every size with the table row's protocol (:data:`PROTOCOLS`);
 ``curve --set KEY=VALUE`` applies run_shared's overrides to every size; ``curve --resume``
 continues existing curve runs (e.g. ``--set refine.iterations=150`` on finished ones).
 """
@@ -343,6 +344,9 @@ def main(argv=None) -> int:
     c.add_argument("--seeds", type=int, nargs="+", default=[0])
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="as run_shared.py --set (e.g. model.cutoff=6.0), for every size")
+    c.add_argument("--protocol", action="store_true",
+                   help="the table row's protocol (PROTOCOLS: its --epochs-scale and --set items; "
+                        "further --set items follow them)")
     c.add_argument("--resume", action="store_true",
                    help="continue the existing runs (e.g. with --set refine.iterations=150)")
     e = sub.add_parser("ensemble", help="the metric of the seed folders' mean prediction")
@@ -370,7 +374,11 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(1)
-        curve(a.name, a.sizes, a.out.resolve(), a.epochs_scale, a.seeds, a.overrides, a.resume)
+        scale, overrides = a.epochs_scale, a.overrides
+        if a.protocol:
+            _, scale, items = PROTOCOLS[a.name]
+            overrides = [*items, *overrides]
+        curve(a.name, a.sizes, a.out.resolve(), scale, a.seeds, overrides, a.resume)
     else:
         plot(a.name, curve_points(a.name, a.curve, a.full, a.tag), a.png)
     return 0
