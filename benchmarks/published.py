@@ -329,7 +329,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train one seed of a set's committed protocol (PROTOCOLS)")
-    r.add_argument("name", choices=list(PUBLISHED))
+    r.add_argument("name", choices=list(PROTOCOLS))
     r.add_argument("--seed", type=int, required=True)
     r.add_argument("--out", type=Path, required=True, help="one folder per seed")
     r.add_argument("--threads", type=int, default=1)
