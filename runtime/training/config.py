@@ -251,16 +251,20 @@ class RefineConfig:
     test error from 3.20 +- 0.75 to 0.85 +- 0.13 a.u. over 3 seeds (benchmarks/README.md,
     "Against published models"); it pays where AdamW's training and validation losses are close,
     not where a model overfits.  Meant for training sets of up to a few thousand structures: one
-    iteration costs up to ``evaluations`` epochs.  Resuming may change these keys (e.g. refine a
+    iteration costs up to ``evaluations`` epochs.  After ``patience`` iterations in a row that do
+    not lower the training loss, L-BFGS restarts without its history; when that does not help
+    either, refinement ends early (``patience: 0``: never).  Resuming may change these keys (e.g. refine a
     finished run)."""
 
     iterations: int = 0
     evaluations: int = 20
     history: int = 50
     chunk: int = 256
+    patience: int = 5
 
     def check(self, where: str) -> None:
         _nonneg(where, "iterations", self.iterations)
+        _nonneg(where, "patience", self.patience)
         for name in ("evaluations", "history", "chunk"):
             _positive(where, name, getattr(self, name))
 

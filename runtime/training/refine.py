@@ -13,6 +13,14 @@ record in ``metrics.jsonl`` gives the training loss where the iteration began.
 In a multi-process run each process takes its part of every chunk and the gradients are summed
 (as in a training step), so every process takes the same L-BFGS steps.
 
+An L-BFGS run can stall: its strong-Wolfe line search finds no lower loss along the direction its
+history gives, and every later iteration repeats the same failed search (in float32 this is
+where the loss's rounding noise is as large as what a step could gain).  After ``patience``
+iterations in a row that do not lower the training loss, the history is dropped and L-BFGS starts
+afresh from the current weights (a steepest-descent step first); when a fresh start does not lower
+the loss either within ``patience`` iterations, refinement ends there (a ``refine_stopped``
+record) instead of spending the remaining iterations on the same search.
+
 Interrupting (SIGTERM, Ctrl-C) writes ``last.pt`` with the iterations done; resuming runs the
 rest from ``best.pt`` (the L-BFGS history starts afresh).
 """
@@ -83,20 +91,25 @@ def _totals(tr, chunks: list) -> torch.Tensor:
     return d.sum(counts).clamp_min(1.0)
 
 
+def _lbfgs(params: list, r) -> torch.optim.LBFGS:
+    # no absolute tolerances: torch's defaults (gradient 1e-7, loss change 1e-9) end the
+    # iterations early on a normalised loss of 1e-6, long before the line search runs out
+    return torch.optim.LBFGS(params, lr=1.0, max_iter=r.evaluations, history_size=r.history,
+                             tolerance_grad=0.0, tolerance_change=0.0,
+                             line_search_fn="strong_wolfe")
+
+
 def _iterate(tr, todo: int) -> None:
     r, d = tr.cfg.refine, tr.dist
     params = [p for p in tr.net.parameters() if p.requires_grad]
     chunks = _chunks(tr)
     closure = _closure(tr, chunks, _totals(tr, chunks), params)
-    # no absolute tolerances: torch's defaults (gradient 1e-7, loss change 1e-9) end the
-    # iterations early on a normalised loss of 1e-6, long before the line search runs out
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=r.evaluations, history_size=r.history,
-                            tolerance_grad=0.0, tolerance_change=0.0,
-                            line_search_fn="strong_wolfe")
+    opt = _lbfgs(params, r)
     started = time.time()
+    lowest, stalled, fresh = math.inf, 0, True  # fresh: no decrease since the last (re)start
     for _ in range(todo):
         tr.net.train()
-        train_loss = float(opt.step(closure))
+        train_loss = float(opt.step(closure))  # the loss where this iteration began
         finite = math.isfinite(train_loss) and all(bool(torch.isfinite(p).all()) for p in params)
         valid = tr._evaluate(tr.splits["valid"]) if finite and tr.splits["valid"] else None
         metric = valid["loss"] if valid else train_loss
@@ -110,14 +123,30 @@ def _iterate(tr, todo: int) -> None:
             tqdm.write(f"refine {tr.refined:4d}  train {train_loss:.4g}  valid "
                        f"{valid['loss'] if valid else float('nan'):.4g}  {record['time']:.1f}s")
         if not finite:  # a line search into overflow: go back to the best weights
-            tr._log({"kind": "refine_stopped", "iteration": tr.refined, "step": tr.step,
-                     "why": "the loss or the weights are no longer finite; best.pt is kept"})
+            _stop(tr, "the loss or the weights are no longer finite; best.pt is kept")
             tr._load_best()
-            tr.refined = r.iterations
             break
         if metric < tr.best_valid:
             tr.best_valid = metric
             tr._save("best.pt")
+        if train_loss < lowest:
+            fresh = fresh and lowest == math.inf  # a decrease since the last (re)start
+            lowest, stalled = train_loss, 0
+        else:
+            stalled += 1
+        if r.patience and stalled >= r.patience:
+            if fresh:
+                _stop(tr, f"{r.patience} iterations from a fresh L-BFGS start did not lower "
+                          f"the training loss ({lowest:.6g})")
+                break
+            opt, stalled, fresh = _lbfgs(params, r), 0, True  # drop the stalled history
+            tr._log({"kind": "refine_restart", "iteration": tr.refined, "step": tr.step})
         tr.signum = tr.signals.received(d.world, d.device)
         if tr.signum is not None:
             return
+
+
+def _stop(tr, why: str) -> None:
+    """End refinement early: a ``refine_stopped`` record, and no iterations left to resume."""
+    tr._log({"kind": "refine_stopped", "iteration": tr.refined, "step": tr.step, "why": why})
+    tr.refined = tr.cfg.refine.iterations

@@ -130,3 +130,55 @@ def test_a_signal_during_refinement_is_resumable(data, monkeypatch):
     summary = train(cfg, data / "sig", resume=True)
     assert summary["refined"] == 4
     assert [r["iteration"] for r in _records(data / "sig", "refine")] == [1, 2, 3, 4]
+
+
+def test_a_stalled_lbfgs_restarts_then_stops(data, monkeypatch):
+    """``patience: 2``: two iterations that do not lower the training loss drop the L-BFGS
+    history (a new optimiser); two more from that fresh start end refinement early, and resuming
+    has nothing left to do.  The optimiser is a stand-in that reports a scripted loss (each step
+    still evaluates the real closure), so the stall is exact, not a float32 accident."""
+    from tsym.runtime.training import refine as refine_mod
+
+    scripted = iter([1.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    made = []
+
+    class Stalled:
+        def __init__(self, params, r):
+            made.append(r.evaluations)
+
+        def step(self, closure):
+            closure()
+            return torch.tensor(next(scripted))
+
+    monkeypatch.setattr(refine_mod, "_lbfgs", Stalled)
+    cfg = make_config(data / "data.extxyz", max_steps=2, log_every=0)
+    cfg["refine"] = {"iterations": 20, "evaluations": 3, "patience": 2}
+    summary = train(cfg, data / "stall")
+    run = data / "stall"
+    assert len(made) == 2  # the first start and one restart
+    # 1.0 -> 0.5 is a decrease; 3 and 4 stall (restart after 4); 5 and 6 stall again: stop
+    assert [r["iteration"] for r in _records(run, "refine")] == [1, 2, 3, 4, 5, 6]
+    assert [r["iteration"] for r in _records(run, "refine_restart")] == [4]
+    (stopped,) = _records(run, "refine_stopped")
+    assert stopped["iteration"] == 6 and "fresh L-BFGS start" in stopped["why"]
+    assert summary["refined"] == 20
+    assert train(cfg, run, resume=True)["refined"] == 20
+    assert len(_records(run, "refine")) == 6
+
+
+def test_patience_zero_never_stops_early(data, monkeypatch):
+    from tsym.runtime.training import refine as refine_mod
+
+    class Flat:
+        def __init__(self, params, r):
+            pass
+
+        def step(self, closure):
+            return closure()  # the weights never move: every iteration stalls
+
+    monkeypatch.setattr(refine_mod, "_lbfgs", Flat)
+    cfg = make_config(data / "data.extxyz", max_steps=2, log_every=0)
+    cfg["refine"] = {"iterations": 5, "patience": 0}
+    assert train(cfg, data / "flat")["refined"] == 5
+    assert len(_records(data / "flat", "refine")) == 5
+    assert not _records(data / "flat", "refine_stopped")
