@@ -253,8 +253,8 @@ class RefineConfig:
     not where a model overfits.  Meant for training sets of up to a few thousand structures: one
     iteration costs up to ``evaluations`` epochs.  After ``patience`` iterations in a row that do
     not lower the training loss, L-BFGS restarts without its history; when that does not help
-    either, refinement ends early (``patience: 0``: never).  Resuming may change these keys (e.g. refine a
-    finished run)."""
+    either, refinement ends early (``patience: 0``: never).  Resuming may change these keys
+    (e.g. refine a finished run)."""
 
     iterations: int = 0
     evaluations: int = 20
