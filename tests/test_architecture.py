@@ -41,6 +41,7 @@ LAYERS = (
     ("tsym.runtime.nn", "tsym.runtime.data"),
     ("tsym.runtime.checkpoint",),
     ("tsym.runtime.normalisation",),
+    ("tsym.runtime._batched",),
     ("tsym.runtime.model",),
     ("tsym.runtime.training",),
     ("tsym.runtime.inference",),
