@@ -293,8 +293,10 @@ def curve_points(name: str, curve_dir: Path | None, full: list[Path], tag: str |
     return dict(sorted(pts.items()))
 
 
-def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
-    """Log-log learning curve: tsym mean +- std over seeds, and the published points."""
+def plot(name: str, pts: dict[int, list[float]], png: Path,
+         yardsticks: dict[str, dict[int, float]] | None = None) -> None:
+    """Log-log learning curve: tsym mean +- std over seeds, the published points, and any
+    ``yardsticks`` (``{label: {size: figure}}``, e.g. ``gamma_gpr.py --json``), dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -308,6 +310,9 @@ def plot(name: str, pts: dict[int, list[float]], png: Path) -> None:
     ax.errorbar(n, m, yerr=s, marker="o", capsize=3, label="tsym (XPaiNN + self-mix head)")
     ax.plot(list(published), list(published.values()), "s--", color="C3",
             label=source.split(" (")[0].split(",")[0])
+    for k, (label, points) in enumerate((yardsticks or {}).items()):
+        ax.plot([int(n) for n in points], list(points.values()), "^:", color=f"C{k + 4}",
+                label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     from matplotlib.ticker import NullLocator
@@ -359,6 +364,8 @@ def main(argv=None) -> int:
     g.add_argument("--full", type=Path, nargs="*", default=[])
     g.add_argument("--png", type=Path, required=True)
     g.add_argument("--tag", default=None, help="the --full runs are runs/NAME__TAG")
+    g.add_argument("--yardstick", type=Path, default=None,
+                   help="JSON {label: {size: figure}} drawn dotted (gamma_gpr.py --json)")
     a = p.parse_args(argv)
     if a.cmd == "run":
         import run_shared
@@ -380,7 +387,8 @@ def main(argv=None) -> int:
             overrides = [*items, *overrides]
         curve(a.name, a.sizes, a.out.resolve(), scale, a.seeds, overrides, a.resume)
     else:
-        plot(a.name, curve_points(a.name, a.curve, a.full, a.tag), a.png)
+        marks = json.loads(a.yardstick.read_text()) if a.yardstick else None
+        plot(a.name, curve_points(a.name, a.curve, a.full, a.tag), a.png, marks)
     return 0
 
 
