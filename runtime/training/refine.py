@@ -130,7 +130,8 @@ def _iterate(tr, todo: int) -> None:
             tr.best_valid = metric
             tr._save("best.pt")
         if train_loss < lowest:
-            fresh = fresh and lowest == math.inf  # a decrease since the last (re)start
+            if lowest < math.inf:  # a decrease since the last (re)start
+                fresh = False
             lowest, stalled = train_loss, 0
         else:
             stalled += 1
