@@ -70,12 +70,12 @@ def load(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class GP:
-    """Exact Gaussian-process mean: isotropic squared exponential in scaled coordinates."""
+    """Exact Gaussian-process mean: isotropic squared exponential in coordinates scaled to the
+    training points' mean and spread."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, length: float, jitter: float,
-                 centre: np.ndarray, spread: np.ndarray):
-        self.centre, self.spread, self.length = centre, spread, length
-        self.x = (x - centre) / spread  # [n, 3]
+    def __init__(self, x: np.ndarray, y: np.ndarray, length: float, jitter: float):
+        self.centre, self.spread, self.length = x.mean(0), x.std(0), length
+        self.x = (x - self.centre) / self.spread  # [n, 3]
         self.mean = y.mean(0)  # [81]
         k = self._kernel(self.x, self.x) + jitter * np.eye(len(x))
         self.weights = np.linalg.solve(k, y - self.mean)  # [n, 81]
@@ -94,7 +94,7 @@ def cross_validate(x, y, length, jitter, folds=5, seed=0) -> float:
     errors = []
     for part in np.array_split(order, folds):
         rest = np.setdiff1d(order, part)
-        gp = GP(x[rest], y[rest], length, jitter, x[rest].mean(0), x[rest].std(0))
+        gp = GP(x[rest], y[rest], length, jitter)
         errors.append(((gp(x[part]) - y[part]) ** 2).sum(1))
     return float(np.sqrt(np.concatenate(errors).mean()))
 
@@ -164,11 +164,11 @@ def main(argv=None) -> int:
     for n in sorted(set(a.sizes) | {len(xr)}):
         cv = {(ls, j): cross_validate(xr[:n], yr[:n], ls, j) for ls in LENGTHS for j in JITTERS}
         ls, j = min(cv, key=cv.get)
-        gp = GP(xr[:n], yr[:n], ls, j, xr[:n].mean(0), xr[:n].std(0))
+        gp = GP(xr[:n], yr[:n], ls, j)
         pred = from_frame(gp(xt).reshape(-1, 3, 3, 3, 3), rt)
         print(f"GP, n_train {n}: length {ls} jitter {j:g} (5-fold CV {cv[ls, j]:.3f}); "
               + _score(pred, tt, intrinsic))
-        curve[n] = _rmse(pred, tt)
+        curve[n] = float(np.sqrt((_errors(pred, tt) ** 2).mean()))
     if a.json:
         a.json.write_text(json.dumps({"Gaussian process, internal coords (not tsym)": curve}))
     preds = []
@@ -181,14 +181,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _rmse(pred: np.ndarray, true: np.ndarray) -> float:
-    """TENSOAP's figure: sqrt(mean_s |T_pred - T|_F^2)."""
-    return float(np.sqrt(((pred - true) ** 2).reshape(len(true), -1).sum(1).mean()))
+def _errors(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """|T_pred - T|_F per monomer [S]; TENSOAP's figure is sqrt(mean(errors ** 2))."""
+    return np.sqrt(((pred - true) ** 2).reshape(len(true), -1).sum(1))
 
 
 def _score(pred: np.ndarray, true: np.ndarray, intrinsic: float) -> str:
-    err = np.sqrt(((pred - true) ** 2).reshape(len(true), -1).sum(1))  # [S]
-    rmse = _rmse(pred, true)
+    err = _errors(pred, true)  # [S]
+    rmse = float(np.sqrt((err ** 2).mean()))
     return (f"test {rmse:.3f} a.u. = {100 * rmse / intrinsic:.3f} % of the intrinsic deviation "
             f"{intrinsic:.1f}; worst monomers {np.sort(err)[::-1][:3].round(2).tolist()}")
 
