@@ -4,7 +4,7 @@ A graph is a plain ``dict[str, torch.Tensor]`` whose keys are the constants of
 :mod:`tsym.runtime.keys`.  A graph built from one structure is already a batch of one, so
 :func:`batch_graphs` concatenates single graphs and batches alike::
 
-    POSITIONS       [N, 3]     float, as given (never wrapped into the cell)
+    POSITIONS       [N, 3]     float, as given minus their centroid (:func:`local_positions`)
     ATOMIC_NUMBERS  [N]        long
     CELL            [G, 3, 3]  float, rows are lattice vectors; zeros when pbc is all False
     PBC             [G, 3]     bool
@@ -72,6 +72,7 @@ __all__ = [
     "edge_vectors",
     "neighbour_list",
     "element_problem",
+    "local_positions",
 ]
 
 MIN_DISTANCE = 0.1  # Angstrom; two atoms (or an atom and its image) closer than this are an error
@@ -253,6 +254,19 @@ def check_distances(i: np.ndarray, j: np.ndarray, distances: np.ndarray, source:
                         reason="atoms too close")
 
 
+def local_positions(positions: np.ndarray) -> np.ndarray:
+    """``positions`` [N, 3] minus their centroid, in float64.
+
+    A translation changes no edge vector ``r_j - r_i + S @ cell`` (nor the shifts ``S``), and done
+    in float64 before the graph is cast to the model's dtype it makes the graph's numbers the
+    size of the structure, not of its distance from the origin: a structure 1e6 Angstrom away
+    predicts what it predicts at the origin, to the model dtype's rounding (float32 positions
+    of 1e6 are only good to 0.06 Angstrom).
+    """
+    positions = np.asarray(positions, dtype=np.float64)  # [N, 3]
+    return positions - positions.mean(axis=0)  # [N, 3]
+
+
 def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float64, *,
                    neighbour_backend: str = "auto", source: str = _SOURCE,
                    record: int | None = None, max_z: int | None = None
@@ -285,6 +299,7 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float
     problem = None if max_z is None else element_problem(atoms.numbers, max_z)
     if problem:
         raise DataError(source, record, problem, hint=ELEMENT_HINT, reason="unknown element")
+    positions = local_positions(positions)  # [N, 3] float64, centroid at the origin
     search = max(float(cutoff), MIN_DISTANCE)
     i, j, shifts, distances = neighbour_list(positions, cell, pbc, search, neighbour_backend)
     check_distances(i, j, distances, source, record)
