@@ -38,6 +38,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -59,7 +61,7 @@ from tsym.runtime.model import TensorModel, TrainedModel, build_model, predict_b
 
 __all__ = ["ASE_NAMES", "load_model", "check_finite", "model_plans", "checkpoint_labels",
            "predict_structures", "iter_predictions", "predict_file", "read_lazily",
-           "TsymCalculator"]
+           "check_suffix", "TsymCalculator"]
 
 #: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
 #: reports the prediction.
@@ -128,6 +130,23 @@ def checkpoint_labels(path: str | os.PathLike, model=None) -> dict[str, LabelSpe
     return out
 
 
+#: what ``suffix`` may hold: extxyz keys are bare words, and ``=`` splits ``key=value``
+_SUFFIX = re.compile(r"[A-Za-z0-9_.+-]*")
+
+
+def check_suffix(suffix: object) -> str:
+    """``suffix`` if it makes extxyz keys that read back as written, else a PredictError.
+
+    >>> check_suffix("_pred")
+    '_pred'
+    """
+    if not isinstance(suffix, str) or not _SUFFIX.fullmatch(suffix):
+        raise PredictError(f"--suffix {suffix!r}: a key suffix may hold ASCII letters, digits "
+                           "and _ . + - only (extxyz would not read the key back); write e.g. "
+                           "--suffix _pred")
+    return suffix
+
+
 def _flat(value: np.ndarray, level: str) -> np.ndarray | float:
     if level == "atom":
         return value.reshape(value.shape[0], -1) if value.ndim > 1 else value  # [n, 3^k] or [n]
@@ -177,6 +196,7 @@ def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: 
         structures = [structures]
     if batch_size < 1:
         raise PredictError(f"--batch-size must be >= 1, got {batch_size}")
+    check_suffix(suffix)
     plans = model_plans(model)
     items = iter(structures)
     first = 0
@@ -230,19 +250,53 @@ def read_lazily(path: str | os.PathLike, format: str | None = None) -> Iterator[
                         f"cannot read structures ({type(err).__name__}: {err})") from None
 
 
+def _keep_labels(frames: Iterable[Atoms], keys: Sequence[str], source: str
+                 ) -> Iterator[Atoms]:
+    """``frames``, refusing one that holds a key a prediction would be written under."""
+    for record, atoms in enumerate(frames):
+        results = getattr(atoms.calc, "results", None) or {}
+        for key in keys:
+            if key in atoms.info or key in atoms.arrays or key in results:
+                raise PredictError(
+                    f"{source}:record {record}: the input holds '{key}', which the prediction "
+                    f"'{key}' would replace; give --suffix (e.g. --suffix _pred) to keep both, "
+                    "or --overwrite-labels to replace the labels")
+        yield atoms
+
+
+def _regular_or_new(path: Path) -> bool:
+    """Whether ``path`` is a regular file or nothing (not a symlink, device, FIFO, socket)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return True
+
+
 def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike, *,
-                 batch_size: int = 32, suffix: str = "", progress: bool = True) -> int:
+                 batch_size: int = 32, suffix: str = "", progress: bool = True,
+                 overwrite_labels: bool = False) -> int:
     """Predict every structure of the file ``structures``; write them to extxyz ``output``.
 
     Streams: structures are read lazily, predicted a batch at a time and each batch is
     appended to ``output`` when it is done, so memory stays flat in the number of structures.
-    The file appears under its name only when complete (written as a hidden temp file beside
-    it, then renamed).  ``progress``: a tqdm bar on stderr when stderr is a terminal.  Returns
-    the number of structures written.
+    A regular (or new) ``output`` appears under its name only when complete (written as a hidden
+    temp file beside it, then renamed); anything else (a device, FIFO, symlink) is written into
+    as it is, never replaced.  ``output`` may not be ``structures``, and a structure holding a
+    key a prediction would be written under (a label of the same name) is refused unless
+    ``overwrite_labels``: give a ``suffix``.  ``progress``: a tqdm bar on stderr when stderr is a
+    terminal.  Returns the number of structures written.
     """
     output = Path(output)
-    tmp = output.with_name(f".{output.name}.part")
+    check_suffix(suffix)
     frames = read_lazily(structures)
+    if output.exists() and Path(structures).exists() and os.path.samefile(structures, output):
+        raise PredictError(f"{output}: the output is the input file {structures}; the "
+                           "predictions would replace it: give another output file")
+    if not overwrite_labels:
+        frames = _keep_labels(frames, [f"{name}{suffix}" for name in model_plans(model)],
+                              str(structures))
+    atomic = _regular_or_new(output)
+    tmp = output.with_name(f".{output.name}.part") if atomic else output
     count = 0
     try:
         with open(tmp, "w") as f, tqdm(desc="predict", unit=" structures", leave=False,
@@ -252,12 +306,14 @@ def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike
                 ase.io.write(f, batch, format="extxyz")
                 count += len(batch)
                 bar.update(len(batch))
-        os.replace(tmp, output)
+        if atomic:
+            os.replace(tmp, output)
     except OSError as err:
         raise PredictError(f"{output}: cannot write predictions ({err.strerror or err})") from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if atomic:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
     return count
 
 

@@ -15,12 +15,15 @@ __all__ = ["register", "cmd_predict"]
 def cmd_predict(args) -> int:
     """Read the structures lazily, predict batch by batch, append each batch to the extxyz
     output, print the output path.  Memory stays flat in the number of structures."""
-    from tsym.runtime.inference.predict import load_model, predict_file  # loads the runtime
+    from tsym.runtime.inference.predict import (check_suffix, load_model,  # loads the runtime
+                                                predict_file)
 
     check_output_file(args.output)
+    check_suffix(args.suffix)
     model = load_model(args.model)
     predict_file(model, args.structures, args.output, batch_size=args.batch_size,
-                 suffix=args.suffix, progress=not args.no_progress)
+                 suffix=args.suffix, progress=not args.no_progress,
+                 overwrite_labels=args.overwrite_labels)
     print(args.output)
     return 0
 
@@ -34,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--suffix", default="",
                    help="appended to each spec name to form the key (e.g. _pred, to keep labels "
                         "of the same name)")
+    p.add_argument("--overwrite-labels", action="store_true",
+                   help="let predictions replace input keys of the same name (refused otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it shows only when stderr is a terminal)")
