@@ -16,7 +16,7 @@ from ase import Atoms
 from tsym.compiler import HeadPlan
 from tsym.runtime import keys
 from tsym.runtime.errors import NonFinitePredictionError
-from tsym.runtime.graph import collate
+from tsym.runtime.graph import check_sequence, collate
 
 __all__ = ["predict_batched"]
 
@@ -36,6 +36,7 @@ def predict_batched(model: torch.nn.Module, plans: Sequence[HeadPlan],
     """
     if isinstance(structures, Atoms):
         structures = [structures]
+    check_sequence(structures, source)
     structures = list(structures)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -52,7 +52,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.neighborlist import primitive_neighbor_list
 
-from tsym.runtime.errors import DataError
+from tsym.runtime.errors import DataError, ModelConfigError
 from tsym.runtime import keys
 from tsym.runtime.neighbours import bin_count, tree_pairs
 
@@ -73,6 +73,7 @@ __all__ = [
     "neighbour_list",
     "element_problem",
     "local_positions",
+    "check_sequence",
 ]
 
 MIN_DISTANCE = 0.1  # Angstrom; two atoms (or an atom and its image) closer than this are an error
@@ -240,6 +241,15 @@ def check_structure(atoms: object, source: str = _SOURCE, record: int | None = N
     return positions, cell, pbc
 
 
+def check_sequence(structures: object, source: str = _SOURCE) -> None:
+    """Raise :class:`DataError` unless ``structures`` is a sequence or iterable (of structures;
+    each is checked where it is used), naming what it is instead (``None``, a number, a path)."""
+    if isinstance(structures, (str, bytes)) or not hasattr(structures, "__iter__"):
+        raise DataError(source, None, f"expected an ase.Atoms or a list of them, got "
+                        f"{type(structures).__name__} {structures!r:.40}",
+                        hint="read a file first: ase.io.read(path, index=':')")
+
+
 def check_distances(i: np.ndarray, j: np.ndarray, distances: np.ndarray, source: str = _SOURCE,
                     record: int | None = None) -> None:
     """Raise :class:`DataError` (reason ``"atoms too close"``) if two atoms (or an atom and its
@@ -295,6 +305,9 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, dtype: torch.dtype = torch.float
     """
     if not (np.isscalar(cutoff) and np.isfinite(cutoff) and float(cutoff) > 0):
         raise ValueError(f"cutoff must be a positive finite number, got {cutoff!r}")
+    if dtype not in (torch.float32, torch.float64):  # an integer dtype would truncate positions
+        raise ModelConfigError(f"collate: dtype must be torch.float32 or torch.float64 (as "
+                               f"build_model takes), got {dtype!r}")
     positions, cell, pbc = check_structure(atoms, source, record)
     problem = None if max_z is None else element_problem(atoms.numbers, max_z)
     if problem:
@@ -366,6 +379,7 @@ def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
     """
     if isinstance(structures, Atoms):
         structures = [structures]
+    check_sequence(structures, source)
     graphs = [atoms_to_graph(atoms, cutoff, dtype, neighbour_backend=neighbour_backend,
                              source=source, record=start + k, max_z=max_z)
               for k, atoms in enumerate(structures)]

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import numbers
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -294,6 +295,10 @@ def _plain(value, what: str):
 def _plans(specs) -> list[HeadPlan]:
     if isinstance(specs, (str, os.PathLike, HeadPlan)):
         specs = [specs]
+    if not isinstance(specs, Iterable):
+        raise ModelConfigError(f"build_model: specs must be a .tsym path, spec source text, a "
+                               f"HeadPlan or a list of them, got {type(specs).__name__} "
+                               f"{specs!r:.40}")
     plans: list[HeadPlan] = []
     for spec in specs:
         if isinstance(spec, HeadPlan):
@@ -420,6 +425,15 @@ def build_model(specs=None, backbone: str | torch.nn.Module = "xpainn", cutoff: 
     """
     if dtype not in DTYPES.values():
         raise ModelConfigError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ModelConfigError(f"build_model: seed must be an integer in [0, 2**63 - 1], got "
+                               f"{seed!r}")
+    for name, kwargs, example in (("backbone_kwargs", backbone_kwargs, "{'num_blocks': 2}"),
+                                  ("head_kwargs", head_kwargs, "{'hidden_mul': 4}")):
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise ModelConfigError(f"build_model: {name} must be a dict of keyword arguments "
+                                   f"(e.g. {example}), got {type(kwargs).__name__} "
+                                   f"{kwargs!r:.40}")
     if checkpoint is not None:
         return _from_record(read_model(checkpoint), specs, backbone, cutoff, dtype,
                             backbone_kwargs, head_kwargs)

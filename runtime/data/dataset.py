@@ -53,8 +53,8 @@ import torch
 from tsym.runtime import graph as _graph
 from tsym.runtime import keys
 from tsym.runtime.data.extxyz import read_frames
-from tsym.runtime.data.records import (Reject, check_elements, check_geometry, parse_label,
-                                       record_runs, symmetry_deviation)
+from tsym.runtime.data.records import (Reject, check_elements, check_geometry, check_physics,
+                                       parse_label, record_runs, symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
 from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
                                      voigt_to_tensor3, voigt_to_tensor4)
@@ -70,7 +70,8 @@ FORMATS = ("flat", "voigt")
 LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
 REASONS = ("unreadable frame", "unknown element", "bad structure", "atoms too close",
-           "missing key", "not numeric", "wrong length", "non-finite", "overflow", "symmetry")
+           "missing key", "not numeric", "wrong length", "non-finite", "overflow", "symmetry",
+           "physics")
 
 
 # ------------------------------------------------------------------------------------ label specs
@@ -308,8 +309,10 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
                     if dev > symmetry_tol:
                         raise Reject("symmetry", f"label {spec.name!r} breaks the symmetry of "
                                      f"spec {spec.name!r}: relative deviation {dev:.3g} > "
-                                     f"{symmetry_tol:g}", "symmetrize the data, or raise "
-                                     "symmetry_tol if this is noise")
+                                     f"{symmetry_tol:g}", "symmetrize the labels (keep "
+                                     "their symmetric part): the tolerance is a relative "
+                                     f"{symmetry_tol:g}, not a setting of the training config")
+                    check_physics(plans[spec.name], spec.name, tensor, mask)
                     devs[spec.name] = dev
         except Reject as err:
             if on_error == "fail":

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from tsym.runtime.data.dataset import LabelSpec
 
 __all__ = ["Reject", "record_runs", "check_elements", "check_geometry", "parse_label",
-           "symmetry_deviation", "VOIGT_SHAPES"]
+           "symmetry_deviation", "check_physics", "PHYSICS_TOL", "VOIGT_SHAPES"]
 
 VOIGT_SHAPES = {4: (6, 6), 3: (3, 6)}
 LISTED_RUNS = 30  # a skip summary lists this many runs of record numbers, then a count
@@ -166,3 +166,51 @@ def symmetry_deviation(plan, tensor: np.ndarray, mask: np.ndarray | None) -> flo
     den = t.flatten(1).norm(dim=1)
     rel = torch.where(den > 0, num / den.clamp_min(1e-300), num)  # [rows]
     return float(rel.max())
+
+
+#: A label is rejected when it breaks its spec's ``sum_rule zero`` or ``positive`` clause by more
+#: than this, relative to its size: far above DFT noise (an acoustic sum rule violated by 0.5 e
+#: over 10 atoms with charges ~2.5 e is 0.02), far below a wrong property or sign (about 1).
+PHYSICS_TOL = 0.05
+
+
+def check_physics(plan, name: str, tensor: np.ndarray, mask: np.ndarray | None) -> None:
+    """Raise :class:`Reject` (reason ``"physics"``) when label ``name`` breaks ``plan``'s
+    physics clauses by more than :data:`PHYSICS_TOL`, naming the clause, the atom or structure
+    and the deviation.
+
+    * ``sum_rule zero``: ``|sum_a T_a| / sum_a |T_a|`` (Frobenius norms; only when every atom is
+      labelled);
+    * ``positive``: the most negative eigenvalue of ``T`` as a symmetric ``[3^(n/2), 3^(n/2)]``
+      matrix (first half of the indices against the second), over the largest ``|eigenvalue|``.
+      ``definite`` is checked as ``semidefinite``: a zero eigenvalue of a tensor with pair
+      symmetries (elastic) is a direction its symmetry removes, not a violation.
+    """
+    t = np.asarray(tensor, dtype=np.float64)
+    rows = t.reshape((-1,) + (3,) * plan.order)  # [rows, 3, ..., 3]
+    if getattr(plan, "sum_rule", None) == "zero" and (mask is None or bool(np.all(mask))):
+        total = float(np.linalg.norm(rows.sum(axis=0)))
+        size = float(sum(np.linalg.norm(r) for r in rows))
+        dev = total / size if size > 0 else 0.0
+        if dev > PHYSICS_TOL:
+            raise Reject("physics", f"label {name!r} breaks the spec's 'sum_rule zero': its "
+                         f"{len(rows)} atom tensors sum to a tensor of norm {total:.4g}, {dev:.3g} "
+                         f"of their total norm (> {PHYSICS_TOL:g})",
+                         "check the key and the data (the sum over the atoms must vanish), or "
+                         "use a spec without the sum_rule clause")
+    if getattr(plan, "positive", None) is not None and plan.order % 2 == 0:
+        d = 3 ** (plan.order // 2)
+        picked = rows if mask is None else rows[np.asarray(mask, dtype=bool)]
+        for k, r in enumerate(picked):
+            m = r.reshape(d, d)
+            w = np.linalg.eigvalsh((m + m.T) / 2)  # [d], ascending
+            scale = float(np.abs(w).max())
+            dev = max(0.0, -float(w[0])) / scale if scale > 0 else 0.0
+            if dev > PHYSICS_TOL:
+                where = f"atom {int(np.flatnonzero(mask)[k]) if mask is not None else k}: " \
+                    if plan.level == "atom" else ""
+                raise Reject("physics", f"label {name!r} breaks the spec's 'positive "
+                             f"{plan.positive}': {where}eigenvalue {float(w[0]):.4g} (relative "
+                             f"{dev:.3g} below zero, > {PHYSICS_TOL:g})",
+                             "check the sign convention of the data, or use a spec without the "
+                             "positive clause")

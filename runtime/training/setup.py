@@ -157,6 +157,7 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
     sets = {"train": main.subset(parts["train"]),
             "valid": files["valid"] if d.valid else main.subset(parts["valid"]),
             "test": files["test"] if d.test else main.subset(parts["test"])}
+    _check_parts(sets, d, len(main), {"valid": fv, "test": ft})
     cutoff = cfg.model.cutoff
     graphs = {name: [collate_records([rec], cutoff, dtype, source=ds.source) for rec in ds]
               for name, ds in sets.items()}
@@ -164,6 +165,29 @@ def load_splits(cfg: TrainConfig, plans: list[HeadPlan], dtype: torch.dtype,
             "split_seed": d.split_seed, "group_by": d.group_by, "fractions": [1.0 - fv - ft, fv, ft],
             "frames": {name: [rec.index for rec in ds] for name, ds in sets.items()}}
     return graphs, SplitInfo(parts, meta, inputs_fingerprint(files, sets, plans))
+
+
+def _check_parts(sets: dict, d, n: int, fractions: dict[str, float]) -> None:
+    """Refuse an empty training part, and an empty valid or test part that was asked for (a
+    file, or a fraction > 0): its loss would be missing or stand in for another's."""
+    if not len(sets["train"]):
+        what = ("holds no structures" if n == 0 else
+                f"holds {n} structure(s), all drawn for valid/test (valid_fraction "
+                f"{fractions['valid']}, test_fraction {fractions['test']})")
+        raise DataError(d.train, None, f"{what}: the training split is empty",
+                        hint="give a file with structures (check the path and data.on_error)")
+    for role in ("valid", "test"):
+        if len(sets[role]):
+            continue
+        if getattr(d, role):
+            raise DataError(getattr(d, role), None, f"holds no structures: the {role} split "
+                            "is empty", hint=f"give a file with structures, or leave "
+                            f"data.{role} out")
+        if fractions[role] > 0:
+            raise DataError(d.train, None, f"{n} structure(s) leave the {role} split empty "
+                            f"({role}_fraction {fractions[role]} of {n} rounds to none)",
+                            hint=f"give more structures, a data.{role} file, or "
+                            f"{role}_fraction: 0")
 
 
 def _groups(dataset, key: str) -> list:
