@@ -59,8 +59,19 @@ class SourceLocation:
         if not self.line_text:
             return ""
         text = self.line_text.rstrip("\n")
-        pad = "".join(ch if ch == "\t" else " " for ch in text[: max(self.column - 1, 0)])
-        return f"    {text}\n    {pad}^"
+        shown = [shown_char(ch) for ch in text]  # a NUL byte is shown as \x00, not a blank
+        before = shown[: max(self.column - 1, 0)]
+        pad = "".join(ch if ch == "\t" else " " * len(ch) for ch in before)
+        return f"    {''.join(shown)}\n    {pad}^"
+
+
+def shown_char(ch: str) -> str:
+    """``ch`` as printed in a message: itself, or escaped when it is invisible (``\x00``).
+
+    >>> shown_char("a"), shown_char("\x00"), shown_char("\t")
+    ('a', '\\x00', '\t')
+    """
+    return ch if ch.isprintable() or ch == "\t" else ascii(ch)[1:-1]
 
 
 class SpecError(TsymError):

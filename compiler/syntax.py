@@ -24,7 +24,7 @@ from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from tsym.grammar import get_parser
 
-from .errors import SourceLocation, SpecSyntaxError
+from .errors import SourceLocation, SpecSyntaxError, shown_char
 from .spec import CLAUSES, LEVELS, PARITIES, POOLS, POSITIVITY, SUM_RULES
 
 __all__ = ["Word", "TermNode", "RelTermNode", "ClauseNode", "BlockNode", "DocumentNode", "Source", "parse_syntax"]
@@ -228,6 +228,8 @@ def describe_syntax_error(err: UnexpectedInput, source: Source) -> tuple[SourceL
     parser = getattr(err, "interactive_parser", None)
     stack = list(parser.parser_state.value_stack) if parser is not None else []
     override, message, hint = _expectation(stack, token, found, source)
+    if not at_end and token.type != "STRING" and not str(token).isascii():
+        hint = "names and index letters are ASCII letters only (a-z, A-Z): write e.g. 'indices ijk'"
     return override or loc, message, hint
 
 
@@ -236,7 +238,7 @@ def _describe(token: Token) -> str:
         return "the end of the line"
     if token.type == "STRING":
         return f"the string {token}"
-    return f"'{token}'"
+    return "'" + "".join(shown_char(ch) for ch in str(token)) + "'"
 
 
 def _is(item: object, *types: str) -> bool:

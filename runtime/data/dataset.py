@@ -52,7 +52,7 @@ import torch
 
 from tsym.runtime import graph as _graph
 from tsym.runtime import keys
-from tsym.runtime.data.extxyz import read_frames
+from tsym.runtime.data.extxyz import read_frames, unreadable_reason
 from tsym.runtime.data.records import (Reject, check_elements, check_geometry, check_physics,
                                        parse_label, record_runs, symmetry_deviation)
 from tsym.runtime.data.split import load_split, save_split, split
@@ -335,7 +335,12 @@ def read_dataset(path: str | Path, labels: Sequence[LabelSpec | Mapping] | Label
 def _read_frames(source: str) -> tuple[list, list[tuple[int, str]]]:
     """``([(frame index, Atoms)], [(frame index, why unreadable)])`` of an extxyz file."""
     if not Path(source).is_file():
-        raise DataError(source, None, "no such file")
+        raise DataError(source, None, "is a folder, not a data file" if Path(source).is_dir()
+                        else "no such file", "give the path of an extended XYZ file"
+                        if Path(source).is_dir() else None)
+    plainly_not = unreadable_reason(source)
+    if plainly_not:
+        raise DataError(source, None, *plainly_not)
     try:
         frames, bad = read_frames(source)
     except (OSError, UnicodeDecodeError) as err:

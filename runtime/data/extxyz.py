@@ -22,7 +22,29 @@ from collections.abc import Iterator
 import ase.io
 from ase import Atoms
 
-__all__ = ["read_frames", "iter_frames"]
+__all__ = ["read_frames", "iter_frames", "unreadable_reason"]
+
+#: the first bytes of compressed files, and the command that decompresses each
+_MAGIC = {b"\x1f\x8b": ("gzip", "gunzip -c"), b"BZh": ("bzip2", "bunzip2 -c"),
+          b"\xfd7zXZ\x00": ("xz", "unxz -c"), b"PK\x03\x04": ("zip", "unzip -p")}
+
+
+def unreadable_reason(path: str) -> tuple[str, str] | None:
+    """``(why, hint)`` when the file at ``path`` is plainly not extended XYZ text (compressed,
+    or empty), else None; an unreadable path is left to the reader's own error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return None
+    if not head:
+        return ("the file is empty (no structures)",
+                "give a file with structures (write them with ase.io.write(path, frames))")
+    for magic, (kind, command) in _MAGIC.items():
+        if head.startswith(magic):
+            return (f"the file is {kind}-compressed, not extended XYZ text",
+                    f"decompress it first: {command} {path} > decompressed.extxyz")
+    return None
 
 
 def _count(line: str) -> int | None:

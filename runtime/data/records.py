@@ -81,6 +81,14 @@ def _raw_value(atoms, spec: LabelSpec):
     if spec.key in results:
         return results[spec.key]
     where = "atoms.arrays (per-atom columns)" if spec.level == "atom" else "atoms.info"
+    other, other_level = (atoms.info, "structure") if spec.level == "atom" else (atoms.arrays,
+                                                                                 "atom")
+    if spec.key in other:  # the key is there, at the other level
+        found = "atoms.info (one value per structure)" if spec.level == "atom" else \
+            "atoms.arrays (a per-atom column)"
+        raise Reject("missing key", f"label {spec.name!r}: key {spec.key!r} is in {found}, but "
+                     f"the spec {spec.name!r} is level {spec.level}, read from {where}",
+                     f"use a spec with 'level {other_level}' for this key, or another key")
     raise Reject("missing key", f"label {spec.name!r}: key {spec.key!r} not found in {where}")
 
 

@@ -54,7 +54,7 @@ from tqdm.auto import tqdm
 from tsym.compiler import HeadPlan
 from tsym.runtime.checkpoint import read_model, resolve_checkpoint
 from tsym.runtime.data.dataset import LabelSpec
-from tsym.runtime.data.extxyz import iter_frames
+from tsym.runtime.data.extxyz import iter_frames, unreadable_reason
 from tsym.runtime.errors import DataError, NonFiniteWeightsError, PredictError
 from tsym.runtime.finite import describe, nonfinite_tensors
 from tsym.runtime.model import TensorModel, TrainedModel, build_model, predict_batched
@@ -232,7 +232,11 @@ def read_lazily(path: str | os.PathLike, format: str | None = None) -> Iterator[
     """
     source = str(path)
     if not Path(source).is_file():
-        raise DataError(source, None, "no such file")
+        raise DataError(source, None, "is a folder, not a structures file"
+                        if Path(source).is_dir() else "no such file")
+    plainly_not = unreadable_reason(source)
+    if plainly_not:
+        raise DataError(source, None, *plainly_not)
     extxyz = format in ("extxyz", "xyz") or (format is None and Path(source).suffix.lower()
                                                in (".xyz", ".extxyz"))
     count = 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -36,6 +37,13 @@ class _StrictLoader(yaml.SafeLoader):
                     "merge the two", key_node.start_mark)
             seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep)
+
+
+# YAML 1.2 floats without a dot (``lr: 1e-3``), which PyYAML (YAML 1.1) reads as strings: the
+# number they plainly are.  (Added to this loader only: its own copy of the resolvers.)
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"))
 
 
 def _resolve(path: str | None, base: Path | None) -> str | None:

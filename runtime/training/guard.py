@@ -55,6 +55,9 @@ class RunLock:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
+            if self.path.is_dir() and not self.path.is_symlink():
+                raise TrainError(f"{self.path}: the run lock is a folder, not a file; remove it "
+                                 f"(rmdir {self.path}) if no training uses it") from None
             raise TrainError(f"{self.run_dir}: cannot use this run directory ({err.strerror})"
                              ) from None
         try:

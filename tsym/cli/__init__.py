@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from tsym.cli import data, demo, eval, export, label, predict, train
+from tsym.cli._args import check_output_folder
 from tsym.compiler import SpecWarning, TsymError, compile_file, write_modules
 from tsym.compiler.errors import TsymWarning
 
@@ -60,6 +61,7 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_compile(args) -> int:
+    check_output_folder(args.output)
     plans = _plans(args.spec)
     for path in write_modules(plans, args.output):
         print(path)

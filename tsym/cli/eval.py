@@ -15,7 +15,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from tsym.cli._args import add_model_argument, positive_int
+from tsym.cli._args import add_model_argument, check_output_folder, positive_int
 from tsym.compiler.errors import TsymError
 
 __all__ = ["register", "cmd_eval", "parse_label_args"]
@@ -43,8 +43,12 @@ def _present(data: str, specs: dict) -> dict:
     """The labels whose key the first structure of ``data`` holds."""
     import ase.io
 
+    from tsym.runtime.data.extxyz import unreadable_reason
     from tsym.runtime.errors import DataError
 
+    plainly_not = unreadable_reason(data)
+    if plainly_not:
+        raise DataError(data, None, *plainly_not)
     try:
         first = ase.io.read(data, index=0, format="extxyz")
     except FileNotFoundError:
@@ -63,6 +67,8 @@ def cmd_eval(args) -> int:
     from tsym.runtime.inference.plots import parity_plots
     from tsym.runtime.inference.predict import checkpoint_labels, load_model
 
+    if args.output:
+        check_output_folder(args.output)
     ckpt = resolve_checkpoint(args.model)
     model = load_model(ckpt)
     defaults = checkpoint_labels(ckpt, model)
