@@ -66,9 +66,9 @@ class SourceLocation:
 
 
 def shown_char(ch: str) -> str:
-    """``ch`` as printed in a message: itself, or escaped when it is invisible (``\x00``).
+    r"""``ch`` as printed in a message: itself, or escaped when it is invisible (``\x00``).
 
-    >>> shown_char("a"), shown_char("\x00"), shown_char("\t")
+    >>> shown_char("a"), shown_char(chr(0)), shown_char("\t")
     ('a', '\\x00', '\t')
     """
     return ch if ch.isprintable() or ch == "\t" else ascii(ch)[1:-1]
