@@ -34,7 +34,7 @@ def base(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("reliability")
     write_dataset(root / "d.extxyz", n=8)
-    cfg = make_config(root / "d.extxyz", max_steps=1)
+    cfg = make_config(root / "d.extxyz", max_steps=2)
     tsym.build_model(ALPHA, cutoff=TINY["cutoff"], backbone_kwargs=TINY["backbone_kwargs"],
                      head_kwargs=TINY["head_kwargs"]).save(root / "m.pt")
     return root, cfg
@@ -87,6 +87,19 @@ def test_an_empty_test_file_is_refused(base, capsys):
         c["data"]["test"] = str(root / "blank.extxyz")
     train_with(root, cfg, "blank", edit, capsys,
                re.escape(f"{root / 'blank.extxyz'}: holds no structures: the test split is empty"))
+
+
+def test_the_summary_labels_a_best_loss_without_a_valid_split(base, tmp_path):
+    """valid_fraction: 0 asks for no valid split: the figure is then a training loss, and the
+    summary says so."""
+    from tsym.runtime.training.loop import train
+
+    root, cfg = base
+    cfg = json.loads(json.dumps(cfg))
+    assert train(cfg, tmp_path / "with")["selected_on"] == "valid"
+    cfg["data"]["valid_fraction"] = 0.0
+    summary = train(cfg, tmp_path / "without")
+    assert summary["selected_on"] == "train" and summary["valid"] is None
 
 
 # ------------------------------------------------------------- defect 7: physics clauses

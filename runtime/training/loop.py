@@ -82,8 +82,9 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
     dict
         ``run_dir``, ``steps`` (optimiser steps done in total), ``epochs``, ``finished``,
         ``step_losses`` (``[(step, loss)]`` of this invocation), ``best_valid_loss``,
-        ``best_step``, ``valid`` (last evaluation), ``test`` (best model on the test split, or
-        None), ``world_size``.
+        ``best_step``, ``selected_on`` (``"valid"``, or ``"train"`` when there is no valid
+        split: ``best_valid_loss`` is then a training loss), ``valid`` (last evaluation),
+        ``test`` (best model on the test split, or None), ``world_size``.
 
     Raises
     ------
@@ -367,6 +368,7 @@ class _Trainer(RunDir):
         return {"run_dir": str(self.run_dir), "steps": self.step, "finished": finished,
                 "epochs": self.step / self.steps_per_epoch, "step_losses": self.history,
                 "best_valid_loss": self.best_valid, "best_step": self.best_step,
+                "selected_on": "valid" if self.splits["valid"] else "train",
                 "valid": self.last_valid, "test": test, "world_size": d.world,
                 "refined": self.refined}
 

@@ -31,7 +31,9 @@ def cmd_train(args) -> int:
         short = {"run_dir": summary["run_dir"], "steps": summary["steps"],
                  "finished": summary["finished"],
                  "best_valid_loss": best if math.isfinite(best) else None,
-                 "best_step": summary["best_step"], "test": summary["test"]}
+                 "best_step": summary["best_step"],
+                 "selected_on": summary["selected_on"],  # "train": no valid split, train loss
+                 "test": summary["test"]}
         print(dumps(short))
     return 0
 
