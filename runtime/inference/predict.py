@@ -12,9 +12,9 @@ under its spec name (plus an optional suffix), flattened row-major: a structure-
 Note that ASE's extxyz reader moves ``info`` keys that are ASE property names (``dipole``, ...)
 into ``atoms.calc.results``.
 
-:class:`TsymCalculator` is an ``ase.calculators.calculator.Calculator``.  Its ``results`` hold each
-head under its spec name (structure level: ``[3, ..., 3]``; atom level: ``[n_atoms, 3, ..., 3]``)
-and, for these spec names, also under ASE's standard property name (:data:`ASE_NAMES`):
+:class:`~tsym.runtime.inference.calculator.TsymCalculator` (an ASE calculator) reports each
+head under its spec name and, for these spec names, also under ASE's standard property name
+(:data:`ASE_NAMES`):
 
 =========================  ============================  ===============  =====
 spec name                  ASE property                  level            order
@@ -29,6 +29,7 @@ charges                    ``charges``                   atom             0
 A spec whose level or order differs from the table keeps its spec name only.
 
 >>> from ase.build import molecule
+>>> from tsym.runtime.inference.calculator import TsymCalculator
 >>> calc = TsymCalculator(load_model("runs/dipole"))                   # doctest: +SKIP
 >>> water = molecule("H2O"); water.calc = calc                          # doctest: +SKIP
 >>> water.get_dipole_moment()                                           # doctest: +SKIP
@@ -45,7 +46,6 @@ import ase.io
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
@@ -58,8 +58,7 @@ from tsym.runtime.finite import describe, nonfinite_tensors
 from tsym.runtime.model import TensorModel, TrainedModel, build_model, predict_batched
 
 __all__ = ["ASE_NAMES", "load_model", "check_finite", "model_plans", "checkpoint_labels",
-           "predict_structures", "iter_predictions", "predict_file", "read_lazily",
-           "TsymCalculator"]
+           "predict_structures", "iter_predictions", "predict_file", "read_lazily"]
 
 #: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
 #: reports the prediction.
@@ -259,55 +258,3 @@ def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
     return count
-
-
-def _aliases(plans: dict[str, HeadPlan]) -> dict[str, str]:
-    """``{spec name: ASE property}`` for the specs of :data:`ASE_NAMES` of the right shape."""
-    out = {}
-    for name, plan in plans.items():
-        if name in ASE_NAMES:
-            ase_name, level, order = ASE_NAMES[name]
-            other_spec = ase_name != name and ase_name in plans  # that spec keeps the name
-            if plan.level == level and plan.order == order and not other_spec:
-                out[name] = ase_name
-    return out
-
-
-class TsymCalculator(Calculator):
-    """An ASE calculator that predicts the model's tensors (no energy or forces).
-
-    Parameters
-    ----------
-    model : TrainedModel, TensorModel, or a path for :func:`load_model`
-    **kwargs
-        Passed to ``ase.calculators.calculator.Calculator``.
-
-    Attributes
-    ----------
-    implemented_properties : list of str
-        The ASE names of :data:`ASE_NAMES` that apply, then every spec name.
-    aliases : dict of str to str
-        Spec name -> ASE property name.
-    """
-
-    implemented_properties: list[str] = []
-
-    def __init__(self, model, **kwargs):
-        if isinstance(model, (str, os.PathLike)):
-            model = load_model(model)
-        self.model = model
-        self.plans = model_plans(model)
-        self.aliases = _aliases(self.plans)
-        names = list(self.aliases.values()) + list(self.plans)
-        self.implemented_properties = list(dict.fromkeys(names))  # unique, in order
-        super().__init__(**kwargs)
-
-    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        preds = self.model.predict([self.atoms])
-        for name, plan in self.plans.items():
-            value = np.asarray(preds[name], dtype=np.float64)
-            value = value if plan.level == "atom" else value[0]  # [n, 3..] or [3..]
-            self.results[name] = value
-            if name in self.aliases:
-                self.results[self.aliases[name]] = value.copy()
