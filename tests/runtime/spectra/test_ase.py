@@ -19,7 +19,7 @@ from ase.build import molecule
 from ase.calculators.emt import EMT
 from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
-from ase.vibrations import Infrared
+from ase.vibrations import Infrared, Vibrations
 
 import tsym
 
@@ -104,3 +104,21 @@ def test_model_spectrum_refuses_missing_heads(water):
         tsym.model_spectrum(model, water, hessian, dipole="polarizability")
     with pytest.raises(tsym.TsymError, match=r"^name a dipole, polarizability or apt head"):
         tsym.model_spectrum(model, water, hessian)
+
+
+def test_depolarisation_ratio_follows_symmetry(water, tmp_path, monkeypatch):
+    """Water (C2v): the antisymmetric stretch (b2) changes no invariant of the polarizability,
+    so a' = 0 and rho = 3/4 exactly (group theory); the two a1 modes are polarised (rho < 3/4).
+    An exactly equivariant model keeps this whatever its weights; the only error is the finite-
+    difference Hessian's asymmetry (~1e-9 of its entries), far below 1e-6."""
+    monkeypatch.chdir(tmp_path)
+    model = tiny_model(torch.float64)
+    atoms = water.copy()
+    atoms.calc = EMT()
+    vib = Vibrations(atoms, name="vib")
+    vib.run()
+    spec = tsym.model_spectrum(model, water, vib.get_vibrations(),
+                               polarizability="polarizability")
+    rho = spec.depolarization_ratios
+    assert np.sum(np.abs(rho - 0.75) < 1e-6) == 1
+    assert np.sum(rho < 0.75 - 1e-3) == 2
