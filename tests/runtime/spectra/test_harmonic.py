@@ -156,3 +156,15 @@ def test_csv_and_png(tmp_path):
                                               spec.depolarization_ratios[0]], rtol=1e-6)
     png = plot_spectrum(spec, tmp_path / "s.png", width=20.0)
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", ["_derivatives", "_units", "_harmonic", "_model", "_output",
+                                  "_trajectory"])
+def test_docstring_examples(name):
+    """The examples in the subpackage's private modules (tests/test_doctests.py reads the
+    top-level modules of tsym.runtime only)."""
+    import doctest
+    import importlib
+    module = importlib.import_module(f"tsym.runtime.spectra.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
