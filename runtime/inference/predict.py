@@ -56,6 +56,7 @@ from tsym.runtime.data.extxyz import iter_frames
 from tsym.runtime.errors import DataError, NonFiniteWeightsError, PredictError
 from tsym.runtime.finite import describe, nonfinite_tensors
 from tsym.runtime.model import TensorModel, TrainedModel, build_model, predict_batched
+from tsym.runtime.spectra import derivatives as position_derivatives
 
 __all__ = ["ASE_NAMES", "load_model", "check_finite", "model_plans", "checkpoint_labels",
            "predict_structures", "iter_predictions", "predict_file", "read_lazily"]
@@ -163,14 +164,17 @@ def _with_predictions(batch: Sequence[Atoms], preds: dict[str, np.ndarray],
 
 
 def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
-                     suffix: str = "", source: str = "<structures>") -> Iterator[list[Atoms]]:
+                     suffix: str = "", source: str = "<structures>", derivatives: bool = False
+                     ) -> Iterator[list[Atoms]]:
     """Batches of copies of ``structures`` holding the predictions, one batch at a time.
 
     ``structures`` is read lazily (a generator such as ``ase.io.iread`` works): only one batch
     of structures and its predictions is alive at a time, so memory does not grow with the
     number of structures.  The batches are those of ``model.predict(structures, batch_size)``,
     so the numbers are the same.  Graph errors name ``source`` and the record's place in the
-    input (0-based).
+    input (0-based).  ``derivatives``: also each structure-level head's derivative with respect
+    to the positions (:func:`tsym.runtime.spectra.derivatives`) in ``atoms.arrays`` under
+    ``NAME_derivatives`` + suffix, ``[n_atoms, 3^(k+1)]`` (the displacement direction last).
     """
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -182,12 +186,25 @@ def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: 
     while batch := list(itertools.islice(items, batch_size)):
         preds = predict_batched(model, list(plans.values()), batch, batch_size,
                                 source=source, first=first)
-        yield _with_predictions(batch, preds, plans, suffix)
+        out = _with_predictions(batch, preds, plans, suffix)
+        if derivatives:
+            grads = position_derivatives(model, batch, batch_size=batch_size, source=source)
+            offset = 0
+            for atoms in out:
+                n = len(atoms)
+                for name, value in grads.items():  # [N, 3, ..., 3, 3]
+                    key = f"{name}_derivatives{suffix}"
+                    atoms.arrays.pop(key, None)
+                    atoms.new_array(key, value[offset:offset + n].reshape(n, -1).astype(
+                        np.float64))  # [n, 3^(k+1)]
+                offset += n
+        yield out
         first += len(batch)
 
 
 def predict_structures(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
-                       suffix: str = "", source: str = "<structures>") -> list[Atoms]:
+                       suffix: str = "", source: str = "<structures>",
+                       derivatives: bool = False) -> list[Atoms]:
     """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
 
     Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
@@ -195,10 +212,11 @@ def predict_structures(model, structures: Atoms | Iterable[Atoms], *, batch_size
     present (also among the results of an attached single-point calculator) is replaced; results
     of such a calculator are otherwise kept.  Errors name ``source`` and the structure's place
     in ``structures`` (``FILE:record 40: ...``).  For many structures use :func:`predict_file`,
-    which keeps one batch in memory.
+    which keeps one batch in memory.  ``derivatives``: as :func:`iter_predictions`.
     """
     return [atoms for batch in iter_predictions(model, structures, batch_size=batch_size,
-                                                suffix=suffix, source=source) for atoms in batch]
+                                                suffix=suffix, source=source,
+                                                derivatives=derivatives) for atoms in batch]
 
 
 
@@ -230,7 +248,8 @@ def read_lazily(path: str | os.PathLike, format: str | None = None) -> Iterator[
 
 
 def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike, *,
-                 batch_size: int = 32, suffix: str = "", progress: bool = True) -> int:
+                 batch_size: int = 32, suffix: str = "", progress: bool = True,
+                 derivatives: bool = False) -> int:
     """Predict every structure of the file ``structures``; write them to extxyz ``output``.
 
     Streams: structures are read lazily, predicted a batch at a time and each batch is
@@ -247,6 +266,7 @@ def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike
         with open(tmp, "w") as f, tqdm(desc="predict", unit=" structures", leave=False,
                                        disable=None if progress else True) as bar:
             for batch in iter_predictions(model, frames, batch_size=batch_size, suffix=suffix,
+                                          derivatives=derivatives,
                                           source=str(structures)):
                 ase.io.write(f, batch, format="extxyz")
                 count += len(batch)

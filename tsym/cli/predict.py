@@ -20,7 +20,8 @@ def cmd_predict(args) -> int:
     check_output_file(args.output)
     model = load_model(args.model)
     predict_file(model, args.structures, args.output, batch_size=args.batch_size,
-                 suffix=args.suffix, progress=not args.no_progress)
+                 suffix=args.suffix, progress=not args.no_progress,
+                 derivatives=args.derivatives)
     print(args.output)
     return 0
 
@@ -35,6 +36,9 @@ def register(subparsers) -> None:
                    help="appended to each spec name to form the key (e.g. _pred, to keep labels "
                         "of the same name)")
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--derivatives", action="store_true",
+                   help="also write d(head)/d(positions) of each structure-level head per atom "
+                        "(NAME_derivatives: APTs of a dipole, Raman tensors of a polarizability)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it shows only when stderr is a terminal)")
     p.set_defaults(func=cmd_predict)

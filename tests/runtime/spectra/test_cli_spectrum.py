@@ -70,3 +70,24 @@ def test_bad_inputs_one_line(files, capsys):
         assert main(base + extra) == 2, extra
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err and "Traceback" not in err, err
+
+
+def test_predict_writes_derivatives(files, capsys):
+    root, model, water, _ = files
+    frames = [water, molecule("NH3")]
+    ase.io.write(root / "two.xyz", frames)
+    out = root / "pred.extxyz"
+    assert main(["predict", str(root / "model.pt"), str(root / "two.xyz"), "-o", str(out),
+                 "--derivatives", "--no-progress"]) == 0
+    read = ase.io.read(out, index=":")
+    want = tsym.derivatives(model, frames)
+    offset = 0  # extxyz keeps 8 decimals: 5e-9 absolute
+    for atoms in read:
+        n = len(atoms)
+        np.testing.assert_allclose(atoms.arrays["dipole_derivatives"],
+                                   want["dipole"][offset:offset + n].reshape(n, 9), atol=1e-8)
+        np.testing.assert_allclose(atoms.arrays["polarizability_derivatives"],
+                                   want["polarizability"][offset:offset + n].reshape(n, 27),
+                                   atol=1e-8)
+        offset += n
+    capsys.readouterr()

@@ -1,10 +1,11 @@
 """Derivative tensors by autograd (``tsym.derivatives``): symmetry, sum rule, finite differences.
 
 Tolerances.  float64: 1e-10 of the largest entry (``TOLERANCES``, conftest: rounding amplified
-~100x over epsilon in these networks stays far below).  float32: the same checks against a bound
-of 2e-4 of the largest entry: a derivative is a difference quotient of the network's rounding,
-and float32's epsilon (6e-8) amplified ~1000x by the ~30 chained operations of two blocks and a
-head is ~1e-4; the float32 values are also compared with the float64 model's (same weights).
+~100x over epsilon in these networks stays far below; measured 3e-15).  float32: the same checks
+against 5e-5 of the largest entry: float32's epsilon (6e-8) amplified ~30x by the chained
+operations of two blocks, a head and the backward passes (measured: 2e-6 for the Raman tensors,
+8e-7 for the APTs, the same against the float64 model with the same weights), with a margin of
+25 for other CPUs' kernels.
 Finite differences (float64): the central quotient ``D(h)`` has truncation error ``~h^2 f'''/6``
 and rounding ``~eps |f| / h``; ``|D(h) - D(2h)| = 3 h^2 |f'''| / 6`` measures the first, so
 ``|autograd - D(h)| <= |D(h) - D(2h)| + 100 eps max|f| / h`` (a factor 3 of slack on the first).
@@ -21,7 +22,7 @@ from tsym.runtime.spectra import DerivativeError, graph_derivatives
 from ...conftest import TOLERANCES
 from ._models import molecules, orthogonal, tiny_model
 
-TOL = {torch.float64: TOLERANCES[torch.float64], torch.float32: 2e-4}
+TOL = {torch.float64: TOLERANCES[torch.float64], torch.float32: 5e-5}
 
 
 def _moved(structures, q=np.eye(3), t=np.zeros(3)):
