@@ -99,9 +99,8 @@ class TsymCalculator(Calculator):
                       for p in base_props}
         for name, plan in self.plans.items():
             self.units[name] = plan.units or "unspecified (the spec gives no units)"
-        for ase_name in self.aliases.values():
-            self.units[ase_name] = self.units[ase_name if ase_name in self.plans else next(
-                n for n, a in self.aliases.items() if a == ase_name)]
+        for name, ase_name in self.aliases.items():
+            self.units[ase_name] = self.units[name]
         for key, name in self.derivative_heads.items():
             self.units[key] = f"({self.units[name]})/Angstrom"
         super().__init__(**kwargs)

@@ -160,4 +160,8 @@ def derivatives(model: torch.nn.Module, structures: Atoms | Sequence[Atoms],
                 parts[name].append(value.detach().cpu().numpy())
     finally:
         model.train(was_training)
-    return {name: np.concatenate(v) for name, v in parts.items()}
+    plans = _plans(model)
+    dtype = np.float64 if model.dtype == torch.float64 else np.float32
+    return {name: np.concatenate(v) if v else np.zeros((0,) + (3,) * (plans[name].order + 1),
+                                                       dtype=dtype)
+            for name, v in parts.items()}

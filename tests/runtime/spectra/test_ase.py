@@ -122,3 +122,10 @@ def test_depolarisation_ratio_follows_symmetry(water, tmp_path, monkeypatch):
     rho = spec.depolarization_ratios
     assert np.sum(np.abs(rho - 0.75) < 1e-6) == 1
     assert np.sum(rho < 0.75 - 1e-3) == 2
+
+
+def test_calculator_refuses_unknown_derivative_heads():
+    model = tiny_model(torch.float64)
+    with pytest.raises(tsym.TsymError, match=r"^the model has no head 'alpha' \(heads: "):
+        tsym.TsymCalculator(model, derivatives=["alpha"])
+    assert tsym.derivatives(model, [])["dipole"].shape == (0, 3, 3)
