@@ -103,7 +103,7 @@ def plot_spectrum(spectrum: HarmonicSpectrum, path: str | os.PathLike, grid=None
         for k in np.flatnonzero(values > label_above * top) if top > 0 else []:
             ax.annotate(f"{nu[k]:.0f}", (nu[k], values[k]), textcoords="offset points",
                         xytext=(0, 2), ha="center", fontsize=7)
-        ax.set_ylabel(f"{name.upper()} ({unit})")
+        ax.set_ylabel(f"{'IR' if name == 'ir' else 'Raman'} ({unit})")
         twin = ax.twinx()
         twin.plot(grid, broaden(nu, values, grid, width, shape), color="tab:red", lw=1.0)
         twin.set_ylabel(f"{shape}, FWHM {width:g} ({unit} per cm$^{{-1}}$)", color="tab:red")

@@ -12,6 +12,7 @@ prints the mode table.  The work is in :mod:`tsym.runtime.spectra`.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,11 @@ def cmd_harmonic(args) -> int:
                           polarizability=args.polarizability, apt=args.apt,
                           dipole_unit=args.dipole_unit,
                           polarizability_unit=args.polarizability_unit)
+    imaginary = int((spec.wavenumbers < 0).sum())
+    if imaginary:
+        print(f"tsym: warning: {imaginary} imaginary mode(s), listed with negative wavenumbers: "
+              "the structure is not at a minimum of the Hessian's potential (optimise it "
+              "first)", file=sys.stderr)
     curve, modes = write_csv(spec, args.output, grid, args.width, args.shape)
     ir, raman, rho = spec.ir_intensities, spec.raman_activities, spec.depolarization_ratios
     print(f"{'mode':>4} {'cm^-1':>10}" + (f" {'IR km/mol':>12}" if ir is not None else "")

@@ -129,3 +129,23 @@ def test_calculator_refuses_unknown_derivative_heads():
     with pytest.raises(tsym.TsymError, match=r"^the model has no head 'alpha' \(heads: "):
         tsym.TsymCalculator(model, derivatives=["alpha"])
     assert tsym.derivatives(model, [])["dipole"].shape == (0, 3, 3)
+
+
+def test_spectrum_is_invariant_under_rotation_and_reflection(water):
+    """Rotating-reflecting the molecule and its Hessian leaves every mode's wavenumber, IR
+    intensity, Raman activity and depolarisation ratio as they were (1e-10: float64 rounding
+    of the model, ~1e-15, and of 9x9 eigensolvers)."""
+    from ._models import orthogonal
+    model = tiny_model(torch.float64)
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(9, 9))
+    hessian = a @ a.T + 9 * np.eye(9)  # eV/A^2, positive: every mode real
+    q = orthogonal(2)
+    big = np.kron(np.eye(3), q)  # q on each atom's block
+    moved = water.copy()
+    moved.positions = water.positions @ q.T
+    kw = dict(dipole="dipole", polarizability="polarizability")
+    s0 = tsym.model_spectrum(model, water, hessian, **kw)
+    s1 = tsym.model_spectrum(model, moved, big @ hessian @ big.T, **kw)
+    for attr in ("wavenumbers", "ir_intensities", "raman_activities", "depolarization_ratios"):
+        np.testing.assert_allclose(getattr(s1, attr), getattr(s0, attr), rtol=1e-10)
