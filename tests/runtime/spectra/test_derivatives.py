@@ -142,3 +142,24 @@ def test_create_graph_reaches_the_weights():
     apt.pow(2).sum().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert sum(g is not None and bool(g.abs().sum() > 0) for g in grads) >= len(grads) // 2
+
+
+def test_trained_model_derivatives_are_in_data_units():
+    """A TrainedModel de-normalises: y = scale * y_n + shift (shift on 0e only, per atom for a
+    sum-pooled head).  The shift has no derivative, so d(dipole)/dr = scale_1 * the raw model's
+    and the polarizability's 0e and 2e parts scale by their own factors."""
+    from tsym.runtime.model import TrainedModel
+    from tsym.runtime.normalisation import Normalisation
+    model = tiny_model(torch.float64)
+    plans = {p.name: p for p in model.plans}
+    norms = {"dipole": Normalisation("1x1o", (0.0,) * 3, (2.5,) * 3, True),
+             "polarizability": Normalisation("1x0e+1x2e", (7.0,) + (0.0,) * 5,
+                                             (3.0,) + (0.5,) * 5, True)}
+    trained = TrainedModel(model, norms).eval()
+    mols = molecules()
+    raw, got = tsym.derivatives(model, mols), tsym.derivatives(trained, mols)
+    assert _rel(got["dipole"], 2.5 * raw["dipole"]) <= TOL[torch.float64]
+    q = plans["polarizability"].basis_array  # [6, 3, 3]: 0e row first, then the 2e rows
+    coords = np.einsum("kab,iabc->ikc", q, raw["polarizability"])  # [N, 6, 3]
+    want = np.einsum("kab,ikc->iabc", q, coords * np.array([3.0] + [0.5] * 5)[None, :, None])
+    assert _rel(got["polarizability"], want) <= TOL[torch.float64]
