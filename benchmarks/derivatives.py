@@ -1,6 +1,7 @@
 """Derivative tensors by autograd: their cost against a forward pass and finite differences.
 
-Run: ``python benchmarks/derivatives.py [--rounds 5] [--count 32] [--dtype float32]``.
+Run from the repository root: ``python -m benchmarks.derivatives [--rounds 5] [--count 32]
+[--dtype float32]``.
 
 One XPaiNN model of the default widths (``128x0e+64x1o+32x2e``, 3 blocks) with the dipole and
 polarizability heads, on ``--count`` QM9-sized molecules (``backbone_speed.molecules``), one
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -29,10 +29,9 @@ import torch
 import tsym
 from tsym.runtime.spectra import graph_derivatives
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.backbone_speed import molecules  # (benchmarks.common.molecules after the move)
 
-from backbone_speed import molecules  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _time(fn, rounds: int) -> float:
