@@ -14,7 +14,11 @@ backward recomputes the gathers per chunk::
 
     d x[a] += (M^T d out) * x[b],   d x[b] += (M^T d out) * x[a]
 
-and never keeps the pair products.  The matrices are constants (no gradient); the eager head
+and never keeps the pair products.  That backward works in place; when autograd records it
+(``create_graph=True``: second derivatives, e.g. of an output's derivative with respect to the
+positions) it computes the same gradients from :func:`_reference`, the plain differentiable
+expression, instead, so the result is differentiable again (any order).  The matrices are
+constants (no gradient); the eager head
 passes them as sparse COO tensors: the Clebsch-Gordan matrix of the elastic head's second
 product is 205 x 435 with 917 nonzeros (7%), so one sparse matmul per chunk replaces one dense
 matmul per group (8 for elastic) and skips the zeros.
@@ -22,7 +26,6 @@ matmul per group (8 for elastic) and skips the zeros.
 from typing import List, Optional, Tuple
 
 import torch
-from torch.autograd.function import once_differentiable
 
 #: Pair-product elements per chunk (``pairs x columns``): 2^18 floats, 1 MiB in float32.
 PAIR_BUDGET = 1 << 18
@@ -66,10 +69,11 @@ class _PairContract(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable  # the backward works in place: no second derivatives through it
     def backward(ctx, grad_out):
         x, a_idx, b_idx, weights, path_idx, summed = ctx.saved_tensors
         mat, mat_t = ctx.mat, ctx.mat_t
+        if torch.is_grad_enabled():  # create_graph: a backward that is differentiable itself
+            return _reference_backward(ctx, grad_out, x, a_idx, b_idx, weights, path_idx, summed)
         need_x = ctx.needs_input_grad[0]
         need_w = weights is not None and ctx.needs_input_grad[5]
         rows = mat.shape[0]
@@ -104,6 +108,31 @@ class _PairContract(torch.autograd.Function):
             gx.index_add_(0, b_idx, xa.mul_(gp))
             grad_x[:, c0:c0 + w] = gx
         return grad_x, None, None, None, None, grad_w, None, None
+
+
+def _reference(x: torch.Tensor, a_idx: torch.Tensor, b_idx: torch.Tensor, mat: torch.Tensor,
+               weights: Optional[torch.Tensor], path_idx: Optional[torch.Tensor],
+               summed: Optional[torch.Tensor]) -> torch.Tensor:
+    """:func:`pair_contract` on whole arrays with differentiable torch operations."""
+    dense = mat.to_dense() if mat.is_sparse else mat  # [R, P]
+    out = dense @ (x.index_select(0, a_idx) * x.index_select(0, b_idx))  # [R, C]
+    if weights is None or path_idx is None or summed is None:
+        return out
+    return summed @ (out * weights.index_select(0, path_idx))  # [T, C]
+
+
+def _reference_backward(ctx, grad_out, x, a_idx, b_idx, weights, path_idx, summed):
+    """The gradients of :func:`_reference`, recorded by autograd (``create_graph=True``)."""
+    need_w = weights is not None and ctx.needs_input_grad[5]
+    wrt = [t for t, need in ((x, ctx.needs_input_grad[0]), (weights, need_w)) if need]
+    if not wrt:
+        return None, None, None, None, None, None, None, None
+    with torch.enable_grad():
+        out = _reference(x, a_idx, b_idx, ctx.mat, weights, path_idx, summed)
+        grads = list(torch.autograd.grad(out, wrt, grad_out, create_graph=True))
+    grad_x = grads.pop(0) if ctx.needs_input_grad[0] else None
+    grad_w = grads.pop(0) if need_w else None
+    return grad_x, None, None, None, None, grad_w, None, None
 
 
 def pair_contract(x: torch.Tensor, a_idx: torch.Tensor, b_idx: torch.Tensor, mat: torch.Tensor,

@@ -44,6 +44,7 @@ LAYERS = (
     ("tsym.runtime._batched",),
     ("tsym.runtime.model",),
     ("tsym.runtime.training",),
+    ("tsym.runtime.spectra",),
     ("tsym.runtime.inference",),
     ("tsym.runtime",),  # the package's __init__: its public API
     ("tsym",),  # the public API and the CLI

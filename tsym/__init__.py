@@ -6,8 +6,9 @@
 ('2x0e+2x2e+1x4e', 21)
 
 ``import tsym`` loads the compiler only (sympy, numpy, lark); the names that need torch and e3nn
-(``build_model``, ``TensorModel``, ``collate``, ``SelfMixHead``) load their modules on first
-access (PEP 562), so the compiler and its command line start without torch.
+(``build_model``, ``TensorModel``, ``collate``, ``SelfMixHead``, ``TsymCalculator``,
+``derivatives`` and the spectra) load their modules on first access (PEP 562), so the compiler
+and its command line start without torch.
 """
 from __future__ import annotations
 
@@ -30,16 +31,23 @@ if TYPE_CHECKING:
     from tsym.compiler.head import SelfMixHead
     from tsym.runtime.equivariance import EquivarianceReport, check_equivariance
     from tsym.runtime.graph import collate
+    from tsym.runtime.inference.calculator import TsymCalculator
     from tsym.runtime.model import TensorModel, build_model
     from tsym.runtime.nn.registry import register_backbone
     from tsym.runtime.nn.wrap import backbone_from_module
+    from tsym.runtime.spectra import (HarmonicSpectrum, derivatives, graph_derivatives,
+                                      harmonic_spectrum, model_spectrum, normal_modes)
 
 __all__ = [
     "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",
     "compile_spec", "parse_file", "parse_text", "emit_module", "build_model", "TensorModel",
     "collate", "__version__",
     "check_equivariance", "EquivarianceReport", "backbone_from_module", "register_backbone",
+    "TsymCalculator", "derivatives", "graph_derivatives", "normal_modes", "harmonic_spectrum",
+    "model_spectrum", "HarmonicSpectrum",
 ]
+_SPECTRA = ("derivatives", "graph_derivatives", "normal_modes", "harmonic_spectrum",
+            "model_spectrum", "HarmonicSpectrum")
 
 
 def __getattr__(name: str):
@@ -54,6 +62,10 @@ def __getattr__(name: str):
         from tsym.runtime.nn import registry as home
     elif name == "backbone_from_module":
         from tsym.runtime.nn import wrap as home
+    elif name == "TsymCalculator":
+        from tsym.runtime.inference import calculator as home
+    elif name in _SPECTRA:
+        from tsym.runtime import spectra as home
     elif name == "SelfMixHead":
         from tsym.compiler import head as home
     else:

@@ -12,9 +12,9 @@ under its spec name (plus an optional suffix), flattened row-major: a structure-
 Note that ASE's extxyz reader moves ``info`` keys that are ASE property names (``dipole``, ...)
 into ``atoms.calc.results``.
 
-:class:`TsymCalculator` is an ``ase.calculators.calculator.Calculator``.  Its ``results`` hold each
-head under its spec name (structure level: ``[3, ..., 3]``; atom level: ``[n_atoms, 3, ..., 3]``)
-and, for these spec names, also under ASE's standard property name (:data:`ASE_NAMES`):
+:class:`~tsym.runtime.inference.calculator.TsymCalculator` (an ASE calculator) reports each
+head under its spec name and, for these spec names, also under ASE's standard property name
+(:data:`ASE_NAMES`):
 
 =========================  ============================  ===============  =====
 spec name                  ASE property                  level            order
@@ -29,6 +29,7 @@ charges                    ``charges``                   atom             0
 A spec whose level or order differs from the table keeps its spec name only.
 
 >>> from ase.build import molecule
+>>> from tsym.runtime.inference.calculator import TsymCalculator
 >>> calc = TsymCalculator(load_model("runs/dipole"))                   # doctest: +SKIP
 >>> water = molecule("H2O"); water.calc = calc                          # doctest: +SKIP
 >>> water.get_dipole_moment()                                           # doctest: +SKIP
@@ -47,7 +48,6 @@ import ase.io
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
@@ -58,10 +58,11 @@ from tsym.runtime.data.extxyz import iter_frames, unreadable_reason
 from tsym.runtime.errors import DataError, NonFiniteWeightsError, PredictError
 from tsym.runtime.finite import describe, nonfinite_tensors
 from tsym.runtime.model import TensorModel, TrainedModel, build_model, predict_batched
+from tsym.runtime.spectra import derivatives as position_derivatives
 
 __all__ = ["ASE_NAMES", "load_model", "check_finite", "model_plans", "checkpoint_labels",
            "predict_structures", "iter_predictions", "predict_file", "read_lazily",
-           "check_suffix", "TsymCalculator"]
+           "check_suffix"]
 
 #: spec name -> (ASE property name, level, order) under which :class:`TsymCalculator` also
 #: reports the prediction.
@@ -183,14 +184,17 @@ def _with_predictions(batch: Sequence[Atoms], preds: dict[str, np.ndarray],
 
 
 def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
-                     suffix: str = "", source: str = "<structures>") -> Iterator[list[Atoms]]:
+                     suffix: str = "", source: str = "<structures>", derivatives: bool = False
+                     ) -> Iterator[list[Atoms]]:
     """Batches of copies of ``structures`` holding the predictions, one batch at a time.
 
     ``structures`` is read lazily (a generator such as ``ase.io.iread`` works): only one batch
     of structures and its predictions is alive at a time, so memory does not grow with the
     number of structures.  The batches are those of ``model.predict(structures, batch_size)``,
     so the numbers are the same.  Graph errors name ``source`` and the record's place in the
-    input (0-based).
+    input (0-based).  ``derivatives``: also each structure-level head's derivative with respect
+    to the positions (:func:`tsym.runtime.spectra.derivatives`) in ``atoms.arrays`` under
+    ``NAME_derivatives`` + suffix, ``[n_atoms, 3^(k+1)]`` (the displacement direction last).
     """
     if isinstance(structures, Atoms):
         structures = [structures]
@@ -203,12 +207,25 @@ def iter_predictions(model, structures: Atoms | Iterable[Atoms], *, batch_size: 
     while batch := list(itertools.islice(items, batch_size)):
         preds = predict_batched(model, list(plans.values()), batch, batch_size,
                                 source=source, first=first)
-        yield _with_predictions(batch, preds, plans, suffix)
+        out = _with_predictions(batch, preds, plans, suffix)
+        if derivatives:
+            grads = position_derivatives(model, batch, batch_size=batch_size, source=source)
+            offset = 0
+            for atoms in out:
+                n = len(atoms)
+                for name, value in grads.items():  # [N, 3, ..., 3, 3]
+                    key = f"{name}_derivatives{suffix}"
+                    atoms.arrays.pop(key, None)
+                    atoms.new_array(key, value[offset:offset + n].reshape(n, -1).astype(
+                        np.float64))  # [n, 3^(k+1)]
+                offset += n
+        yield out
         first += len(batch)
 
 
 def predict_structures(model, structures: Atoms | Iterable[Atoms], *, batch_size: int = 32,
-                       suffix: str = "", source: str = "<structures>") -> list[Atoms]:
+                       suffix: str = "", source: str = "<structures>",
+                       derivatives: bool = False) -> list[Atoms]:
     """Copies of ``structures`` holding the predictions (key = spec name + ``suffix``).
 
     Structure-level heads go to ``atoms.info``, atom-level heads to ``atoms.arrays``, flattened
@@ -216,10 +233,11 @@ def predict_structures(model, structures: Atoms | Iterable[Atoms], *, batch_size
     present (also among the results of an attached single-point calculator) is replaced; results
     of such a calculator are otherwise kept.  Errors name ``source`` and the structure's place
     in ``structures`` (``FILE:record 40: ...``).  For many structures use :func:`predict_file`,
-    which keeps one batch in memory.
+    which keeps one batch in memory.  ``derivatives``: as :func:`iter_predictions`.
     """
     return [atoms for batch in iter_predictions(model, structures, batch_size=batch_size,
-                                                suffix=suffix, source=source) for atoms in batch]
+                                                suffix=suffix, source=source,
+                                                derivatives=derivatives) for atoms in batch]
 
 
 
@@ -278,7 +296,7 @@ def _regular_or_new(path: Path) -> bool:
 
 def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike, *,
                  batch_size: int = 32, suffix: str = "", progress: bool = True,
-                 overwrite_labels: bool = False) -> int:
+                 overwrite_labels: bool = False, derivatives: bool = False) -> int:
     """Predict every structure of the file ``structures``; write them to extxyz ``output``.
 
     Streams: structures are read lazily, predicted a batch at a time and each batch is
@@ -306,6 +324,7 @@ def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike
         with open(tmp, "w") as f, tqdm(desc="predict", unit=" structures", leave=False,
                                        disable=None if progress else True) as bar:
             for batch in iter_predictions(model, frames, batch_size=batch_size, suffix=suffix,
+                                          derivatives=derivatives,
                                           source=str(structures)):
                 ase.io.write(f, batch, format="extxyz")
                 count += len(batch)
@@ -319,55 +338,3 @@ def predict_file(model, structures: str | os.PathLike, output: str | os.PathLike
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
     return count
-
-
-def _aliases(plans: dict[str, HeadPlan]) -> dict[str, str]:
-    """``{spec name: ASE property}`` for the specs of :data:`ASE_NAMES` of the right shape."""
-    out = {}
-    for name, plan in plans.items():
-        if name in ASE_NAMES:
-            ase_name, level, order = ASE_NAMES[name]
-            other_spec = ase_name != name and ase_name in plans  # that spec keeps the name
-            if plan.level == level and plan.order == order and not other_spec:
-                out[name] = ase_name
-    return out
-
-
-class TsymCalculator(Calculator):
-    """An ASE calculator that predicts the model's tensors (no energy or forces).
-
-    Parameters
-    ----------
-    model : TrainedModel, TensorModel, or a path for :func:`load_model`
-    **kwargs
-        Passed to ``ase.calculators.calculator.Calculator``.
-
-    Attributes
-    ----------
-    implemented_properties : list of str
-        The ASE names of :data:`ASE_NAMES` that apply, then every spec name.
-    aliases : dict of str to str
-        Spec name -> ASE property name.
-    """
-
-    implemented_properties: list[str] = []
-
-    def __init__(self, model, **kwargs):
-        if isinstance(model, (str, os.PathLike)):
-            model = load_model(model)
-        self.model = model
-        self.plans = model_plans(model)
-        self.aliases = _aliases(self.plans)
-        names = list(self.aliases.values()) + list(self.plans)
-        self.implemented_properties = list(dict.fromkeys(names))  # unique, in order
-        super().__init__(**kwargs)
-
-    def calculate(self, atoms=None, properties=None, system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
-        preds = self.model.predict([self.atoms])
-        for name, plan in self.plans.items():
-            value = np.asarray(preds[name], dtype=np.float64)
-            value = value if plan.level == "atom" else value[0]  # [n, 3..] or [3..]
-            self.results[name] = value
-            if name in self.aliases:
-                self.results[self.aliases[name]] = value.copy()

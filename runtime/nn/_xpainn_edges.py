@@ -22,6 +22,14 @@ v_l[src, q, c]``, ``d v_l[src] += g_v,l G``, ``d Y_l[e, q] = sum_c G[e, q, c] g_
 envelope = [radial * envelope, envelope] [W, b]^T`` is one small matmul per chunk, recomputed in
 the backward rather than kept.  Checked against autograd of the
 plain path in ``tests/runtime/nn/test_xpainn_edges.py``.
+
+Second derivatives: the backward above works in place.  When autograd records the backward
+(``create_graph=True``, as for a derivative of an output with respect to the positions that is
+itself differentiated: Hessian-vector products, a loss on APTs), :meth:`_EdgeSums.backward`
+computes the gradients of :func:`_reference_sums` (the same sums written with plain
+differentiable operations on whole arrays) with autograd instead, so they can be differentiated
+again, to any order; ``tests/runtime/spectra/test_double_backward.py`` checks it with
+``gradgradcheck``.
 """
 from __future__ import annotations
 
@@ -29,7 +37,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-from torch.autograd.function import once_differentiable
 
 __all__ = ["EdgePlan", "edge_sums", "KERNEL_CHUNK"]
 
@@ -116,11 +123,18 @@ class _EdgeSums(torch.autograd.Function):
         return ds, dv
 
     @staticmethod
-    @once_differentiable  # the backward works in place: no second derivatives through it
     def backward(ctx, grad_ds, grad_dv):
         phi, basis, weight, v_t, sh, edge_index = ctx.saved_tensors
         plan: EdgePlan = ctx.plan
         need = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph: a backward that is differentiable itself
+            inputs = (phi, basis, weight, v_t, sh)
+            wrt = [t for i, t in enumerate(inputs) if need[i]]
+            with torch.enable_grad():
+                outs = _reference_sums(phi, basis, weight, v_t, sh, edge_index, plan)
+                grads = iter(torch.autograd.grad(outs, wrt, (grad_ds, grad_dv),
+                                                 create_graph=True, allow_unused=True))
+            return (*(next(grads) if need[i] else None for i in range(5)), None, None)
         k, hidden = plan.channels, phi.shape[1]
         off_y = k if plan.has_v else 0
         off_s = off_y + k
@@ -168,6 +182,28 @@ class _EdgeSums(torch.autograd.Function):
             if g_basis is not None:
                 torch.mm(gf, weight, out=g_basis[start:start + c])
         return g_phi, g_basis, g_w, g_v, g_sh, None, None
+
+
+def _reference_sums(phi, basis, weight, v_t, sh, edge_index, plan: EdgePlan
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:class:`_EdgeSums`'s forward with plain differentiable operations on all edges at once."""
+    src, dst = edge_index  # [E] each
+    k, n, num_edges = plan.channels, phi.shape[0], edge_index.shape[1]
+    off_y = k if plan.has_v else 0
+    off_s = off_y + k
+    g = phi.index_select(0, src) * (basis @ weight.t())  # [E, hidden]
+    ds = phi.new_zeros(n, plan.num_scalars).index_add(0, dst, g[:, off_s:])  # [N, S]
+    v_j = v_t.index_select(0, src) if plan.has_v else None  # [E, dim]
+    msgs = []
+    for mul, d, col, gate, sh_col in _blocks(plan):
+        g_y = g[:, off_y + gate:off_y + gate + mul].unsqueeze(1)  # [E, 1, mul]
+        m = g_y if d == 1 else g_y * sh[:, sh_col:sh_col + d].unsqueeze(2)  # [E, d, mul]
+        if v_j is not None:
+            m = m + g[:, gate:gate + mul].unsqueeze(1) * v_j[:, col:col + mul * d].view(
+                num_edges, d, mul)
+        msgs.append(m.expand(num_edges, d, mul).reshape(num_edges, mul * d))
+    dv = phi.new_zeros(n, plan.dim).index_add(0, dst, torch.cat(msgs, dim=1))  # [N, dim]
+    return ds, dv
 
 
 def edge_sums(phi: torch.Tensor, radial: torch.Tensor, envelope: torch.Tensor,

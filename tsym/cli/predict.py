@@ -23,7 +23,7 @@ def cmd_predict(args) -> int:
     model = load_model(args.model)
     predict_file(model, args.structures, args.output, batch_size=args.batch_size,
                  suffix=args.suffix, progress=not args.no_progress,
-                 overwrite_labels=args.overwrite_labels)
+                 overwrite_labels=args.overwrite_labels, derivatives=args.derivatives)
     print(args.output)
     return 0
 
@@ -40,6 +40,9 @@ def register(subparsers) -> None:
     p.add_argument("--overwrite-labels", action="store_true",
                    help="let predictions replace input keys of the same name (refused otherwise)")
     p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--derivatives", action="store_true",
+                   help="also write d(head)/d(positions) of each structure-level head per atom "
+                        "(NAME_derivatives: APTs of a dipole, Raman tensors of a polarizability)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it shows only when stderr is a terminal)")
     p.set_defaults(func=cmd_predict)

@@ -23,8 +23,8 @@ from tsym.runtime.checkpoint import TRAIN_FORMAT, model_record, resolve_checkpoi
 from tsym.runtime.errors import CheckpointError
 from tsym.runtime.model import TensorModel, TrainedModel
 from tsym.runtime.normalisation import Normalisation
-from tsym.runtime.inference.predict import (checkpoint_labels, load_model, predict_structures,
-                                            TsymCalculator)
+from tsym.runtime.inference.calculator import TsymCalculator
+from tsym.runtime.inference.predict import checkpoint_labels, load_model, predict_structures
 
 from ...conftest import SPECS_DIR
 

@@ -1,0 +1,115 @@
+"""Broadened spectra, their CSV table and a stick-plus-broadened plot.
+
+:func:`broaden` places an area-normalised Lorentzian or Gaussian of full width at half maximum
+``width`` (cm^-1) at each mode, so the integral of the curve over wavenumber is the sum of the
+strengths (units: the strength's per cm^-1); ASE's ``Vibrations.fold(..., normalize=True)`` is the
+same curve (checked in the tests) written as a loop.
+"""
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+from tsym.runtime.spectra._derivatives import DerivativeError
+from tsym.runtime.spectra._harmonic import HarmonicSpectrum
+
+__all__ = ["broaden", "write_csv", "plot_spectrum", "default_grid"]
+
+
+def default_grid(spectrum: HarmonicSpectrum, width: float, step: float = 1.0) -> np.ndarray:
+    """``[P]`` wavenumbers from 0 (or below the lowest mode) to 10 widths above the highest."""
+    nu = spectrum.wavenumbers
+    lo = min(0.0, float(nu.min()) - 10 * width) if len(nu) else 0.0
+    hi = (float(nu.max()) if len(nu) else 0.0) + 10 * width
+    return np.arange(lo, hi + step, step)
+
+
+def broaden(centres, strengths, grid, width: float, shape: str = "lorentzian") -> np.ndarray:
+    """``[P]`` sum over modes of ``strength * kernel(grid - centre)``, area-normalised kernels.
+
+    ``centres`` ``[M]`` and ``grid`` ``[P]`` in cm^-1, ``width`` the FWHM in cm^-1, ``shape``
+    ``"lorentzian"`` or ``"gaussian"``.
+    """
+    if not width > 0:
+        raise DerivativeError(f"the broadening width must be > 0 cm^-1, got {width}")
+    x = np.asarray(grid, dtype=np.float64)[:, None] - np.asarray(centres)[None, :]  # [P, M]
+    if shape.lower() == "lorentzian":
+        half = 0.5 * width
+        kernel = half / np.pi / (x ** 2 + half ** 2)
+    elif shape.lower() == "gaussian":
+        sigma = width / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        kernel = np.exp(-0.5 * (x / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    else:
+        raise DerivativeError(f"unknown line shape '{shape}': lorentzian or gaussian")
+    return kernel @ np.asarray(strengths, dtype=np.float64)  # [P]
+
+
+def _columns(spectrum: HarmonicSpectrum):
+    """(name, unit, values [M]) of each strength the spectrum holds."""
+    out = []
+    if spectrum.dipole_derivatives is not None:
+        out.append(("ir", "km/mol", spectrum.ir_intensities))
+    if spectrum.polarizability_derivatives is not None:
+        out.append(("raman", "Angstrom^4/amu", spectrum.raman_activities))
+    return out
+
+
+def write_csv(spectrum: HarmonicSpectrum, path: str | os.PathLike, grid=None,
+              width: float = 10.0, shape: str = "lorentzian") -> tuple[str, str]:
+    """Write ``PATH`` (the broadened curves on ``grid``) and ``PATH`` with ``_modes`` before its
+    suffix (one row a mode: wavenumber, IR intensity, Raman activity, depolarisation ratio).
+    Returns both paths."""
+    grid = default_grid(spectrum, width) if grid is None else np.asarray(grid, dtype=np.float64)
+    cols = _columns(spectrum)
+    root, ext = os.path.splitext(os.fspath(path))
+    modes_path = f"{root}_modes{ext or '.csv'}"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["wavenumber_cm-1"] + [f"{n}_{u}_per_cm-1" for n, u, _ in cols])
+        curves = [broaden(spectrum.wavenumbers, v, grid, width, shape) for _, _, v in cols]
+        for p, x in enumerate(grid):
+            w.writerow([f"{x:.4f}"] + [f"{c[p]:.8g}" for c in curves])
+    with open(modes_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        header = ["mode", "wavenumber_cm-1"] + [f"{n}_{u}" for n, u, _ in cols]
+        rho = spectrum.depolarization_ratios
+        w.writerow(header + (["depolarization_ratio"] if rho is not None else []))
+        for k, nu in enumerate(spectrum.wavenumbers):
+            extra = [f"{rho[k]:.6g}"] if rho is not None else []
+            w.writerow([k, f"{nu:.4f}"] + [f"{v[k]:.8g}" for _, _, v in cols] + extra)
+    return os.fspath(path), modes_path
+
+
+def plot_spectrum(spectrum: HarmonicSpectrum, path: str | os.PathLike, grid=None,
+                  width: float = 10.0, shape: str = "lorentzian", label_above: float = 0.05
+                  ) -> str:
+    """A PNG: per strength (IR, Raman) one panel with the sticks (left axis) and the broadened
+    curve (right axis); sticks above ``label_above`` of the largest carry their wavenumber."""
+    import matplotlib  # the plotting library loads only here
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = default_grid(spectrum, width) if grid is None else np.asarray(grid, dtype=np.float64)
+    cols = _columns(spectrum)
+    if not cols:
+        raise DerivativeError("the spectrum has neither IR intensities nor Raman activities")
+    nu = spectrum.wavenumbers
+    fig, axes = plt.subplots(len(cols), 1, figsize=(8, 3.2 * len(cols)), squeeze=False)
+    for ax, (name, unit, values) in zip(axes[:, 0], cols):
+        ax.vlines(nu, 0, values, color="k", lw=1.2)
+        top = float(values.max()) if len(values) else 0.0
+        for k in np.flatnonzero(values > label_above * top) if top > 0 else []:
+            ax.annotate(f"{nu[k]:.0f}", (nu[k], values[k]), textcoords="offset points",
+                        xytext=(0, 2), ha="center", fontsize=7)
+        ax.set_ylabel(f"{'IR' if name == 'ir' else 'Raman'} ({unit})")
+        twin = ax.twinx()
+        twin.plot(grid, broaden(nu, values, grid, width, shape), color="tab:red", lw=1.0)
+        twin.set_ylabel(f"{shape}, FWHM {width:g} ({unit} per cm$^{{-1}}$)", color="tab:red")
+        ax.set_xlim(grid[0], grid[-1])
+    axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return os.fspath(path)
