@@ -1,0 +1,185 @@
+"""SevenNet (the ``sevenn`` package) as a pretrained tsym backbone, registered as ``"sevenn"``.
+
+The network is SevenNet's own, loaded with SevenNet's own loader
+(``sevenn.util.load_checkpoint``): a name the package knows (``"7net-0"``, ``"7net-l3i5"``, ...:
+the checkpoints its wheel ships, read offline) or the path of a ``.pth`` checkpoint,
+``backbone_kwargs: {checkpoint: ...}``.  Its node features are the output of its last
+interaction block that still carries ``l >= 1`` (the last block writes scalars only for the
+energy), e.g. ``3_equivariant_gate``: ``128x0e+64x1e+32x2e`` for SevenNet-0,
+``128x0e+64x1e+32x2e+32x3e`` for SevenNet-l3i5.  The blocks after it and the energy readout are
+dropped (they are neither run nor trained).
+
+**No parity.**  The shipped checkpoints are ``is_parity=False``: their features are
+SO(3)-equivariant only and every irrep is labelled ``e``; under an inversion all channels mix.
+The backbone therefore declares ``parity = False`` and :func:`~tsym.runtime.nn.registry.
+build_backbone` wraps it in :class:`~tsym.runtime.nn.parity.RestoreParity`, which makes exact
+O(3) features from two passes (module doc there).  :attr:`SevenNetBackbone.irreps_out` is the
+SO(3) layout, with ``e`` as SevenNet writes it.
+
+Edge convention: SevenNet gathers messages onto ``edge_index[0]`` and reads
+``edge_vec = pos[edge_index[1]] - pos[edge_index[0]] + shift``, the vector from the centre to
+the neighbour: tsym's ``r_ij`` (:func:`tsym.runtime.graph.edge_vectors`) with tsym's edge rows
+swapped.  SevenNet uses ``e3nn.o3`` (spherical harmonics, tensor products), so its features
+follow e3nn 0.6 conventions under rotations.
+
+float64: SevenNet's one-hot embedding casts to float32 (``.float()``); the adapter casts the
+one-hot back to the positions' dtype, so a float64 model runs in float64 throughout.
+
+Install: ``pip install -c constraints.txt -e ".[sevenn]"`` (sevenn 0.13.0).
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import warnings
+from collections import OrderedDict
+
+import torch
+from ase.data import atomic_numbers as _Z_OF
+from e3nn import o3
+
+from tsym.runtime import keys
+from tsym.runtime.errors import ModelConfigError
+from tsym.runtime.graph import edge_vectors
+from tsym.runtime.nn.extras import ElementIndex, missing_extra
+
+__all__ = ["SevenNetBackbone", "checkpoint_identity"]
+
+
+def _sevenn_util():
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            from sevenn import util
+    except ImportError as err:
+        raise missing_extra("sevenn", "sevenn", err) from None
+    return util
+
+
+def checkpoint_identity(path: str) -> str:
+    """The sha256 (hex) of a checkpoint file: what tsym records of the weights it loaded."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _resolve(util, checkpoint: str) -> str:
+    """The file of ``checkpoint`` (a path, or a name SevenNet ships), or an error naming both."""
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise ModelConfigError(f"backbone 'sevenn': checkpoint must be a name such as '7net-0' "
+                               f"or a path, got {type(checkpoint).__name__}")
+    if os.path.isfile(checkpoint):
+        return os.fspath(checkpoint)
+    try:
+        path = util.pretrained_name_to_path(str(checkpoint))
+    except ValueError:
+        path = None
+    if path is None or not os.path.isfile(path):
+        known = ", ".join(util.get_available_pretrained_models())
+        raise ModelConfigError(f"backbone 'sevenn': checkpoint {checkpoint!r} is neither a file "
+                               f"nor a checkpoint the sevenn package ships ({known})") from None
+    return path
+
+
+def _feature_block(model) -> tuple[str, o3.Irreps]:
+    """Name and irreps of the last ``*_equivariant_gate`` whose output has ``l >= 1``."""
+    found = None
+    for name, module in model._modules.items():
+        if name.endswith("_equivariant_gate"):
+            irreps = o3.Irreps(module.gate.irreps_out)
+            if irreps.lmax >= 1:
+                found = (name, irreps)
+    if found is None:
+        raise ModelConfigError("backbone 'sevenn': the checkpoint's network has no interaction "
+                               "block with l >= 1 features (no '*_equivariant_gate' module)")
+    return found
+
+
+class SevenNetBackbone(torch.nn.Module):
+    """A SevenNet checkpoint's interaction blocks behind the backbone contract (module doc).
+
+    Parameters
+    ----------
+    cutoff : float
+        Must equal the checkpoint's cutoff (SevenNet's radial functions end there).
+    checkpoint : str
+        A name the ``sevenn`` package ships (``"7net-0"``, ``"7net-l3i5"``) or a ``.pth`` path.
+
+    Attributes
+    ----------
+    irreps_out : e3nn.o3.Irreps
+        The SO(3) features as SevenNet writes them (every block labelled ``e``).
+    parity : bool
+        False: :func:`~tsym.runtime.nn.registry.build_backbone` restores O(3).
+    elements : tuple of int
+        The elements the checkpoint covers (another one is refused by name).
+    checkpoint_name, checkpoint_sha256 : str
+        What was loaded (recorded in tsym's checkpoint through ``backbone_kwargs``).
+    blocks : list of str
+        Module-name prefixes of the interaction blocks, in order (for partial fine-tuning).
+    """
+
+    parity = False
+
+    def __init__(self, cutoff: float = 5.0, checkpoint: str = "7net-0"):
+        super().__init__()
+        util = _sevenn_util()
+        path = _resolve(util, checkpoint)
+        try:
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                loaded = util.load_checkpoint(path)
+                model = loaded.build_model()
+        except Exception as err:  # noqa: BLE001 - torch.load / sevenn raise many kinds here
+            raise ModelConfigError(f"backbone 'sevenn': {checkpoint!r} ({path}) is not a "
+                                   f"SevenNet checkpoint: {type(err).__name__}: {err}") from None
+        config = loaded.config
+        if float(config["cutoff"]) != float(cutoff):
+            raise ModelConfigError(
+                f"backbone 'sevenn': checkpoint {checkpoint!r} was trained with a cutoff of "
+                f"{float(config['cutoff'])} Angstrom; build the model with cutoff="
+                f"{float(config['cutoff'])} (given {float(cutoff)})")
+        self.cutoff = float(cutoff)
+        self.checkpoint_name = str(checkpoint)
+        self.checkpoint_sha256 = checkpoint_identity(path)
+        type_map = {int(z): int(i) for z, i in config["_type_map"].items()}
+        self.elements = tuple(sorted(type_map))
+        self.max_z = max(self.elements)
+        self.index = ElementIndex(self.elements, "sevenn")
+        self.register_buffer("type_of", torch.tensor([type_map[z] for z in self.elements]),
+                             persistent=False)  # [Z]: position in elements -> SevenNet's type
+        last, self.irreps_out = _feature_block(model)
+        kept = OrderedDict()
+        for name, module in model._modules.items():
+            kept[name] = module
+            if name == last:
+                break
+        self.net = torch.nn.ModuleDict(kept)
+        self.blocks = sorted({n.split("_")[0] for n in kept if n[0].isdigit()}, key=int)
+        self.elements_symbols = tuple(config["chemical_species"])
+
+    def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        positions = graph[keys.POSITIONS]  # [N, 3]
+        edge_index = graph[keys.EDGE_INDEX]  # [2, E] (neighbour j, centre i)
+        n = positions.shape[0]
+        batch = graph.get(keys.BATCH)
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=positions.device)  # [N]
+        inputs = {k: graph[k] for k in keys.BACKBONE_INPUTS if k in graph}
+        inputs[keys.BATCH] = batch
+        data = {"edge_index": edge_index.flip(0),  # [2, E] (centre i, neighbour j)
+                "edge_vec": edge_vectors(inputs),  # [E, 3] r_ij, centre -> neighbour
+                "x": self.type_of[self.index(graph[keys.ATOMIC_NUMBERS])]}  # [N]
+        for name, module in self.net.items():
+            data = module(data)
+            if name == "onehot_idx_to_onehot":  # SevenNet's one-hot is float32: model dtype
+                data["x"] = data["x"].to(positions.dtype)  # [N, n_species]
+                data["node_attr"] = data["x"]
+        graph = dict(graph)
+        graph[keys.NODE_FEATURES] = data["x"].clone()  # [N, irreps_out.dim]
+        graph[keys.BATCH] = batch
+        return graph
