@@ -33,6 +33,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import warnings
 from collections import OrderedDict
 
@@ -46,6 +47,8 @@ from tsym.runtime.graph import edge_vectors
 from tsym.runtime.nn.extras import ElementIndex, missing_extra
 
 __all__ = ["SevenNetBackbone", "checkpoint_identity"]
+
+_W3J = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)")  # e3nn's TensorProduct codegen buffers
 
 
 def _sevenn_util():
@@ -129,7 +132,9 @@ class SevenNetBackbone(torch.nn.Module):
         super().__init__()
         util = _sevenn_util()
         path = _resolve(util, checkpoint)
-        try:
+        default = torch.get_default_dtype()
+        try:  # SevenNet builds in float32 (its own default): other defaults break its layers
+            torch.set_default_dtype(torch.float32)
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 loaded = util.load_checkpoint(path)
@@ -137,6 +142,8 @@ class SevenNetBackbone(torch.nn.Module):
         except Exception as err:  # noqa: BLE001 - torch.load / sevenn raise many kinds here
             raise ModelConfigError(f"backbone 'sevenn': {checkpoint!r} ({path}) is not a "
                                    f"SevenNet checkpoint: {type(err).__name__}: {err}") from None
+        finally:
+            torch.set_default_dtype(default)
         config = loaded.config
         if float(config["cutoff"]) != float(cutoff):
             raise ModelConfigError(
@@ -161,6 +168,19 @@ class SevenNetBackbone(torch.nn.Module):
         self.net = torch.nn.ModuleDict(kept)
         self.blocks = sorted({n.split("_")[0] for n in kept if n[0].isdigit()}, key=int)
         self.elements_symbols = tuple(config["chemical_species"])
+
+    def _apply(self, fn, *args, **kwargs):
+        """``.to()``/``.double()``, then e3nn's Wigner 3j buffers at the new precision: the
+        checkpoint stores them in float32, which costs float64 equivariance ~1e-8."""
+        super()._apply(fn, *args, **kwargs)
+        for module in self.modules():
+            for name, buffer in list(module._buffers.items()):
+                match = _W3J.fullmatch(name)
+                if match and buffer is not None and buffer.dtype == torch.float64:
+                    l1, l2, l3 = (int(v) for v in match.groups())
+                    module._buffers[name] = o3.wigner_3j(
+                        l1, l2, l3, dtype=buffer.dtype, device=buffer.device)  # [2l1+1, 2l2+1, 2l3+1]
+        return self
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         positions = graph[keys.POSITIONS]  # [N, 3]
