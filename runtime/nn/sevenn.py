@@ -157,8 +157,11 @@ class SevenNetBackbone(torch.nn.Module):
         self.elements = tuple(sorted(type_map))
         self.max_z = max(self.elements)
         self.index = ElementIndex(self.elements, "sevenn")
-        self.register_buffer("type_of", torch.tensor([type_map[z] for z in self.elements]),
-                             persistent=False)  # [Z]: position in elements -> SevenNet's type
+        # [Z + 1]: position in elements -> SevenNet's type; the last entry (reached by the index
+        # -1 of an unknown element where the check is off, in a traced export) is out of range
+        # of SevenNet's one-hot, which then fails instead of embedding another element
+        self.register_buffer("type_of", torch.tensor(
+            [type_map[z] for z in self.elements] + [len(self.elements)]), persistent=False)
         last, self.irreps_out = _feature_block(model)
         kept = OrderedDict()
         for name, module in model._modules.items():
