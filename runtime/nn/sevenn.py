@@ -22,6 +22,10 @@ the neighbour: tsym's ``r_ij`` (:func:`tsym.runtime.graph.edge_vectors`) with ts
 swapped.  SevenNet uses ``e3nn.o3`` (spherical harmonics, tensor products), so its features
 follow e3nn 0.6 conventions under rotations.
 
+Export: refused (:class:`~tsym.runtime.errors.ExportError`, a message naming the reason):
+``tsym export`` traces the backbone, and the trace of SevenNet's message gathering keeps the
+example's atom count as a constant.
+
 float64: SevenNet's one-hot embedding casts to float32 (``.float()``); the adapter casts the
 one-hot back to the positions' dtype, so a float64 model runs in float64 throughout.
 
@@ -42,11 +46,17 @@ from ase.data import atomic_numbers as _Z_OF
 from e3nn import o3
 
 from tsym.runtime import keys
-from tsym.runtime.errors import ModelConfigError
+from tsym.runtime.errors import CheckpointError, ExportError, ModelConfigError
 from tsym.runtime.graph import edge_vectors
 from tsym.runtime.nn.extras import ElementIndex, missing_extra
 
 __all__ = ["SevenNetBackbone", "checkpoint_identity"]
+
+#: Why ``tsym export`` refuses a SevenNet model (tested: the trace bakes in the atom count).
+_NO_EXPORT = ("backbone 'sevenn' cannot be exported: tracing SevenNet's message gathering "
+              "records the number of atoms of the example as a constant, so the file would be "
+              "wrong on other structures; use the checkpoint with tsym predict or "
+              "tsym.build_model(checkpoint=...) instead")
 
 _W3J = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)")  # e3nn's TensorProduct codegen buffers
 
@@ -121,7 +131,8 @@ class SevenNetBackbone(torch.nn.Module):
     elements : tuple of int
         The elements the checkpoint covers (another one is refused by name).
     checkpoint_name, checkpoint_sha256 : str
-        What was loaded (recorded in tsym's checkpoint through ``backbone_kwargs``).
+        What was loaded: the name is in tsym's checkpoint (``backbone_kwargs``), the sha256 too
+        (buffer ``checkpoint_digest``); a reload whose file has another sha256 is refused.
     blocks : list of str
         Module-name prefixes of the interaction blocks, in order (for partial fine-tuning).
     """
@@ -157,6 +168,9 @@ class SevenNetBackbone(torch.nn.Module):
         self.elements = tuple(sorted(type_map))
         self.max_z = max(self.elements)
         self.index = ElementIndex(self.elements, "sevenn")
+        # saved in tsym's checkpoint; a reload checks it against the file it builds from
+        self.register_buffer("checkpoint_digest", torch.tensor(
+            list(bytes.fromhex(self.checkpoint_sha256)), dtype=torch.uint8))  # [32]
         # [Z + 1]: position in elements -> SevenNet's type; the last entry (reached by the index
         # -1 of an unknown element where the check is off, in a traced export) is out of range
         # of SevenNet's one-hot, which then fails instead of embedding another element
@@ -185,7 +199,19 @@ class SevenNetBackbone(torch.nn.Module):
                         l1, l2, l3, dtype=buffer.dtype, device=buffer.device)  # [2l1+1, 2l2+1, 2l3+1]
         return self
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        saved = state_dict.get(prefix + "checkpoint_digest")
+        if saved is not None and not torch.equal(saved.cpu(), self.checkpoint_digest.cpu()):
+            raise CheckpointError(
+                f"backbone 'sevenn': the model was trained on a SevenNet checkpoint with sha256 "
+                f"{bytes(saved.tolist()).hex()[:16]}..., but {self.checkpoint_name!r} is now "
+                f"{self.checkpoint_sha256[:16]}... (another sevenn version or file); install "
+                "the sevenn of constraints.txt or pass the original file as checkpoint")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if torch.jit.is_tracing():  # tsym export traces the backbone
+            raise ExportError(_NO_EXPORT)
         positions = graph[keys.POSITIONS]  # [N, 3]
         edge_index = graph[keys.EDGE_INDEX]  # [2, E] (neighbour j, centre i)
         n = positions.shape[0]

@@ -17,7 +17,7 @@ from ase.build import bulk, molecule
 
 import tsym
 from tsym.runtime import keys
-from tsym.runtime.errors import ModelConfigError, UnknownElementError
+from tsym.runtime.errors import CheckpointError, ExportError, ModelConfigError, UnknownElementError
 from tsym.runtime.graph import collate
 from tsym.runtime.nn.extras import INSTALL
 from tsym.runtime.nn.parity import RestoreParity
@@ -153,3 +153,34 @@ def test_checkpoint_by_path_is_the_same_network():
         path)
     assert torch.equal(_features(by_path, _molecule(), torch.float64),
                        _features(_net("7net-0"), _molecule(), torch.float64))
+
+
+def _small_model():
+    return tsym.build_model([SPECS_DIR / "dipole.tsym"], backbone="sevenn",
+                            backbone_kwargs={"checkpoint": "7net-0"}, head_kwargs=HEADS)
+
+
+def test_save_reload_keeps_name_and_sha256(tmp_path):
+    model = _small_model()
+    model.save(tmp_path / "m.pt")
+    saved = torch.load(tmp_path / "m.pt", weights_only=False)
+    assert saved["backbone"] == "sevenn" and saved["backbone_kwargs"] == {"checkpoint": "7net-0"}
+    digest = saved["state_dict"]["backbone.backbone.checkpoint_digest"]
+    assert bytes(digest.tolist()).hex() == _net("7net-0").checkpoint_sha256
+    again = tsym.build_model(checkpoint=tmp_path / "m.pt")
+    assert (again.predict(_molecule())["dipole"] == model.predict(_molecule())["dipole"]).all()
+    saved["state_dict"]["backbone.backbone.checkpoint_digest"] = torch.zeros(32, dtype=torch.uint8)
+    torch.save(saved, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"backbone 'sevenn': the model was trained on a "
+                                              r"SevenNet checkpoint with sha256 0000000000000000"
+                                              r"\.\.\., but '7net-0' is now"):
+        tsym.build_model(checkpoint=tmp_path / "other.pt")
+
+
+def test_export_is_refused_with_the_reason(tmp_path):
+    from tsym.runtime.inference.export import export_model
+
+    with pytest.raises(ExportError, match=r"^cannot export the model: ExportError: backbone "
+                                          r"'sevenn' cannot be exported: tracing SevenNet's"):
+        export_model(_small_model(), tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
