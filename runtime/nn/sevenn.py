@@ -98,6 +98,28 @@ def _resolve(util, checkpoint: str) -> str:
     return path
 
 
+def _built(util, path: str):
+    """SevenNet's network and config from the file ``path``."""
+    default = torch.get_default_dtype()
+    try:  # SevenNet builds in float32 (its own default): other defaults break its layers
+        torch.set_default_dtype(torch.float32)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            loaded = util.load_checkpoint(path)
+            return loaded.build_model(), dict(loaded.config)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def _load(util, checkpoint, path: str):
+    """The network of ``checkpoint`` (file ``path``) and its config, or a config error."""
+    try:
+        return _built(util, path)
+    except Exception as err:  # noqa: BLE001 - torch.load / sevenn raise many kinds here
+        raise ModelConfigError(f"backbone 'sevenn': {checkpoint!r} ({path}) is not a "
+                               f"SevenNet checkpoint: {type(err).__name__}: {err}") from None
+
+
 def _feature_block(model) -> tuple[str, o3.Irreps]:
     """Name and irreps of the last ``*_equivariant_gate`` whose output has ``l >= 1``."""
     found = None
@@ -143,19 +165,8 @@ class SevenNetBackbone(torch.nn.Module):
         super().__init__()
         util = _sevenn_util()
         path = _resolve(util, checkpoint)
-        default = torch.get_default_dtype()
-        try:  # SevenNet builds in float32 (its own default): other defaults break its layers
-            torch.set_default_dtype(torch.float32)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                loaded = util.load_checkpoint(path)
-                model = loaded.build_model()
-        except Exception as err:  # noqa: BLE001 - torch.load / sevenn raise many kinds here
-            raise ModelConfigError(f"backbone 'sevenn': {checkpoint!r} ({path}) is not a "
-                                   f"SevenNet checkpoint: {type(err).__name__}: {err}") from None
-        finally:
-            torch.set_default_dtype(default)
-        config = loaded.config
+        sha256 = checkpoint_identity(path)  # ~30 ms for SevenNet-0's 10 MB
+        model, config = _load(util, checkpoint, path)
         if float(config["cutoff"]) != float(cutoff):
             raise ModelConfigError(
                 f"backbone 'sevenn': checkpoint {checkpoint!r} was trained with a cutoff of "
@@ -163,7 +174,7 @@ class SevenNetBackbone(torch.nn.Module):
                 f"{float(config['cutoff'])} (given {float(cutoff)})")
         self.cutoff = float(cutoff)
         self.checkpoint_name = str(checkpoint)
-        self.checkpoint_sha256 = checkpoint_identity(path)
+        self.checkpoint_sha256 = sha256
         type_map = {int(z): int(i) for z, i in config["_type_map"].items()}
         self.elements = tuple(sorted(type_map))
         self.max_z = max(self.elements)
