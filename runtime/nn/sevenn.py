@@ -34,7 +34,6 @@ Install: ``pip install -c constraints.txt -e ".[sevenn]"`` (sevenn 0.13.0).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import re
@@ -46,11 +45,12 @@ from ase.data import atomic_numbers as _Z_OF
 from e3nn import o3
 
 from tsym.runtime import keys
-from tsym.runtime.errors import CheckpointError, ExportError, ModelConfigError
+from tsym.runtime.errors import ExportError, ModelConfigError
 from tsym.runtime.graph import edge_vectors
 from tsym.runtime.nn.extras import ElementIndex, missing_extra
+from tsym.runtime.nn.pretrained import check_digest, checkpoint_identity, register_digest
 
-__all__ = ["SevenNetBackbone", "checkpoint_identity"]
+__all__ = ["SevenNetBackbone"]
 
 #: Why ``tsym export`` refuses a SevenNet model (tested: the trace bakes in the atom count).
 _NO_EXPORT = ("backbone 'sevenn' cannot be exported: tracing SevenNet's message gathering "
@@ -69,15 +69,6 @@ def _sevenn_util():
     except ImportError as err:
         raise missing_extra("sevenn", "sevenn", err) from None
     return util
-
-
-def checkpoint_identity(path: str) -> str:
-    """The sha256 (hex) of a checkpoint file: what tsym records of the weights it loaded."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _resolve(util, checkpoint: str) -> str:
@@ -180,8 +171,7 @@ class SevenNetBackbone(torch.nn.Module):
         self.max_z = max(self.elements)
         self.index = ElementIndex(self.elements, "sevenn")
         # saved in tsym's checkpoint; a reload checks it against the file it builds from
-        self.register_buffer("checkpoint_digest", torch.tensor(
-            list(bytes.fromhex(self.checkpoint_sha256)), dtype=torch.uint8))  # [32]
+        register_digest(self, sha256)  # buffer checkpoint_digest [32]
         # [Z + 1]: position in elements -> SevenNet's type; the last entry (reached by the index
         # -1 of an unknown element where the check is off, in a traced export) is out of range
         # of SevenNet's one-hot, which then fails instead of embedding another element
@@ -211,13 +201,7 @@ class SevenNetBackbone(torch.nn.Module):
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        saved = state_dict.get(prefix + "checkpoint_digest")
-        if saved is not None and not torch.equal(saved.cpu(), self.checkpoint_digest.cpu()):
-            raise CheckpointError(
-                f"backbone 'sevenn': the model was trained on a SevenNet checkpoint with sha256 "
-                f"{bytes(saved.tolist()).hex()[:16]}..., but {self.checkpoint_name!r} is now "
-                f"{self.checkpoint_sha256[:16]}... (another sevenn version or file); install "
-                "the sevenn of constraints.txt or pass the original file as checkpoint")
+        check_digest(self, state_dict, prefix, "sevenn", self.checkpoint_name)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -21,12 +21,13 @@ from tsym.runtime.errors import CheckpointError, ExportError, ModelConfigError, 
 from tsym.runtime.graph import collate
 from tsym.runtime.nn.extras import INSTALL
 from tsym.runtime.nn.parity import RestoreParity
+from tsym.runtime.nn.pretrained import checkpoint_identity
 from tsym.runtime.rotations import rotate_atoms
 
 from ...conftest import SPECS_DIR, TOLERANCES, rotation_and_d
 
 pytest.importorskip("sevenn", reason=f"the 'sevenn' extra is not installed: {INSTALL['sevenn']}")
-from tsym.runtime.nn.sevenn import SevenNetBackbone, checkpoint_identity  # noqa: E402
+from tsym.runtime.nn.sevenn import SevenNetBackbone  # noqa: E402
 
 CUTOFF = 5.0
 SO3 = {"7net-0": "128x0e+64x1e+32x2e", "7net-l3i5": "128x0e+64x1e+32x2e+32x3e"}
@@ -172,7 +173,7 @@ def test_save_reload_keeps_name_and_sha256(tmp_path):
     saved["state_dict"]["backbone.backbone.checkpoint_digest"] = torch.zeros(32, dtype=torch.uint8)
     torch.save(saved, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match=r"backbone 'sevenn': the model was trained on a "
-                                              r"SevenNet checkpoint with sha256 0000000000000000"
+                                              r"checkpoint with sha256 0000000000000000"
                                               r"\.\.\., but '7net-0' is now"):
         tsym.build_model(checkpoint=tmp_path / "other.pt")
 
