@@ -96,8 +96,11 @@ def apply_finetune(model: torch.nn.Module, finetune="full") -> torch.nn.Module:
 
 
 def parameter_groups(model: torch.nn.Module, lr: float, backbone_lr: float | None) -> list[dict]:
-    """AdamW parameter groups: the backbone's trainable parameters at ``backbone_lr`` (default
-    ``lr``), all the others at ``lr``; a group with no parameter is left out."""
+    """AdamW parameter groups: the backbone's trainable parameters at ``backbone_lr``, all the
+    others at ``lr`` (a group with no parameter is left out); one group when ``backbone_lr`` is
+    None."""
+    if backbone_lr is None:  # one group, in the order of model.parameters(), as always
+        return [{"params": list(model.parameters()), "lr": lr}]
     backbone = getattr(model, "backbone", None)
     if backbone is None:  # TrainedModel: model.model is the TensorModel
         backbone = model.model.backbone
@@ -106,7 +109,7 @@ def parameter_groups(model: torch.nn.Module, lr: float, backbone_lr: float | Non
     rest = [p for p in model.parameters() if id(p) not in ids]
     groups = [{"params": rest, "lr": lr}]
     if own:
-        groups.append({"params": own, "lr": lr if backbone_lr is None else backbone_lr})
+        groups.append({"params": own, "lr": backbone_lr})
     return groups
 
 

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 
-from tsym.runtime.errors import CheckpointError, ModelConfigError
+from ase.data import chemical_symbols
 
-__all__ = ["checkpoint_identity", "register_digest", "check_digest", "load_mace_file"]
+from tsym.runtime import keys
+from tsym.runtime.errors import CheckpointError, ModelConfigError, UnknownElementError
+
+__all__ = ["checkpoint_identity", "register_digest", "check_digest", "load_mace_file",
+           "check_elements"]
 
 DIGEST = "checkpoint_digest"
 
@@ -74,3 +78,25 @@ def load_mace_file(path: str | os.PathLike) -> torch.nn.Module:
         raise ModelConfigError(f"backbone 'mace': {os.fspath(path)!r} holds a "
                                f"{type(model).__name__}, not a MACE model (no {', '.join(missing)})")
     return model
+
+
+def check_elements(backbone: torch.nn.Module, graphs: Iterable[Mapping], source: str) -> None:
+    """Before training: every element of ``graphs`` (graph dicts) is one the backbone covers
+    (its ``elements``, e.g. a checkpoint's element table), else :class:`UnknownElementError`
+    naming the element, the backbone and ``source``.  A backbone without ``elements``: no check."""
+    covered = getattr(backbone, "elements", None)
+    if not covered:
+        return
+    seen: set[int] = set()
+    for graph in graphs:
+        seen.update(int(z) for z in graph[keys.ATOMIC_NUMBERS].unique().tolist())
+    missing = sorted(seen - {int(z) for z in covered})
+    if missing:
+        names = ", ".join(f"{chemical_symbols[z] if 0 < z < len(chemical_symbols) else z} "
+                          f"(Z={z})" for z in missing)
+        what = getattr(backbone, "checkpoint_name", None)
+        owner = getattr(backbone, "name", None) or type(backbone).__name__
+        raise UnknownElementError(
+            f"{source}: the data hold {names}, which backbone {owner!r}"
+            f"{f' (checkpoint {what!r})' if what else ''} does not cover; remove those "
+            "structures or choose a checkpoint whose element table has them")

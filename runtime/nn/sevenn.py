@@ -151,6 +151,7 @@ class SevenNetBackbone(torch.nn.Module):
     """
 
     parity = False
+    name = "sevenn"
 
     def __init__(self, cutoff: float = 5.0, checkpoint: str = "7net-0"):
         super().__init__()

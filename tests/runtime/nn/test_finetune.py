@@ -101,8 +101,9 @@ def test_last_block_trains_the_rest_stays(model):
 
 def test_frozen_step_changes_only_the_heads(model):
     apply_finetune(model, "frozen")
-    groups = parameter_groups(model, lr=1e-2, backbone_lr=None)
+    groups = parameter_groups(model, lr=1e-2, backbone_lr=1e-3)
     assert len(groups) == 1  # no backbone group: nothing of it trains
+    assert len(parameter_groups(model, 1e-2, None)[0]["params"]) == len(list(model.parameters()))
     before, after = _step(model, groups)
     for name, p in after.items():
         assert torch.equal(before[name], p.detach()) == (not name.startswith("heads.")), name
