@@ -11,9 +11,12 @@ own ``block_parameters()``.
 
 >>> import torch
 >>> net = torch.nn.Linear(2, 2)
->>> _ = apply_finetune(net, "frozen")
->>> any(p.requires_grad for p in net.parameters())
-False
+>>> net.irreps_out = "2x0e"
+>>> frozen = apply_finetune(net, "frozen")
+>>> type(frozen).__name__, any(p.requires_grad for p in net.parameters())
+('FrozenBackbone', False)
+>>> list(frozen.state_dict()) == list(net.state_dict())  # as if unwrapped
+True
 """
 from __future__ import annotations
 
