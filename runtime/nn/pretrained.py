@@ -76,7 +76,8 @@ def load_mace_file(path: str | os.PathLike) -> torch.nn.Module:
                if not hasattr(model, a)]
     if not isinstance(model, torch.nn.Module) or missing:
         raise ModelConfigError(f"backbone 'mace': {os.fspath(path)!r} holds a "
-                               f"{type(model).__name__}, not a MACE model (no {', '.join(missing)})")
+                               f"{type(model).__name__}, not a MACE model (no "
+                               f"{', '.join(missing) or 'torch module'})")
     return model
 
 

@@ -186,7 +186,6 @@ class SevenNetBackbone(torch.nn.Module):
                 break
         self.net = torch.nn.ModuleDict(kept)
         self.blocks = sorted({n.split("_")[0] for n in kept if n[0].isdigit()}, key=int)
-        self.elements_symbols = tuple(config["chemical_species"])
 
     def _apply(self, fn, *args, **kwargs):
         """``.to()``/``.double()``, then e3nn's Wigner 3j buffers at the new precision: the
@@ -197,8 +196,8 @@ class SevenNetBackbone(torch.nn.Module):
                 match = _W3J.fullmatch(name)
                 if match and buffer is not None and buffer.dtype == torch.float64:
                     l1, l2, l3 = (int(v) for v in match.groups())
-                    module._buffers[name] = o3.wigner_3j(
-                        l1, l2, l3, dtype=buffer.dtype, device=buffer.device)  # [2l1+1, 2l2+1, 2l3+1]
+                    module._buffers[name] = o3.wigner_3j(  # [2 l1 + 1, 2 l2 + 1, 2 l3 + 1]
+                        l1, l2, l3, dtype=buffer.dtype, device=buffer.device)
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -18,6 +18,7 @@ from tsym.runtime import keys
 from tsym.runtime.errors import CheckpointError, ModelConfigError, UnknownElementError
 from tsym.runtime.graph import collate
 from tsym.runtime.nn.extras import INSTALL
+from tsym.runtime.nn.finetune import backbone_blocks
 from tsym.runtime.nn.pretrained import checkpoint_identity
 from tsym.runtime.rotations import rotate_atoms
 
@@ -63,6 +64,9 @@ def test_file_loads_as_the_same_network(model_file):
     assert net.elements == (1, 6, 8, 30) and net.irreps_out == mace_irreps(built.mace)
     assert str(net.irreps_out) == "4x0e+4x1o+4x2e+4x0e"  # every layer, as MACE concatenates
     assert net.checkpoint_sha256 == checkpoint_identity(path)
+    assert [len(ps) for ps in backbone_blocks(net)] == [  # finetune: N counts these blocks
+        len(list(i.parameters())) + len(list(p.parameters()))
+        for i, p in zip(built.mace.interactions, built.mace.products)]
     assert torch.equal(_features(net, _structures()), _features(built, _structures()))
 
 
