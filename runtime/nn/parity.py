@@ -107,6 +107,11 @@ class RestoreParity(torch.nn.Module):
         return out
 
 
+    def for_export(self) -> RestoreParity:
+        """What ``tsym export`` traces: this wrapper around the backbone's ``for_export()``."""
+        prepare = getattr(self.backbone, "for_export", None)
+        return RestoreParity(prepare()) if prepare else self
+
 def restore_parity(backbone: torch.nn.Module) -> torch.nn.Module:
     """``backbone`` as it is when it has parity, else :class:`RestoreParity` of it."""
     return backbone if has_parity(backbone) else RestoreParity(backbone)

@@ -22,9 +22,10 @@ the neighbour: tsym's ``r_ij`` (:func:`tsym.runtime.graph.edge_vectors`) with ts
 swapped.  SevenNet uses ``e3nn.o3`` (spherical harmonics, tensor products), so its features
 follow e3nn 0.6 conventions under rotations.
 
-Export: refused (:class:`~tsym.runtime.errors.ExportError`, a message naming the reason):
-``tsym export`` traces the backbone, and the trace of SevenNet's message gathering keeps the
-example's atom count as a constant.
+Export: ``tsym export`` traces :meth:`SevenNetBackbone.for_export`, a copy whose SevenNet
+modules are scripted (``e3nn.util.jit.script``, as SevenNet deploys itself): a trace of the eager
+modules would keep the example's atom count as a constant, and is refused
+(:class:`~tsym.runtime.errors.ExportError`).
 
 float64: SevenNet's one-hot embedding casts to float32 (``.float()``); the adapter casts the
 one-hot back to the positions' dtype, so a float64 model runs in float64 throughout.
@@ -41,8 +42,8 @@ import warnings
 from collections import OrderedDict
 
 import torch
-from ase.data import atomic_numbers as _Z_OF
 from e3nn import o3
+from e3nn.util.jit import script
 
 from tsym.runtime import keys
 from tsym.runtime.errors import ExportError, ModelConfigError
@@ -52,11 +53,10 @@ from tsym.runtime.nn.pretrained import check_digest, checkpoint_identity, regist
 
 __all__ = ["SevenNetBackbone"]
 
-#: Why ``tsym export`` refuses a SevenNet model (tested: the trace bakes in the atom count).
-_NO_EXPORT = ("backbone 'sevenn' cannot be exported: tracing SevenNet's message gathering "
-              "records the number of atoms of the example as a constant, so the file would be "
-              "wrong on other structures; use the checkpoint with tsym predict or "
-              "tsym.build_model(checkpoint=...) instead")
+#: Why a trace of the eager modules is refused (it bakes in the atom count of the example).
+_NO_EXPORT = ("backbone 'sevenn': a trace of its eager modules records the number of atoms of "
+              "the example as a constant (SevenNet's message gathering); trace "
+              "SevenNetBackbone.for_export() instead (tsym export does)")
 
 _W3J = re.compile(r"_w3j_(\d+)_(\d+)_(\d+)")  # e3nn's TensorProduct codegen buffers
 
@@ -90,7 +90,9 @@ def _resolve(util, checkpoint: str) -> str:
 
 
 def _built(util, path: str):
-    """SevenNet's network and config from the file ``path``."""
+    """SevenNet's network and config from the file ``path``.  Built anew each time (seconds of
+    e3nn code generation), never copied: a ``copy.deepcopy`` of a built one runs parts of its
+    tensor products at float32 precision after ``.double()`` (6e-7 equivariance errors)."""
     default = torch.get_default_dtype()
     try:  # SevenNet builds in float32 (its own default): other defaults break its layers
         torch.set_default_dtype(torch.float32)
@@ -105,10 +107,11 @@ def _built(util, path: str):
 def _load(util, checkpoint, path: str):
     """The network of ``checkpoint`` (file ``path``) and its config, or a config error."""
     try:
-        return _built(util, path)
+        model, config = _built(util, path)
     except Exception as err:  # noqa: BLE001 - torch.load / sevenn raise many kinds here
         raise ModelConfigError(f"backbone 'sevenn': {checkpoint!r} ({path}) is not a "
                                f"SevenNet checkpoint: {type(err).__name__}: {err}") from None
+    return model, dict(config)
 
 
 def _feature_block(model) -> tuple[str, o3.Irreps]:
@@ -152,6 +155,7 @@ class SevenNetBackbone(torch.nn.Module):
 
     parity = False
     name = "sevenn"
+    scripted = False  # True on the copy of for_export()
 
     def __init__(self, cutoff: float = 5.0, checkpoint: str = "7net-0"):
         super().__init__()
@@ -187,6 +191,22 @@ class SevenNetBackbone(torch.nn.Module):
         self.net = torch.nn.ModuleDict(kept)
         self.blocks = sorted({n.split("_")[0] for n in kept if n[0].isdigit()}, key=int)
 
+    def for_export(self) -> SevenNetBackbone:
+        """A copy whose SevenNet modules are TorchScript (``e3nn.util.jit.script``, as SevenNet's
+        own deployment does): a trace of it keeps the atom count of SevenNet's message gathering
+        dynamic, so ``tsym export`` traces this (a few seconds of scripting)."""
+        weights = next(self.parameters())
+        # built anew, not deep-copied (see _built), then given this one's weights
+        twin = SevenNetBackbone(self.cutoff, self.checkpoint_name).to(weights.dtype)
+        twin.load_state_dict(self.state_dict())
+        twin.to(weights.device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in list(twin.net):
+                twin.net[name] = script(twin.net[name])
+        twin.scripted = True
+        return twin
+
     def _apply(self, fn, *args, **kwargs):
         """``.to()``/``.double()``, then e3nn's Wigner 3j buffers at the new precision: the
         checkpoint stores them in float32, which costs float64 equivariance ~1e-8."""
@@ -205,7 +225,7 @@ class SevenNetBackbone(torch.nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if torch.jit.is_tracing():  # tsym export traces the backbone
+        if torch.jit.is_tracing() and not self.scripted:  # trace for_export() instead
             raise ExportError(_NO_EXPORT)
         positions = graph[keys.POSITIONS]  # [N, 3]
         edge_index = graph[keys.EDGE_INDEX]  # [2, E] (neighbour j, centre i)

@@ -178,10 +178,27 @@ def test_save_reload_keeps_name_and_sha256(tmp_path):
         tsym.build_model(checkpoint=tmp_path / "other.pt")
 
 
-def test_export_is_refused_with_the_reason(tmp_path):
-    from tsym.runtime.inference.export import export_model
+def test_export_and_reload(tmp_path):
+    """tsym export traces for_export() (SevenNet's modules scripted): the file runs on other
+    sizes than the example it was traced on, and agrees with the model (export's own check
+    holds it to 1e-5 relative in float32; here two structures it was not traced with)."""
+    from tsym.runtime.inference.export import export_model, graph_inputs, load_exported
 
-    with pytest.raises(ExportError, match=r"^cannot export the model: ExportError: backbone "
-                                          r"'sevenn' cannot be exported: tracing SevenNet's"):
-        export_model(_small_model(), tmp_path / "m.pt")
-    assert not (tmp_path / "m.pt").exists()
+    model = _small_model()
+    module, meta = load_exported(export_model(model, tmp_path / "m.pt"))
+    structures = [_molecule(), _cell(), molecule("H2O")]
+    got = module(*graph_inputs(structures, meta["cutoff"], torch.float32))["dipole"]
+    want = model.predict(structures)["dipole"]
+    assert abs(got.detach().numpy() - want).max() <= 1e-5 * abs(want).max()
+    polonium = Atoms("PoH", positions=[[0, 0, 0], [0, 0, 1.7]])  # Z=84 <= max_z, not covered
+    with pytest.raises(Exception, match="one_hot|Class values"):
+        module(*graph_inputs([polonium], meta["cutoff"], torch.float32))
+
+
+def test_a_trace_of_the_eager_modules_is_refused():
+    net = RestoreParity(SevenNetBackbone(CUTOFF, "7net-0"))
+    graph = collate([_molecule()], CUTOFF, torch.float32)
+    with pytest.raises(ExportError, match=r"^backbone 'sevenn': a trace of its eager modules "
+                                          r"records the number of atoms"):
+        torch.jit.trace(lambda p: net({**graph, keys.POSITIONS: p})[keys.NODE_FEATURES],
+                        graph[keys.POSITIONS], check_trace=False)
