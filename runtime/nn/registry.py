@@ -178,7 +178,7 @@ def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:
 
 register_backbone("xpainn", XPaiNN)
 register_backbone("nequip", NequIPBackbone)
-# the optional packages (extras "mace", "nequip"); imported when such a backbone is built
+# the optional packages (extras "mace", "nequip", "sevenn"); imported when such a backbone is built
 register_backbone("mace", MACEBackbone)
 register_backbone("nequip-lib", NequIPLibBackbone)
 register_backbone("sevenn", SevenNetBackbone)
