@@ -4,8 +4,8 @@ The test builds a small MACE, saves it whole with ``torch.save`` (what MACE-MP /
 ``.model`` files are) and loads it as a foundation model: no download.  Skipped, with the install
 command, where the ``mace`` extra is absent.  MACE is O(3)-equivariant itself: no parity wrapper;
 features and heads are checked under rotations and reflections (float64, 1e-10 of the largest
-value, conftest ``TOLERANCES``), the file saved from a model built in float64 (MACE-MP files are
-float64 too: a model built in float32 keeps e3nn's float32 constants, ~1e-9 after a cast).
+value, conftest ``TOLERANCES``), the file saved from a model built in float64 (a model built in
+float32 keeps e3nn's float32 constants: ~1e-9 equivariance errors after a cast to float64).
 """
 from __future__ import annotations
 
