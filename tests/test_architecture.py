@@ -3,8 +3,8 @@
 * no import cycle among tsym modules (imports at module level; ``if TYPE_CHECKING:`` blocks are
   annotations only and do not count);
 * no import inside a function or class, except of the optional heavy libraries in
-  :data:`LAZY_ALLOWED` (PySCF, mace-torch and nequip are optional extras; matplotlib loads only for
-  plots), and at the
+  :data:`LAZY_ALLOWED` (PySCF, mace-torch, nequip and sevenn are optional extras; matplotlib
+  loads only for plots), and at the
   heavy-import sites of :data:`LAZY_SITES`: the compiler and its command line (``inspect``,
   ``compile``, ``table``, ``--help``) run without torch and e3nn, which load where they are used
   (tests/test_cli_fast.py checks that behaviour by running the commands);
@@ -51,7 +51,7 @@ LAYERS = (
 )
 
 #: Libraries a function may import lazily: optional or slow to import, needed by one verb.
-LAZY_ALLOWED = ("pyscf", "matplotlib", "mace", "nequip")
+LAZY_ALLOWED = ("pyscf", "matplotlib", "mace", "nequip", "sevenn")
 
 #: The heavy-import sites: module (``pkg.*``: every module under ``pkg``) -> what its functions may
 #: import (a prefix: a module or library and everything under it).  Only these keep torch, e3nn,

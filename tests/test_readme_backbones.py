@@ -1,7 +1,8 @@
-"""The README's "### MACE" and "### NequIP" examples run, and print what their comments say.
+"""The README's "### MACE", "### NequIP" and "### SevenNet" examples run, and print what their
+comments say.
 
 Each ``print(...)  # expected`` line of a block must print ``expected``; a block whose package is
-absent is skipped with the install command (extras ``mace``, ``nequip``).
+absent is skipped with the install command (extras ``mace``, ``nequip``, ``sevenn``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from tsym.runtime.nn.extras import INSTALL
 
 from .conftest import REPO
 
-SECTIONS = {"### MACE": ("mace", "mace"), "### NequIP": ("nequip", "nequip")}  # module, extra
+SECTIONS = {"### MACE": ("mace", "mace"), "### NequIP": ("nequip", "nequip"),
+            "### SevenNet": ("sevenn", "sevenn")}  # module, extra
 
 
 def _block(heading: str) -> str:

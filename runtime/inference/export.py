@@ -171,7 +171,9 @@ def _build(model, net, plans, trace_on, max_z: int) -> torch.jit.ScriptModule:
     dtype = net.dtype
     inputs = tuple(t.to(net.device) for t in graph_inputs(trace_on, net.cutoff, dtype))
     try:
-        backbone = torch.jit.trace(_Backbone(net.backbone), inputs[:-1], check_trace=False)
+        prepare = getattr(net.backbone, "for_export", None)  # a copy that traces faithfully
+        backbone = torch.jit.trace(_Backbone(prepare() if prepare else net.backbone),
+                                   inputs[:-1], check_trace=False)
         heads = torch.nn.ModuleDict({n: torch.jit.script(h) for n, h in net.heads.items()})
     except Exception as err:  # noqa: BLE001 - torch raises many kinds here
         raise ExportError(f"cannot export the model: {type(err).__name__}: {str(err)[:400]}"

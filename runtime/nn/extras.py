@@ -28,6 +28,7 @@ INSTALL = {
     "mace": 'pip install -c constraints.txt -e ".[mace]" && '
             "pip install -c constraints.txt --no-deps mace-torch==0.3.16",
     "nequip": 'pip install -c constraints.txt -e ".[nequip]"',
+    "sevenn": 'pip install -c constraints.txt -e ".[sevenn]"',
 }
 
 

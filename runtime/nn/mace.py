@@ -11,6 +11,11 @@ features are used: ``node_feats``, the concatenation over interaction layers of 
 output (:func:`mace_irreps`), e.g. ``16x0e+16x1o+16x2e+16x0e`` for two layers with
 ``hidden_irreps="16x0e+16x1o+16x2e"`` (the last layer of MACE keeps only scalars).
 
+Foundation models: ``checkpoint=PATH`` loads a MACE model file (MACE-MP / MACE-OFF ``.model``,
+the whole model pickled by ``torch.save``; read offline, and unpickled: load files you trust)
+instead of building one; the features are its ``node_feats`` as above (MACE-MP-0 medium:
+``128x0e+128x1o+128x0e``).
+
 Install: ``pip install -c constraints.txt -e ".[mace]" && pip install --no-deps
 mace-torch==0.3.16`` (mace-torch pins ``e3nn==0.4.4``; it runs on e3nn 0.6, which tsym needs:
 the ``mace`` extra lists mace-torch's other dependencies, and ``--no-deps`` skips the pin).
@@ -34,6 +39,8 @@ from e3nn import o3
 from tsym.runtime import keys
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.nn.extras import ElementIndex, elements_of, missing_extra
+from tsym.runtime.nn.pretrained import (check_digest, checkpoint_identity, load_mace_file,
+                                        register_digest)
 
 __all__ = ["MACEBackbone", "mace_irreps"]
 
@@ -70,15 +77,22 @@ class MACEBackbone(torch.nn.Module):
         MACE's ``r_max`` (Angstrom).
     elements : sequence of str or int
         The elements the model covers (MACE's ``z_table``).
+    checkpoint : str, optional
+        A MACE model file (MACE-MP, MACE-OFF ``.model``; ``torch.save`` of the whole model): used
+        as it is, its elements and ``r_max`` (= ``cutoff``) from the file, its sha256 kept in
+        tsym's checkpoint; then no ``elements`` and no MACE arguments.
     **mace_kwargs
         MACE's own arguments (module doc); strings for irreps, a list or a string for
         ``radial_MLP``, names for ``interaction``, ``interaction_first`` and ``gate``.
     """
 
     def __init__(self, cutoff: float = 5.0, elements: Sequence[str | int] | None = None,
-                 **mace_kwargs):
+                 checkpoint: str | None = None, **mace_kwargs):
         super().__init__()
         modules, parser = _mace()
+        if checkpoint is not None:
+            self._from_file(cutoff, checkpoint, elements, mace_kwargs)
+            return
         self.elements = elements_of(elements, "mace")
         self.cutoff = float(cutoff)
         self.max_z = max(self.elements)
@@ -102,6 +116,31 @@ class MACEBackbone(torch.nn.Module):
             raise ModelConfigError(f"backbone 'mace': MACE refused the arguments "
                                    f"{sorted(mace_kwargs)}: {type(err).__name__}: {err}") from None
         self.irreps_out = mace_irreps(self.mace)
+
+    def _from_file(self, cutoff, checkpoint, elements, mace_kwargs) -> None:
+        """A foundation model (MACE-MP, MACE-OFF: a ``.model`` file) as it is (module doc)."""
+        extra = sorted(mace_kwargs) + (["elements"] if elements is not None else [])
+        if extra:
+            raise ModelConfigError(f"backbone 'mace': checkpoint {checkpoint!r} fixes the "
+                                   f"network and its elements; drop {', '.join(extra)}")
+        self.mace = load_mace_file(checkpoint)
+        self.elements = tuple(int(z) for z in self.mace.atomic_numbers.tolist())  # z_table order
+        r_max = float(torch.as_tensor(self.mace.r_max).detach())
+        if r_max != float(cutoff):
+            raise ModelConfigError(f"backbone 'mace': checkpoint {checkpoint!r} has r_max {r_max} "
+                                   f"Angstrom; build the model with cutoff={r_max} (given "
+                                   f"{float(cutoff)})")
+        self.cutoff = float(cutoff)
+        self.max_z = max(self.elements)
+        self.index = ElementIndex(self.elements, "mace")
+        self.checkpoint_name = str(checkpoint)
+        self.checkpoint_sha256 = checkpoint_identity(checkpoint)
+        register_digest(self, self.checkpoint_sha256)  # buffer checkpoint_digest [32]
+        self.irreps_out = mace_irreps(self.mace)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        check_digest(self, state_dict, prefix, "mace", getattr(self, "checkpoint_name", ""))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @staticmethod
     def _arguments(parser, given: dict) -> dict:

@@ -33,7 +33,12 @@ A backbone becomes available to ``tsym.build_model(backbone=NAME)`` with
 (:class:`~tsym.runtime.nn.nequip.NequIPBackbone`) are registered here, and so are ``"mace"``
 (:class:`~tsym.runtime.nn.mace.MACEBackbone`, the ``mace-torch`` package) and ``"nequip-lib"``
 (:class:`~tsym.runtime.nn.nequip_lib.NequIPLibBackbone`, the ``nequip`` package), whose packages
-are optional extras imported only when such a backbone is built.
+are optional extras imported only when such a backbone is built; so is ``"sevenn"``
+(:class:`~tsym.runtime.nn.sevenn.SevenNetBackbone`, pretrained SevenNet checkpoints).
+
+Parity: a backbone whose features are SO(3)-equivariant only declares ``parity = False``;
+:func:`build_backbone` then wraps it in :class:`~tsym.runtime.nn.parity.RestoreParity` (exact
+O(3) features from two passes, on ``x`` and ``-x``), so point 2 holds for the wrapped network.
 
 Plugins: an installed package that declares an entry point in the group ``tsym.backbones``
 (:data:`ENTRY_POINT_GROUP`), ``NAME = "package.module:factory"``, provides backbone ``NAME`` to
@@ -43,7 +48,7 @@ the group is read the first time a name is not registered (and for the list of k
 Examples
 --------
 >>> sorted(BACKBONES)
-['mace', 'nequip', 'nequip-lib', 'xpainn']
+['mace', 'nequip', 'nequip-lib', 'sevenn', 'xpainn']
 >>> net = build_backbone("nequip", 4.0, {"irreps_hidden": "8x0e+4x1o+4x1e+2x2e+2x2o"})
 >>> str(net.irreps_out)
 '8x0e+4x1o+4x1e+2x2o+2x2e'
@@ -60,6 +65,8 @@ from tsym.runtime.errors import ModelConfigError, TsymError, UnknownBackboneErro
 from tsym.runtime.nn.mace import MACEBackbone
 from tsym.runtime.nn.nequip import NequIPBackbone
 from tsym.runtime.nn.nequip_lib import NequIPLibBackbone
+from tsym.runtime.nn.parity import restore_parity
+from tsym.runtime.nn.sevenn import SevenNetBackbone
 from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import XPaiNN
 
@@ -140,6 +147,7 @@ def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> t
     except (TypeError, ValueError) as err:  # an unknown keyword, or a value of the wrong kind
         raise ModelConfigError(f"backbone {name!r}: bad backbone_kwargs {sorted(kwargs)}: {err}"
                                ) from None
+    net = restore_parity(net)  # parity = False: O(3) from two passes (x and -x)
     if name not in _OWN and not getattr(net, "contract_checked", False):
         check_backbone(net)
         if getattr(net, "cutoff", None) is not None:
@@ -170,6 +178,7 @@ def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:
 
 register_backbone("xpainn", XPaiNN)
 register_backbone("nequip", NequIPBackbone)
-# the optional packages (extras "mace", "nequip"); imported when such a backbone is built
+# the optional packages (extras "mace", "nequip", "sevenn"); imported when such a backbone is built
 register_backbone("mace", MACEBackbone)
 register_backbone("nequip-lib", NequIPLibBackbone)
+register_backbone("sevenn", SevenNetBackbone)

@@ -11,6 +11,7 @@ every key is checked up front (an unknown key, a wrong type or a value out of ra
       cutoff: 4.0
       dtype: float32                # or float64
       compile: false                # torch.compile backbone and heads (faster; C++ compiler)
+      finetune: full                # full | frozen (features cached) | N (last N blocks train)
     heads:                          # tensor name -> HeadConfig
       alpha:
         spec: specs/polarizability.tsym   # a .tsym file (relative to the config) or spec text
@@ -26,7 +27,7 @@ every key is checked up front (an unknown key, a wrong type or a value out of ra
       valid_fraction: 0.1           # used when no valid file is given
       split_seed: 0
       group_by: name                # optional: records sharing atoms.info["name"] share a split
-    optimiser: {lr: 1.0e-3, weight_decay: 0.05}                # OptimiserConfig (AdamW)
+    optimiser: {lr: 1.0e-3, weight_decay: 0.05}                # OptimiserConfig (AdamW; backbone_lr)
     schedule: {kind: cosine, warmup_steps: 10}                 # ScheduleConfig
     training: {epochs: 100, batch_size: 8, grad_clip: 10.0, ema_decay: 0.99, seed: 0}
     refine: {iterations: 0}         # RefineConfig: full-batch L-BFGS after training (0: off)
@@ -65,10 +66,16 @@ class ModelConfig:
     cutoff: float = 5.0
     dtype: str = "float32"
     compile: bool = False
+    finetune: str | int = "full"  # full | frozen (features cached) | N: the last N blocks train
 
     def check(self, where: str) -> None:
         _choice(where, "dtype", self.dtype, ("float32", "float64"))
         _positive(where, "cutoff", self.cutoff)
+        if not (self.finetune in ("full", "frozen") or (
+                isinstance(self.finetune, int) and self.finetune >= 0)):
+            raise ConfigError(f"{where}: 'finetune' must be full, frozen or the number of last "
+                              f"backbone blocks to train (an integer >= 0), got "
+                              f"{self.finetune!r}")
 
 
 @dataclass(frozen=True)
@@ -167,9 +174,12 @@ class OptimiserConfig:
     weight_decay: float = 0.05
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
+    backbone_lr: float | None = None  # the backbone's parameters (a pretrained one); null: lr
 
     def check(self, where: str) -> None:
         _positive(where, "lr", self.lr)
+        if self.backbone_lr is not None:
+            _positive(where, "backbone_lr", self.backbone_lr)
         _positive(where, "eps", self.eps)
         if not self.weight_decay >= 0:
             raise ConfigError(f"{where}: 'weight_decay' must be >= 0, got {self.weight_decay!r}")

@@ -53,6 +53,8 @@ from tsym.runtime.training.setup import (EMA, Batcher, Dist, divergence_message,
 from tsym.runtime.training.config import TrainConfig, load_config
 from tsym.runtime.graph import batch_graphs
 from tsym.runtime.model import TrainedModel, build_model
+from tsym.runtime.nn.finetune import apply_finetune, parameter_groups
+from tsym.runtime.nn.pretrained import check_elements
 from tsym.runtime.normalisation import Normalisation
 from tsym.runtime.training.losses import HeadLoss, fit_normalisations
 from tsym.runtime.training.refine import refine
@@ -123,6 +125,8 @@ class _Trainer(RunDir):
                           head_kwargs=cfg.model.head_kwargs)  # first: its elements check the data
         self.splits, self.split_info = load_splits(cfg, plans, self.dtype, verbose=dist.main,
                                                    max_z=net.max_z)
+        check_elements(net.backbone, (g for s in self.splits.values() for g in s), cfg.source)
+        apply_finetune(net, cfg.model.finetune)  # before the optimiser sees requires_grad
         if not self.splits["train"]:
             raise TrainError(f"{cfg.source}: the training split is empty")
         if ckpt is not None:
@@ -144,8 +148,9 @@ class _Trainer(RunDir):
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=ids, find_unused_parameters=self._has_unused())
         o = cfg.optimiser
-        self.opt = torch.optim.AdamW(self.net.parameters(), lr=o.lr, betas=tuple(o.betas),
-                                     eps=o.eps, weight_decay=o.weight_decay)
+        self.opt = torch.optim.AdamW(parameter_groups(self.net, o.lr, o.backbone_lr), lr=o.lr,
+                                     betas=tuple(o.betas), eps=o.eps,
+                                     weight_decay=o.weight_decay)
         n_train, bs = len(self.splits["train"]), t.batch_size
         self.steps_per_epoch = math.ceil(n_train / bs)
         limits = [t.max_steps] if t.max_steps else []
