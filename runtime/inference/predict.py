@@ -50,7 +50,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
 from tsym.compiler import HeadPlan
-from tsym.runtime.checkpoint import read_model, resolve_checkpoint
+from tsym.runtime.model.checkpoint import read_model, resolve_checkpoint
 from tsym.runtime.data.dataset import LabelSpec
 from tsym.runtime.data.extxyz import iter_frames
 from tsym.runtime.errors import DataError, NonFiniteWeightsError, PredictError

@@ -3,13 +3,13 @@
 :class:`RunDir` is the part of the trainer that reads and writes ``run_dir``: the resume checks
 (the config may change only in :data:`RESUMABLE_CHANGES` and the ``refine`` section), the files
 written before training, ``metrics.jsonl`` records, and the checkpoint state (what ``last.pt``
-and ``best.pt`` hold; :mod:`tsym.runtime.checkpoint` describes the format).
+and ``best.pt`` hold; :mod:`tsym.runtime.model.checkpoint` describes the format).
 """
 from __future__ import annotations
 
 import yaml
 
-from tsym.runtime.checkpoint import (TRAIN_FORMAT, model_record, read_training, remove_stale_temps,
+from tsym.runtime.model.checkpoint import (TRAIN_FORMAT, model_record, read_training, remove_stale_temps,
                                      rng_state, save_atomic, set_rng_state, write_text_atomic)
 from tsym.runtime.errors import TrainError
 from tsym.runtime.finite import dumps

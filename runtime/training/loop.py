@@ -6,7 +6,7 @@
 The run directory receives ``config.yaml`` (the resolved config), ``split.json``,
 ``metrics.jsonl`` (step, epoch and test records) and the checkpoints ``last.pt`` (every
 ``checkpoint_every`` steps and at each evaluation) and ``best.pt`` (lowest validation loss, EMA
-weights); see :mod:`tsym.runtime.checkpoint` for their content and
+weights); see :mod:`tsym.runtime.model.checkpoint` for their content and
 ``tsym.build_model(checkpoint=run_dir)`` to predict with them.
 
 Divergence: every step checks each head's loss (before the update), the gradient norm (with
@@ -53,7 +53,7 @@ from tsym.runtime.training.setup import (EMA, Batcher, Dist, divergence_message,
 from tsym.runtime.training.config import TrainConfig, load_config
 from tsym.runtime.graph import batch_graphs
 from tsym.runtime.model import TrainedModel, build_model
-from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.model.normalisation import Normalisation
 from tsym.runtime.training.losses import HeadLoss, fit_normalisations
 from tsym.runtime.training.refine import refine
 

@@ -18,7 +18,7 @@ from e3nn import o3
 
 from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime.training.guard import inputs_fingerprint
-from tsym.runtime.checkpoint import write_text_atomic
+from tsym.runtime.model.checkpoint import write_text_atomic
 from tsym.runtime.finite import describe
 from tsym.runtime.errors import ConfigError, DataError
 from tsym.runtime.training.config import ScheduleConfig, TrainConfig

@@ -15,7 +15,7 @@ import torch
 from ase.io import read
 
 import tsym
-from tsym.runtime.checkpoint import MODEL_FORMAT, TRAIN_FORMAT, read_model, resolve_checkpoint
+from tsym.runtime.model.checkpoint import MODEL_FORMAT, TRAIN_FORMAT, read_model, resolve_checkpoint
 from tsym.runtime.errors import CheckpointError
 from tsym.runtime.inference.predict import checkpoint_labels, load_model
 from tsym.runtime.model import TensorModel, TrainedModel

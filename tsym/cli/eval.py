@@ -58,7 +58,7 @@ def _present(data: str, specs: dict) -> dict:
 
 def cmd_eval(args) -> int:
     """Evaluate, print the summary (or JSON), write ``metrics.json`` and the parity plots."""
-    from tsym.runtime.checkpoint import resolve_checkpoint  # the runtime loads when it runs
+    from tsym.runtime.model.checkpoint import resolve_checkpoint  # the runtime loads when it runs
     from tsym.runtime.inference.evaluate import evaluate
     from tsym.runtime.inference.plots import parity_plots
     from tsym.runtime.inference.predict import checkpoint_labels, load_model

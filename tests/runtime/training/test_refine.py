@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from tsym.runtime.checkpoint import read_training
+from tsym.runtime.model.checkpoint import read_training
 from tsym.runtime.training.config import ConfigError, TrainConfig
 from tsym.runtime.training.loop import train
 from tsym.runtime.training.refine import _chunks, _closure, _totals

@@ -26,10 +26,10 @@ import yaml
 from ase.build import molecule
 from ase.io import read, write
 
-from tsym.runtime.checkpoint import rng_state, save_atomic, set_rng_state
+from tsym.runtime.model.checkpoint import rng_state, save_atomic, set_rng_state
 from tsym.runtime.training.config import ConfigError, TrainConfig, load_config
 from tsym.runtime.model import TrainedModel, build_model
-from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.model.normalisation import Normalisation
 from tsym.runtime.training.losses import HeadLoss
 from tsym.runtime.training.loop import TrainError, train
 from tsym.compiler import compile_text

@@ -7,9 +7,9 @@ A :class:`TensorModel` holds one backbone (any module meeting the contract of
     graph -> backbone -> NODE_FEATURES [N, irreps_out.dim] -> head_k -> {name_k: [G|N, 3, ..., 3]}
 
 A :class:`TrainedModel` is a trained ``TensorModel`` with the normalisation of each head
-(:mod:`tsym.runtime.normalisation`): it answers in data units.  :meth:`TensorModel.save` writes a
+(:mod:`tsym.runtime.model.normalisation`): it answers in data units.  :meth:`TensorModel.save` writes a
 model checkpoint; ``build_model(checkpoint=...)`` reads either kind (model or training, whose layouts
-:mod:`tsym.runtime.checkpoint` keeps) and gives a ``TensorModel`` or a ``TrainedModel``.
+:mod:`tsym.runtime.model.checkpoint` keeps) and gives a ``TensorModel`` or a ``TrainedModel``.
 
 Examples
 --------
@@ -35,14 +35,14 @@ from ase import Atoms
 
 from tsym.compiler import HeadPlan, compile_file, compile_text
 from tsym.runtime import keys
-from tsym.runtime.checkpoint import DTYPES, ModelRecord, model_record, read_model, save_atomic
-from tsym.runtime._batched import predict_batched
+from tsym.runtime.model.checkpoint import DTYPES, ModelRecord, model_record, read_model, save_atomic
+from tsym.runtime.model._batched import predict_batched
 from tsym.runtime.errors import CheckpointError, ModelConfigError
 from tsym.runtime.nn.heads import make_head
 from tsym.runtime.nn.registry import backbone_name, build_backbone, check_backbone
 from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import COMPILE_DEFAULTS
-from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.model.normalisation import Normalisation
 
 __all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
 
