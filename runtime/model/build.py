@@ -39,7 +39,8 @@ from tsym.runtime.model.checkpoint import DTYPES, ModelRecord, model_record, rea
 from tsym.runtime.model._batched import predict_batched
 from tsym.runtime.errors import CheckpointError, ModelConfigError
 from tsym.runtime.nn.heads import make_head
-from tsym.runtime.nn.registry import backbone_name, build_backbone, check_backbone
+from tsym.runtime.nn.registry import (backbone_name, build_backbone, check_backbone,
+                                      stored_kwargs)
 from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import COMPILE_DEFAULTS
 from tsym.runtime.model.normalisation import Normalisation
@@ -337,7 +338,7 @@ def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_k
             raise CheckpointError(f"{path}: {name}={value!r} disagrees with the checkpoint's "
                                   f"{stored!r}; leave it at its default to use the checkpoint")
     model = _assemble(plans, record.backbone, record.cutoff, None, record.dtype,
-                      _with_stored_max_z(record), record.head_kwargs)
+                      _stored_backbone_kwargs(record), record.head_kwargs)
     try:
         model.load_state_dict(record.state_dict)
     except RuntimeError as err:
@@ -349,15 +350,11 @@ def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_k
     return TrainedModel(model, norms).eval()  # EMA weights; predictions in data units
 
 
-def _with_stored_max_z(record: ModelRecord) -> dict:
-    """The record's backbone kwargs; an XPaiNN saved without ``max_z`` gets the one its element
-    table holds (the default was 53 before it became 118, so the weights say which it was)."""
-    kwargs = dict(record.backbone_kwargs)
-    if record.backbone == "xpainn" and "max_z" not in kwargs:
-        for key in ("backbone.node_embedding.qc_table", "backbone.node_embedding.table.weight"):
-            if key in record.state_dict:
-                kwargs["max_z"] = int(record.state_dict[key].shape[0]) - 1
-    return kwargs
+def _stored_backbone_kwargs(record: ModelRecord) -> dict:
+    """The record's backbone kwargs, completed by the backbone from its weights."""
+    prefix = "backbone."
+    weights = {k[len(prefix):]: v for k, v in record.state_dict.items() if k.startswith(prefix)}
+    return stored_kwargs(record.backbone, record.backbone_kwargs, weights)
 
 
 def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs) -> TensorModel:
