@@ -89,7 +89,7 @@ SETUPS = {"demo": demo_setup, "dielectric": dielectric_setup}
 def rotated(dataset, plans: dict, seed: int):
     """``dataset`` with each structure and its labels rotated by its own random proper rotation."""
     from tsym.runtime.data.dataset import Dataset, Record
-    from tsym.runtime.testing import random_rotation, rotate_atoms, rotate_cartesian
+    from tsym.runtime.equivariance import random_rotation, rotate_atoms, rotate_cartesian
 
     generator = torch.Generator().manual_seed(seed)
     records = []

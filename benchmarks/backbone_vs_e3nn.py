@@ -38,7 +38,7 @@ import tsym  # noqa: E402
 from tsym.runtime import keys  # noqa: E402
 from tsym.runtime.nn.xpainn import XPaiNN  # noqa: E402
 from tsym.runtime.graph import collate  # noqa: E402
-from tsym.runtime.testing import default_dtype  # noqa: E402
+from tsym.runtime.equivariance import default_dtype  # noqa: E402
 
 from _naive_xpainn import NaiveXPaiNN  # noqa: E402
 from backbone_speed import CUTOFF, SPECS, crystals, molecules  # noqa: E402

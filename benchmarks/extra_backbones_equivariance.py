@@ -13,7 +13,7 @@ from ase.build import bulk, molecule
 from e3nn import o3
 
 import tsym
-from tsym.runtime.testing import rotate_atoms
+from tsym.runtime.equivariance import rotate_atoms
 
 SPECS = "specs/"
 ELEMENTS = ["H", "C", "O", "Zn"]

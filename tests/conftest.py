@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tsym.runtime.testing import default_dtype  # noqa: F401 - the tests import it from here
+from tsym.runtime.equivariance import default_dtype  # noqa: F401 - the tests import it from here
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS_DIR = REPO / "specs"

@@ -24,7 +24,7 @@ from ase import Atoms
 from tsym.cli.data import register
 from tsym.compiler import compile_file, compile_text
 from tsym.runtime.errors import DataError
-from tsym.runtime.rotations import rotate_cartesian
+from tsym.runtime.equivariance import rotate_cartesian
 from tsym.runtime.data.crystal import (atoms_from_pymatgen, ieee_candidates, ieee_rotation,
                                        max_operation_deviation, site_symmetry_deviation,
                                        symmetry_ops)

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.runtime.rotations import random_rotation, rotate_atoms, rotate_cartesian
+from tsym.runtime.equivariance._rotations import random_rotation, rotate_atoms, rotate_cartesian
 
 __all__ = ["default_dtype", "random_rotation", "rotate_atoms", "rotate_cartesian",
-           "assert_equivariant", "equivariance_errors"]  # the rotations: tsym.runtime.rotations
+           "assert_equivariant", "equivariance_errors"]  # the rotations: _rotations
 
 
 @contextlib.contextmanager
