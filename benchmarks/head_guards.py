@@ -18,7 +18,7 @@ import time
 import torch
 
 import tsym
-from tsym.compiler._guards import check_head_inputs
+from tsym.compiler.head import check_head_inputs
 
 IRREPS = "128x0e+64x1o+32x2e"
 

@@ -6,7 +6,7 @@ Public API::
     compile_spec(spec)          -> HeadPlan
     compile_text, compile_file  -> list[HeadPlan]
     emit_module(plan)           -> str (a standalone torch + e3nn module)
-    SelfMixHead                 the generic node-wise self-mix head (compiler/head.py, which
+    SelfMixHead                 the generic node-wise self-mix head (compiler/head/, which
                                 emit pastes into generated modules), on CartesianReadout
                                 (checks, Q, pooling; the baselines' base), with its
                                 EquivariantLayerNorm and scalar_indices
@@ -27,9 +27,8 @@ from .plan import HeadPlan, compile_spec
 from .spec import TensorSpec
 
 if TYPE_CHECKING:
-    from ._guards import HeadInputError
-    from .head import EquivariantLayerNorm, SelfMixHead
-    from .readout import CartesianReadout, scalar_indices
+    from .head import (CartesianReadout, EquivariantLayerNorm, HeadInputError, SelfMixHead,
+                       scalar_indices)
 
 __all__ = [
     "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
@@ -49,8 +48,7 @@ def compile_file(path: str | Path) -> list[HeadPlan]:
     return [compile_spec(spec) for spec in parse_file(path)]
 
 
-#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access; ``head`` imports
-#: ``readout`` and ``_guards``, so it holds all of them.
+#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access.
 _HEAD_NAMES = ("CartesianReadout", "EquivariantLayerNorm", "SelfMixHead", "scalar_indices",
                "HeadInputError")
 

@@ -12,7 +12,7 @@
 * arrows point down the layers of :data:`LAYERS`: a module imports only modules of a lower layer
   or of its own group, never a sibling group of the same layer (``nn`` and ``data``) nor one
   above (the runtime never imports ``tsym`` or ``tsym.cli``; the compiler never the runtime);
-* ``compiler/head.py``, ``readout.py``, ``_fused.py`` and ``_guards.py`` stay standalone
+* the modules of ``compiler/head/`` stay standalone
   (``emit`` pastes them into generated modules).
 
 The checker runs on the repository and on small planted trees that must fail.
@@ -55,7 +55,7 @@ LAZY_ALLOWED = ("pyscf", "matplotlib", "mace", "nequip")
 LAZY_SITES = {
     "tsym": ("tsym.runtime", "tsym.compiler.head"),  # module __getattr__ (PEP 562): build_model...
     # module __getattr__: SelfMixHead and its kin
-    "tsym.compiler": ("tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards"),
+    "tsym.compiler": ("tsym.compiler.head",),
     "tsym.compiler.plan": ("torch",),  # a plan's torch tensors, made on first access
     "tsym.cli.*": ("tsym.runtime", "torch", "ase"),  # each verb loads its work when it runs
 }
@@ -71,9 +71,8 @@ def lazy_allowed(module: str, target: str) -> bool:
 
 #: Modules that must import nothing but these (the head is pasted into standalone modules), and
 #: each other, and ``TsymError`` (which ``emit`` replaces by a local class).
-STANDALONE = {m: ("math", "typing", "torch", "e3nn") for m in (
-    "tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards",
-    "tsym.compiler._fused", "tsym.compiler._pairs")}
+STANDALONE_PACKAGE = "tsym.compiler.head"
+STANDALONE_LIBRARIES = ("math", "typing", "torch", "e3nn")
 
 
 @dataclass(frozen=True)
@@ -232,11 +231,12 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
                     name, imp.target):
                 problems.append(f"{where}:{imp.line}: import of {imp.target} inside a function "
                                 "(import at module level)")
-            pasted = imp.target in STANDALONE or (imp.target == "tsym.compiler.errors"
-                                                  and imp.names == ("TsymError",))
-            if name in STANDALONE and top not in STANDALONE[name] and not pasted:
+            pasted = _inside(imp.target, STANDALONE_PACKAGE) or (
+                imp.target == "tsym.compiler.errors" and imp.names == ("TsymError",))
+            if (_inside(name, STANDALONE_PACKAGE) and top not in STANDALONE_LIBRARIES
+                    and not pasted):
                 problems.append(f"{where}:{imp.line}: {name} must stay standalone "
-                                f"({', '.join(STANDALONE[name])} only), imports {imp.target}")
+                                f"({', '.join(STANDALONE_LIBRARIES)} only), imports {imp.target}")
             if not internal:
                 continue
             for thing, home in _private_home(imp.target, imp.names, modules):

@@ -37,7 +37,7 @@ from e3nn import o3
 
 from ._fused import FusedSelfMix
 from ._guards import HeadInputError
-from .readout import CartesianReadout, scalar_indices
+from ._readout import CartesianReadout, scalar_indices
 
 __all__ = ["SelfMixHead", "EquivariantLayerNorm", "HeadInputError"]
 
