@@ -10,7 +10,7 @@ import torch
 from tsym.runtime.equivariance import default_dtype  # noqa: F401 - the tests import it from here
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS_DIR = REPO / "specs"
+SPECS_DIR = REPO / "compiler" / "specs"
 
 # Tolerance per dtype for equivariance / symmetry checks of float computations, relative to the
 # output's scale.  float64: 1e-10 is ~5e5 float64 epsilons: the float32 runs of the same models show

@@ -28,7 +28,7 @@ def test_demo_specs_are_the_library_specs():
     from tsym.cli.demo import _SPEC_TEXT, DEMO_SPECS
 
     for name, text in _SPEC_TEXT.items():
-        library = tsym.parse_file(SPECS_DIR.parent / DEMO_SPECS[name])[0]
+        library = tsym.parse_file(SPECS_DIR.parent.parent / DEMO_SPECS[name])[0]
         assert tsym.parse_text(text)[0] == library
 
 

@@ -20,9 +20,9 @@ __all__ = ["register", "cmd_demo", "DEMO_SPECS", "demo_config", "evaluate_test_s
 
 #: The demo's specs (identical to the files of the spec library; a test checks that).
 DEMO_SPECS = {
-    "polarizability": "specs/polarizability.tsym",
-    "hyperpolarizability": "specs/hyperpolarizability.tsym",
-    "nmr_shielding": "specs/nmr_shielding.tsym",
+    "polarizability": "compiler/specs/polarizability.tsym",
+    "hyperpolarizability": "compiler/specs/hyperpolarizability.tsym",
+    "nmr_shielding": "compiler/specs/nmr_shielding.tsym",
 }
 
 _SPEC_TEXT = {
