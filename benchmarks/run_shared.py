@@ -43,6 +43,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from tsym.compiler.library import resolve_spec
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from shared_compare import KINDS, comparison_table, run_dir_for, with_kind  # noqa: E402
@@ -177,9 +179,8 @@ def config_for(name: str, out: Path, epochs_scale: float = 1.0, seed: int | None
     for key in ("train", "valid", "test"):
         if raw["data"].get(key):
             raw["data"][key] = str((out / raw["data"][key]).resolve())
-    for head in raw["heads"].values():
-        if "{" not in head["spec"]:
-            head["spec"] = str((path.parent / head["spec"]).resolve())
+    for head in raw["heads"].values():  # library names and text stay, files become absolute
+        head["spec"] = resolve_spec(head["spec"], path.parent.resolve())
     training = raw.setdefault("training", {})
     training["epochs"] = max(1, round(training.get("epochs", 100) * epochs_scale))
     if seed is not None:  # the model's and training's seed; the data split stays the YAML's

@@ -5,6 +5,8 @@ Public API::
     parse_text, parse_file      -> tuple[TensorSpec, ...]
     compile_spec(spec)          -> HeadPlan
     compile_text, compile_file  -> list[HeadPlan]
+    load_plans(spec)            -> list[HeadPlan]: a library name, a .tsym path or spec text
+    library_names()             the spec library that ships with tsym (compiler/specs/)
     emit_module(plan)           -> str (a standalone torch + e3nn module)
     SelfMixHead                 the generic node-wise self-mix head (compiler/head/, which
                                 emit pastes into generated modules), on CartesianReadout
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from .emit import emit_module, write_modules
 from .errors import SpecError, SpecWarning, TsymError
+from .library import library_names, load_plans
 from .parse import parse_file, parse_text
 from .plan import HeadPlan, compile_spec
 from .spec import TensorSpec
@@ -34,7 +37,7 @@ __all__ = [
     "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
     "EquivariantLayerNorm", "scalar_indices", "HeadInputError",
     "parse_text", "parse_file", "compile_spec", "compile_text", "compile_file",
-    "emit_module", "write_modules",
+    "emit_module", "write_modules", "load_plans", "library_names",
 ]
 
 

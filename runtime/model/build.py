@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.compiler import HeadPlan, compile_file, compile_text
+from tsym.compiler import HeadPlan, compile_text, load_plans
 from tsym.runtime import keys
 from tsym.runtime.model.checkpoint import DTYPES, ModelRecord, model_record, read_model, save_atomic
 from tsym.runtime.model._batched import predict_batched
@@ -297,15 +297,10 @@ def _plans(specs) -> list[HeadPlan]:
         specs = [specs]
     plans: list[HeadPlan] = []
     for spec in specs:
-        if isinstance(spec, HeadPlan):
-            plans.append(spec)
-        elif isinstance(spec, str) and ("{" in spec or "\n" in spec):
-            plans += compile_text(spec)
-        elif isinstance(spec, (str, os.PathLike)):
-            plans += compile_file(spec)
-        else:
-            raise ModelConfigError(f"a spec must be a .tsym path, spec source text or a HeadPlan, "
-                                   f"got {type(spec).__name__}")
+        if not isinstance(spec, (str, os.PathLike, HeadPlan)):
+            raise ModelConfigError(f"a spec must be a library name, a .tsym path, spec source "
+                                   f"text or a HeadPlan, got {type(spec).__name__}")
+        plans += load_plans(spec)
     return plans
 
 
@@ -384,8 +379,10 @@ def build_model(specs=None, backbone: str | torch.nn.Module = "xpainn", cutoff: 
 
     Parameters
     ----------
-    specs : path, spec source, HeadPlan, or a list of them
-        ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
+    specs : library name, path, spec source, HeadPlan, or a list of them
+        Names of the spec library (``"polarizability"``, ``"elastic"``, ...; see
+        ``tsym.library_names()``), ``.tsym`` files (every tensor block in them), spec texts, or
+        compiled plans (:func:`tsym.compiler.load_plans` tells them apart).  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str or torch.nn.Module
         A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`;

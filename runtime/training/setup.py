@@ -16,7 +16,8 @@ import torch
 import torch.distributed as tdist
 from e3nn import o3
 
-from tsym.compiler import HeadPlan, compile_file, compile_text
+from tsym.compiler import HeadPlan, load_plans
+from tsym.compiler.library import spec_kind
 from tsym.runtime.training.guard import inputs_fingerprint
 from tsym.runtime.model.checkpoint import write_text_atomic
 from tsym.runtime.finite import describe
@@ -92,11 +93,11 @@ def plans_for(cfg: TrainConfig) -> list[HeadPlan]:
     plans = []
     for head in cfg.heads:
         if head.spec not in compiled:
-            if "{" in head.spec:
-                compiled[head.spec] = compile_text(head.spec, f"{cfg.source}:heads.{head.name}")
-            else:
-                compiled[head.spec] = compile_file(head.spec)
+            compiled[head.spec] = load_plans(head.spec,
+                                             filename=f"{cfg.source}:heads.{head.name}")
         found = [p for p in compiled[head.spec] if p.name == head.name]
+        if not found and spec_kind(head.spec) == "library":  # trained under another name
+            found = load_plans(head.spec, name=head.name)
         if not found:
             names = ", ".join(p.name for p in compiled[head.spec])
             raise ConfigError(f"{cfg.source}: head '{head.name}': the spec {head.spec} has no "

@@ -24,14 +24,6 @@ def _losses(run_dir):
     return [r["train_loss"] for r in rows if "train_loss" in r]
 
 
-def test_demo_specs_are_the_library_specs():
-    from tsym.cli.demo import _SPEC_TEXT, DEMO_SPECS
-
-    for name, text in _SPEC_TEXT.items():
-        library = tsym.parse_file(SPECS_DIR.parent.parent / DEMO_SPECS[name])[0]
-        assert tsym.parse_text(text)[0] == library
-
-
 def test_demo_command_trains_and_reports(tmp_path, capsys):
     run = tmp_path / "demo"
     assert main(["demo", "--epochs", "3", "--run-dir", str(run)]) == 0
