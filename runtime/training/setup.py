@@ -23,7 +23,9 @@ from tsym.runtime.model.checkpoint import write_text_atomic
 from tsym.runtime.finite import describe
 from tsym.runtime.errors import ConfigError, DataError
 from tsym.runtime.training.config import ScheduleConfig, TrainConfig
-from tsym.runtime.data.dataset import LabelSpec, collate_records, read_dataset, save_split, split
+from tsym.runtime.data.dataset import collate_records, read_dataset
+from tsym.runtime.data.labels import LabelSpec
+from tsym.runtime.data.split import save_split, split
 from tsym.runtime.graph import batch_graphs
 
 __all__ = ["Dist", "setup_dist", "plans_for", "SplitInfo", "load_splits", "Batcher", "Schedule",

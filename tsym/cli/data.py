@@ -63,7 +63,7 @@ def cmd_convert(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from tsym.runtime.data.dataset import LabelSpec, read_dataset  # the runtime loads here
+    from tsym.runtime.data import LabelSpec, read_dataset  # the runtime loads here
 
     plans = load_plans(args.spec)
     if args.name is not None:

@@ -31,7 +31,7 @@ from tsym.runtime.data.crystal import (atoms_from_pymatgen, ieee_candidates, iee
 from tsym.runtime.data.convert import (BOHR_IN_ANGSTROM, CONVERTERS, convert, convert_water_apt,
                                        convert_water_sagpr, write_extxyz)
 from tsym.runtime.data.convert.common import LABEL_SPECS, LIBRARY, label_plan
-from tsym.runtime.data.dataset import LabelSpec, read_dataset, voigt_to_tensor3
+from tsym.runtime.data import LabelSpec, read_dataset, voigt_to_tensor3
 from tsym.runtime.data.records import symmetry_deviation
 
 from ...conftest import SPECS_DIR, shared_data_dir
