@@ -1,6 +1,6 @@
 """Start-up of the compiler's command line against ``python -c "import torch"`` (issue 11 point 8).
 
-Run: ``python benchmarks/cli_startup.py [--rounds 7] [--spec dipole]``.
+Run: ``python -m benchmarks.cli_startup [--rounds 7] [--spec dipole]``.
 
 Each round runs, in a fresh process each and in this order, ``tsym inspect SPEC`` (the installed
 console script), ``python -c "import torch"`` (the baseline) and ``python -c "import sympy"``

@@ -3,7 +3,7 @@ end: a molecule and a periodic crystal (ethanol, rattled wurtzite ZnO) rotated a
 (positions and cell, 3 random rotations, each also times -1), outputs compared with
 ``R^{(x)n} T``; the largest error relative to each output's largest entry, float64 and float32::
 
-    OMP_NUM_THREADS=1 python benchmarks/extra_backbones_equivariance.py
+    OMP_NUM_THREADS=1 python -m benchmarks.extra_backbones_equivariance
 """
 from __future__ import annotations
 

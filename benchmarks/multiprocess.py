@@ -1,6 +1,6 @@
 """Training throughput with 1 and 2 ``torchrun`` processes on CPU, and whether the runs agree.
 
-Run: ``python benchmarks/multiprocess.py [--steps 40] [--batch-size 32] [--repeats 2] [--budget 40]
+Run: ``python -m benchmarks.multiprocess [--steps 40] [--batch-size 32] [--repeats 2] [--budget 40]
 [--float64-steps 10] [--layouts 1x1,2x1,1x2] [--device cpu|cuda|auto] [--keep DIR]``.
 
 Every run trains the demo model (:func:`tsym.cli.demo.demo_config`: XPaiNN 64 scalars +

@@ -1,6 +1,6 @@
 """Predict memory: time and peak RSS of ``tsym predict`` against the number of structures.
 
-Run: ``OMP_NUM_THREADS=1 nice python benchmarks/predict_memory.py [--sizes 5000 50000]
+Run: ``OMP_NUM_THREADS=1 nice python -m benchmarks.predict_memory [--sizes 5000 50000]
 [--batch-size 32] [--workdir DIR]``.
 
 Each size is a file of small molecules (H, C, N, O; 2 to 9 atoms, drawn from ASE's G2 set with

@@ -4,7 +4,6 @@ protocols (``benchmarks/published.PROTOCOLS``) are valid configs that build thei
 Nothing here trains or reads the shared data: it checks what ``run_shared.py`` would hand the
 trainer, so that a protocol quoted in ``benchmarks/README.md`` cannot rot unnoticed.
 """
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,7 @@ from tsym.runtime.training.config import load_config
 from tsym.runtime.training.setup import plans_for
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
-import published  # noqa: E402
-import run_shared  # noqa: E402
+from benchmarks import published, run_shared  # noqa: E402
 
 SHARED = sorted(p.stem for p in (BENCH / "shared").glob("*.yaml"))
 
