@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.common import markdown_table
+
 KINDS = ("selfmix", "linear", "invariant")
 DATASETS = ("demo", "dielectric")
 
@@ -134,19 +136,16 @@ def run_one(config: dict, kind: str, run_dir: Path, seed: int) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| data set | tensor | head kind | test MAE | test RMSE | median err norm "
-             "| per-l RMSE | rotated MAE | rotated RMSE | params (all heads) | train wall (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for dataset, by_kind in results.items():
-        for kind, res in by_kind.items():
-            for name, h in res["heads"].items():
-                per_l = ", ".join(f"{ir} {v:.3g}" for ir, v in h["per_l_rmse"].items())
-                lines.append(f"| {dataset} | {name} | {kind} | {h['mae']:.4g} | {h['rmse']:.4g} | "
-                             f"{h['median_norm_err']:.4g} | "
-                             f"{per_l} | {h['rotated_mae']:.4g} | {h['rotated_rmse']:.4g} | "
-                             f"{res['head_params']} | "
-                             f"{res['wall_s']:.0f} |")
-    return "\n".join(lines)
+    header = ["data set", "tensor", "head kind", "test MAE", "test RMSE", "median err norm",
+              "per-l RMSE", "rotated MAE", "rotated RMSE", "params (all heads)", "train wall (s)"]
+    rows = [[dataset, name, kind, f"{h['mae']:.4g}", f"{h['rmse']:.4g}",
+             f"{h['median_norm_err']:.4g}",
+             ", ".join(f"{ir} {v:.3g}" for ir, v in h["per_l_rmse"].items()),
+             f"{h['rotated_mae']:.4g}", f"{h['rotated_rmse']:.4g}", res["head_params"],
+             f"{res['wall_s']:.0f}"]
+            for dataset, by_kind in results.items() for kind, res in by_kind.items()
+            for name, h in res["heads"].items()]
+    return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,7 @@ imports ``tests`` or edits ``sys.path`` (``tests/test_architecture.py`` checks b
 * :func:`molecules`, :func:`crystals` (and :func:`alkane`): rattled QM9-sized molecules and
   ~40-atom crystals for the speed benchmarks, with :data:`SPECS` and :data:`CUTOFF`;
 * :func:`score_test_split`: the test split of a finished run of a shared data set;
+* :func:`markdown_table`: the results tables of ``benchmarks/README.md``;
 * :func:`reference_node_irreps`: the self-mix head's per-node arithmetic as it was before the
   fusion (commit a91658c), through e3nn's modules one after the other (``lin_u``, ``lin_v``,
   ``tp1``, the layer norm, ``tp2`` with the MLP's path weights, ``lin_out``, the skip): the fused
@@ -24,7 +25,7 @@ from ase.collections import g2
 from ase.spacegroup import crystal
 
 __all__ = ["SPECS", "CUTOFF", "alkane", "molecules", "crystals", "score_test_split",
-           "reference_node_irreps"]
+           "reference_node_irreps", "markdown_table"]
 
 #: The heads of the speed benchmarks (library names).
 SPECS = ["elastic", "dielectric", "polarizability"]
@@ -116,3 +117,10 @@ def reference_node_irreps(head, node_features: torch.Tensor) -> torch.Tensor:
     if head.has_skip:
         y = y + head.skip(node_features)
     return y
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table: ``header`` cells, then one line per row (cells formatted by the caller)."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

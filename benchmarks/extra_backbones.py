@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-from benchmarks.common import score_test_split  # noqa: E402
+from benchmarks.common import markdown_table, score_test_split  # noqa: E402
 from benchmarks.run_shared import config_for, convert_set  # noqa: E402
 
 #: backbone -> (package it needs, its kwargs without elements and avg_num_neighbors)
@@ -92,15 +92,13 @@ def run_one(name: str, backbone: str, out: Path, epochs: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    rows = ["| backbone | params (backbone / total) | node irreps | head | test MAE | test RMSE "
-            "| train wall | predict test split |", "|---" * 8 + "|"]
-    for r in results:
-        for head, m in r["heads"].items():
-            rows.append(f"| {r['backbone']} | {r['params_backbone']:,} / {r['params_total']:,} "
-                        f"| {r['irreps']} | {head} | {m['mae']:.3g} | {m['rmse']:.3g} "
-                        f"| {r['wall_train_s'] / 60:.1f} min | {r['predict_test_s']:.2f} s "
-                        f"({r['n_test']}) |")
-    return "\n".join(rows)
+    header = ["backbone", "params (backbone / total)", "node irreps", "head", "test MAE",
+              "test RMSE", "train wall", "predict test split"]
+    rows = [[r["backbone"], f"{r['params_backbone']:,} / {r['params_total']:,}", r["irreps"],
+             head, f"{m['mae']:.3g}", f"{m['rmse']:.3g}", f"{r['wall_train_s'] / 60:.1f} min",
+             f"{r['predict_test_s']:.2f} s ({r['n_test']})"]
+            for r in results for head, m in r["heads"].items()]
+    return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:
