@@ -18,7 +18,7 @@ evaluation and no checkpoint before the last step (``eval_every`` large, ``check
 no progress bar.
 
 Timing: :func:`tsym.runtime.training.loop.train` returns the step losses but no times, so the worker
-wraps the trainer's private ``_after_step`` and records, on rank 0, the time at which each
+wraps the trainer's ``after_step`` hook and records, on rank 0, the time at which each
 optimiser step ends (the ranks synchronise at every step through the gradient all-reduce).
 Samples/s = structures of steps ``warm+1 .. steps`` / time from the end of step ``warm`` to the end
 of the last step: start-up (imports, process group, data, neighbour lists, model) and the first
@@ -86,7 +86,7 @@ def worker(config: str, run_dir: str, out: str, threads: int, budget: float) -> 
 
     times: list[float] = []
     info: dict = {}
-    original = train_module._Trainer._after_step
+    original = train_module.Trainer.after_step
 
     def timed_after_step(self, *args, **kwargs):
         now = time.perf_counter()  # the optimiser step has just ended
@@ -98,7 +98,7 @@ def worker(config: str, run_dir: str, out: str, threads: int, budget: float) -> 
             self.stop_after = self.step + 1  # the loop stops after this step
         return original(self, *args, **kwargs)
 
-    train_module._Trainer._after_step = timed_after_step
+    train_module.Trainer.after_step = timed_after_step
     started = time.perf_counter()
     summary = train_module.train(config, run_dir)
     if int(os.environ.get("RANK", "0")) == 0:
