@@ -43,7 +43,7 @@ def demo_config(epochs: int = 150, seed: int = 0) -> dict:
         "optimiser": {"lr": 3.0e-3},  # weight_decay: the default
         "schedule": {"kind": "cosine", "warmup_steps": min(50, 10 * epochs), "min_lr_ratio": 0.02},
         "training": {"epochs": epochs, "batch_size": 16, "grad_clip": 10.0, "ema_decay": 0.99,
-                     "seed": seed, "progress": False, "log_every": 0},
+                     "seed": seed, "log_every": 0},  # a progress bar on a terminal
     }
 
 
