@@ -45,8 +45,7 @@ LAYERS = (
     ("tsym.runtime.equivariance",),
     ("tsym.runtime.nn", "tsym.runtime.data"),
     ("tsym.runtime.model",),
-    ("tsym.runtime.training",),
-    ("tsym.runtime.inference",),
+    ("tsym.runtime.training", "tsym.runtime.inference"),  # siblings: neither imports the other
     ("tsym.runtime",),  # the package's __init__: its public API
     ("tsym",),  # the public API and the CLI
 )

@@ -123,3 +123,21 @@ def test_python_snippets_run_from_an_empty_folder_outside_the_clone(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"ran {len(blocks)}" in proc.stdout
     assert REPO.resolve() not in work.resolve().parents
+
+
+def test_architecture_tree_names_every_package_and_module():
+    """The README's tree (section "Architecture") names each folder and module of the packages."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = lines.index("```", lines.index("## Architecture"))
+    block = "\n".join(lines[start + 1:lines.index("```", start + 1)])
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", block))
+    missing = []
+    for folder in ("compiler", "runtime", "grammar", "tsym"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            rel = path.relative_to(REPO)
+            if path.name == "__init__.py":
+                if f"{path.parent.name}/" not in block:
+                    missing.append(str(rel.parent) + "/")
+            elif path.parent.name != "cli" and path.stem not in words:
+                missing.append(str(rel))
+    assert missing == [], f"not in the README's architecture tree: {missing}"
