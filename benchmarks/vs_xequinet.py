@@ -6,7 +6,7 @@ Run::
     python -m benchmarks.vs_xequinet --compile-times   # cold and warm compile, tsym only
 
 XequiNet is not a dependency of tsym and nothing is installed: the script imports the checkout on
-``PYTHONPATH`` (commit a515c5f; see benchmarks/README.md for how it was fetched).  XequiNet's
+``PYTHONPATH`` (commit a515c5f; see benchmarks/TRIED.md for how it was fetched).  XequiNet's
 package imports modules the timed code never calls (pyscf, torch_geometric, torch_cluster, lmdb,
 tblite, pytorch_warmup, tabulate); where they are not installed, in-process placeholders stand in
 for them (anything that touches one raises), and where ``torch_scatter`` is not installed a
@@ -132,7 +132,7 @@ def import_xequinet():
         from xequinet.nn.model import XPaiNN
     except Exception as err:  # noqa: BLE001 - any failure means: skip XequiNet
         return None, f"XequiNet not importable ({type(err).__name__}: {err}); set PYTHONPATH " \
-                     "to a checkout of X1X1010/XequiNet a515c5f (benchmarks/README.md)"
+                     "to a checkout of X1X1010/XequiNet a515c5f (benchmarks/TRIED.md)"
     finally:  # XequiNet's modules hold what they imported; nothing else should see stand-ins
         for name in stood_in:
             sys.modules.pop(name, None)
