@@ -1,4 +1,4 @@
-"""Cost of the head's input checks (``compiler/_guards.py``) against the head's forward pass.
+"""Cost of the head's input checks (``compiler/head/_guards.py``) against the head's forward pass.
 
 Run: ``python -m benchmarks.head_guards [--repeats N] [--threads T]``.
 

@@ -8,7 +8,7 @@ with that one head, on 32 QM9-sized molecules (``backbone_speed.molecules(32)``)
 time of a training step (forward and backward to all weights) of
 
 - the backbone alone (loss on its node features),
-- backbone + head, the head computed as now (``SelfMixHead.node_irreps``: ``compiler/_fused.py``),
+- backbone + head, the head computed as now (``SelfMixHead.node_irreps``: ``compiler/head/_fused.py``),
 - backbone + head, the head computed as before (``tests/compiler/_reference_head.py``: the same
   weights through e3nn's ``o3.Linear``/``o3.TensorProduct`` modules one after the other).
 

@@ -1,4 +1,4 @@
-"""The fused arithmetic of the self-mix head (``compiler/_fused.py``) against the e3nn modules.
+"""The fused arithmetic of the self-mix head (``compiler/head/_fused.py``) against the e3nn modules.
 
 ``SelfMixHead.node_irreps`` computes from the head's weights with the fused code; the reference
 (``benchmarks.common.reference_node_irreps``, the code the head ran before) runs the head's own
