@@ -54,6 +54,11 @@ def one_thread():
     torch.set_num_threads(old)
 
 
+#: Why a test of the shared DFT data sets skips, and where the data would come from.
+SHARED_DATA_SKIP = ("TSYM_SHARED_DATA not set: the folder of the shared DFT data sets (.ci/run "
+                    "sets it to ../shared/data when that lies beside the clone)")
+
+
 def shared_data_dir() -> Path | None:
     root = os.environ.get("TSYM_SHARED_DATA")
     if root and Path(root).is_dir():

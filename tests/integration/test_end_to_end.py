@@ -14,7 +14,7 @@ import torch
 import tsym
 from tsym.cli import main
 
-from ..conftest import SPECS_DIR, shared_data_dir
+from ..conftest import SHARED_DATA_SKIP, SPECS_DIR, shared_data_dir
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def test_bundled_data_run(tmp_path):
 def test_shared_dielectric_and_born_charges_run(tmp_path):
     root = shared_data_dir()
     if root is None:
-        pytest.skip("TSYM_SHARED_DATA not set")
+        pytest.skip(SHARED_DATA_SKIP)
     from tsym.runtime.data.convert import convert, write_extxyz
 
     frames, report = convert("becs_epsilon_e3nn", root / "becs_epsilon_e3nn" / "phonon_becs_epsilon.xyz",

@@ -34,10 +34,10 @@ from tsym.runtime.data.convert.common import LABEL_SPECS, LIBRARY, label_plan
 from tsym.runtime.data import LabelSpec, read_dataset, voigt_to_tensor3
 from tsym.runtime.data.records import symmetry_deviation
 
-from ...conftest import SPECS_DIR, shared_data_dir
+from ...conftest import SHARED_DATA_SKIP, SPECS_DIR, shared_data_dir
 
 SHARED = shared_data_dir()
-needs_shared = pytest.mark.skipif(SHARED is None, reason="TSYM_SHARED_DATA not set")
+needs_shared = pytest.mark.skipif(SHARED is None, reason=SHARED_DATA_SKIP)
 
 
 def rodrigues(axis, angle) -> np.ndarray:
