@@ -22,11 +22,9 @@ import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = {
     "polarizability `ij=ji`": "tensor polarizability { indices ij; symmetry ij = ji; pool sum }",

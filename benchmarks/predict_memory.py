@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = [ROOT / "specs" / f"{name}.tsym" for name in ("dipole", "polarizability",
-                                                     "born_charges")]
+SPECS = ["dipole", "polarizability", "born_charges"]  # library names
 BACKBONE = dict(num_scalars=8, irreps="8x0e+4x1o+2x2e", num_blocks=1, num_basis=4,
                 embedding="onehot")
 HEADS = dict(hidden_mul=2, mlp_hidden=4)

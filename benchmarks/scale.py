@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = [ROOT / "specs" / f"{name}.tsym" for name in ("elastic", "dielectric", "polarizability")]
+SPECS = ["elastic", "dielectric", "polarizability"]  # library names
 CUTOFF = 5.0
 GIB = 2.0 ** 30
 GB = 1e9
