@@ -23,7 +23,7 @@ Data sets:
 
 Run::
 
-    OMP_NUM_THREADS=1 python benchmarks/accuracy.py --epochs 40 [--only demo] [--kinds linear]
+    OMP_NUM_THREADS=1 python -m benchmarks.accuracy --epochs 40 [--only demo] [--kinds linear]
 
 and one markdown table is printed (test MAE and RMSE over Cartesian components, median over items
 of the error's Frobenius norm, per-l RMSE of the irreps coordinates, rotated-test MAE and RMSE,
@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.common import markdown_table
 
 KINDS = ("selfmix", "linear", "invariant")
 DATASETS = ("demo", "dielectric")
@@ -66,14 +68,14 @@ def dielectric_setup(epochs: int, seed: int, work: Path) -> dict | None:
     frames, _ = convert("becs_epsilon_e3nn", source)
     path = work / "becs_epsilon.extxyz"
     write_extxyz(path, frames)
-    spec = Path(__file__).resolve().parents[1] / "specs" / "dielectric.tsym"
+    spec = "dielectric"  # the library spec
     return {
         "model": {"backbone": "xpainn",
                   "backbone_kwargs": {"num_scalars": 64, "irreps": "32x0e+16x1o+8x2e",
                                       "num_blocks": 2, "embedding": "onehot", "max_z": 94},
                   "head_kwargs": {"hidden_mul": 8, "mlp_hidden": 16},
                   "cutoff": 5.0, "dtype": "float32"},
-        "heads": {"dielectric": {"spec": spec.read_text()}},
+        "heads": {"dielectric": {"spec": spec}},
         "data": {"train": str(path), "valid_fraction": 0.1, "test_fraction": 0.1,
                  "split_seed": seed},
         "optimiser": {"lr": 3.0e-3, "weight_decay": 0.0},
@@ -89,7 +91,7 @@ SETUPS = {"demo": demo_setup, "dielectric": dielectric_setup}
 def rotated(dataset, plans: dict, seed: int):
     """``dataset`` with each structure and its labels rotated by its own random proper rotation."""
     from tsym.runtime.data.dataset import Dataset, Record
-    from tsym.runtime.testing import random_rotation, rotate_atoms, rotate_cartesian
+    from tsym.runtime.equivariance import random_rotation, rotate_atoms, rotate_cartesian
 
     generator = torch.Generator().manual_seed(seed)
     records = []
@@ -134,19 +136,16 @@ def run_one(config: dict, kind: str, run_dir: Path, seed: int) -> dict:
 
 
 def table(results: dict) -> str:
-    lines = ["| data set | tensor | head kind | test MAE | test RMSE | median err norm "
-             "| per-l RMSE | rotated MAE | rotated RMSE | params (all heads) | train wall (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for dataset, by_kind in results.items():
-        for kind, res in by_kind.items():
-            for name, h in res["heads"].items():
-                per_l = ", ".join(f"{ir} {v:.3g}" for ir, v in h["per_l_rmse"].items())
-                lines.append(f"| {dataset} | {name} | {kind} | {h['mae']:.4g} | {h['rmse']:.4g} | "
-                             f"{h['median_norm_err']:.4g} | "
-                             f"{per_l} | {h['rotated_mae']:.4g} | {h['rotated_rmse']:.4g} | "
-                             f"{res['head_params']} | "
-                             f"{res['wall_s']:.0f} |")
-    return "\n".join(lines)
+    header = ["data set", "tensor", "head kind", "test MAE", "test RMSE", "median err norm",
+              "per-l RMSE", "rotated MAE", "rotated RMSE", "params (all heads)", "train wall (s)"]
+    rows = [[dataset, name, kind, f"{h['mae']:.4g}", f"{h['rmse']:.4g}",
+             f"{h['median_norm_err']:.4g}",
+             ", ".join(f"{ir} {v:.3g}" for ir, v in h["per_l_rmse"].items()),
+             f"{h['rotated_mae']:.4g}", f"{h['rotated_rmse']:.4g}", res["head_params"],
+             f"{res['wall_s']:.0f}"]
+            for dataset, by_kind in results.items() for kind, res in by_kind.items()
+            for name, h in res["heads"].items()]
+    return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,6 @@
 """CPU speed of XPaiNN (default widths) with the elastic, dielectric and polarizability heads.
 
-Run: ``python benchmarks/backbone_speed.py [--quick] [--repeats N] [--threads T] [--compile]``.
+Run: ``python -m benchmarks.backbone_speed [--quick] [--repeats N] [--threads T] [--compile]``.
 
 1. Batches of 32 QM9-sized molecules (~17 atoms: the larger ase G2 / extra molecules and
    n-pentane to n-heptane, rattled) and of 16 crystals of ~40 atoms (supercells of 8 structure
@@ -22,77 +22,15 @@ import os
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 from ase import Atoms
-from ase.build import bulk, molecule
-from ase.collections import g2
-from ase.spacegroup import crystal
+from ase.build import bulk
 
 import tsym
 from tsym.runtime.graph import collate
 
-SPECS = [Path(__file__).resolve().parents[1] / "specs" / f"{name}.tsym"
-         for name in ("elastic", "dielectric", "polarizability")]
-CUTOFF = 5.0
-
-
-# --------------------------------------------------------------------------- structures
-
-def alkane(n: int) -> Atoms:
-    """n-alkane C_nH_{2n+2}, all-trans zig-zag (C-C 1.54, C-H 1.09 Angstrom)."""
-    symbols, positions = [], []
-    for k in range(n):
-        x, y = 1.258 * k, 0.889 * (k % 2)
-        out = 1.0 if k % 2 else -1.0  # hydrogens point away from the chain
-        symbols.append("C")
-        positions.append((x, y, 0.0))
-        symbols += ["H", "H"]
-        positions += [(x, y + 0.63 * out, 0.89), (x, y + 0.63 * out, -0.89)]
-        if k in (0, n - 1):
-            symbols.append("H")
-            positions.append((x + (1.03 if k else -1.03), y + 0.36 * out, 0.0))
-    return Atoms(symbols, positions=positions)
-
-
-def molecules(count: int) -> list[Atoms]:
-    pool = [molecule(name) for name in g2.names if len(molecule(name)) >= 13]
-    pool += [molecule(name) for name in ("BDA", "biphenyl", "C7NH5")]
-    pool += [alkane(n) for n in (5, 6, 7)]
-    pool.sort(key=len, reverse=True)
-    out = []
-    for k in range(count):
-        atoms = pool[k % len(pool)].copy()
-        atoms.rattle(0.02, seed=k)
-        out.append(atoms)
-    return out
-
-
-def crystals(count: int) -> list[Atoms]:
-    hexagonal = [3.25, 3.25, 5.207, 90, 90, 120]
-    cells = [
-        (crystal(["Sr", "Ti", "O"], [(0, 0, 0), (0.5, 0.5, 0.5), (0.5, 0.5, 0)], spacegroup=221,
-                 cellpar=[3.905] * 3 + [90] * 3), (2, 2, 2)),
-        (crystal(["Si", "O"], [(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.7858)], spacegroup=154,
-                 cellpar=[4.916, 4.916, 5.405, 90, 90, 120]), (2, 2, 1)),
-        (crystal(["Zn", "O"], [(1 / 3, 2 / 3, 0), (1 / 3, 2 / 3, 0.382)], spacegroup=186,
-                 cellpar=hexagonal), (3, 3, 1)),
-        (crystal(["Ti", "O"], [(0, 0, 0), (0.305, 0.305, 0)], spacegroup=136,
-                 cellpar=[4.594, 4.594, 2.959, 90, 90, 90]), (2, 2, 2)),
-        (bulk("NaCl", "rocksalt", a=5.64, cubic=True), (2, 2, 1)),
-        (bulk("Si", "diamond", a=5.43, cubic=True), (2, 2, 1)),
-        (bulk("Cu", "fcc", a=3.61, cubic=True), (2, 2, 3)),
-        (bulk("Mg", "hcp", a=3.21, c=5.21), (3, 3, 2)),
-    ]
-    out = []
-    for k in range(count):
-        cell, repeat = cells[k % len(cells)]
-        atoms = cell.repeat(repeat)
-        atoms.rattle(0.03, seed=k)
-        out.append(atoms)
-    return out
-
+from benchmarks.common import CUTOFF, SPECS, crystals, molecules
 
 # --------------------------------------------------------------------------- timing
 

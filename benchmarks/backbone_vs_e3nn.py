@@ -1,6 +1,6 @@
 """XPaiNN: where the time goes, and tsym's implementation against the same network in plain e3nn.
 
-Run: ``python benchmarks/backbone_vs_e3nn.py [--threads 1] [--repeats 7] [--no-compile]``.
+Run: ``python -m benchmarks.backbone_vs_e3nn [--threads 1] [--repeats 7] [--no-compile]``.
 
 1. **Same function.**  ``_naive_xpainn.NaiveXPaiNN`` is the XPaiNN architecture written the
    straightforward way with e3nn modules (``o3.TensorProduct`` gates, ``o3.Norm``,
@@ -24,7 +24,6 @@ import copy
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,16 +31,15 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 import tsym  # noqa: E402
 from tsym.runtime import keys  # noqa: E402
 from tsym.runtime.nn.xpainn import XPaiNN  # noqa: E402
 from tsym.runtime.graph import collate  # noqa: E402
-from tsym.runtime.testing import default_dtype  # noqa: E402
+from tsym.runtime.equivariance import default_dtype  # noqa: E402
 
-from _naive_xpainn import NaiveXPaiNN  # noqa: E402
-from backbone_speed import CUTOFF, SPECS, crystals, molecules  # noqa: E402
+from benchmarks._naive_xpainn import NaiveXPaiNN  # noqa: E402
+from benchmarks.common import CUTOFF, SPECS, crystals, molecules  # noqa: E402
 
 
 

@@ -13,7 +13,7 @@ head kind; the first one defines the split), print
 train / valid / test structures written to files, less the largest-eps training crystal, and
 prints the same predictions (a causal check; the split is the same, the batches are not)::
 
-    OMP_NUM_THREADS=1 python benchmarks/becs_outlier.py /tmp/shared_runs/runs/becs_epsilon_e3nn \\
+    OMP_NUM_THREADS=1 python -m benchmarks.becs_outlier /tmp/shared_runs/runs/becs_epsilon_e3nn \\
         /tmp/shared_runs/runs/becs_epsilon_e3nn__linear \\
         /tmp/shared_runs/runs/becs_epsilon_e3nn__invariant --frame 240 \\
         [--retrain-without-max /tmp/becs_drop]

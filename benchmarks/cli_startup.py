@@ -1,6 +1,6 @@
 """Start-up of the compiler's command line against ``python -c "import torch"`` (issue 11 point 8).
 
-Run: ``python benchmarks/cli_startup.py [--rounds 7] [--spec specs/dipole.tsym]``.
+Run: ``python -m benchmarks.cli_startup [--rounds 7] [--spec dipole]``.
 
 Each round runs, in a fresh process each and in this order, ``tsym inspect SPEC`` (the installed
 console script), ``python -c "import torch"`` (the baseline) and ``python -c "import sympy"``
@@ -51,7 +51,7 @@ def run(cmd: list[str]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--spec", default="specs/dipole.tsym", help="a small one-index spec")
+    parser.add_argument("--spec", default="dipole", help="a small one-index spec (a library name or a file)")
     args = parser.parse_args()
     commands = {
         "tsym inspect": tsym_command() + ["inspect", args.spec],

@@ -1,6 +1,6 @@
 """Compile time of tsym against e3nn's ``CartesianTensor``, ranks 1 to 8, in the same run.
 
-Run: ``python benchmarks/compile_vs_e3nn.py [--quick] [--repeats 3]``.
+Run: ``python -m benchmarks.compile_vs_e3nn [--quick] [--repeats 3]``.
 
 Each formula is measured in a fresh subprocess per library (no cache survives from one formula to
 the next, and the peak resident memory ``ru_maxrss`` belongs to that formula alone):

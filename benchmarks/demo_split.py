@@ -6,7 +6,7 @@ the demo config (:func:`tsym.cli.demo.demo_config`, 150 epochs) with a split and
 evaluates the best checkpoint on its test split and prints the last training / validation loss
 and the test metrics::
 
-    OMP_NUM_THREADS=1 python benchmarks/demo_split.py --out /tmp/demo_split \\
+    OMP_NUM_THREADS=1 python -m benchmarks.demo_split --out /tmp/demo_split \\
         random:0.0 name:0.0 name:0.05 name:0.5 name:0.05:cartesian
 
 A variant is ``SPLIT:WEIGHT_DECAY[:LOSS_SPACE]``; ``SPLIT`` is ``random`` or an ``atoms.info``

@@ -52,8 +52,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     dtype = getattr(torch, args.dtype)
-    model = tsym.build_model([ROOT / "specs" / "dipole.tsym",
-                              ROOT / "specs" / "polarizability.tsym"], dtype=dtype, seed=0)
+    model = tsym.build_model(["dipole",
+                              "polarizability"], dtype=dtype, seed=0)
     mols = molecules(args.count)
     graph = tsym.collate(mols, model.cutoff, dtype)
     n_atoms = sum(len(m) for m in mols)

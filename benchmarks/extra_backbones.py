@@ -8,7 +8,7 @@ Reports per backbone: the test metrics of each head, the training wall time, and
 predict the test split (best of 3), all in this one run on this machine::
 
     TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 \\
-        python benchmarks/extra_backbones.py --set qm9_alpha_slice --epochs 30
+        python -m benchmarks.extra_backbones --set qm9_alpha_slice --epochs 30
 
 Needs the extras (README, "Use a head on MACE, NequIP or your own network"); a backbone whose
 package is absent is skipped with a note.
@@ -19,15 +19,14 @@ import argparse
 import importlib.util
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from run_shared import _test_split, config_for, convert_set  # noqa: E402
+from benchmarks.common import markdown_table, score_test_split  # noqa: E402
+from benchmarks.run_shared import config_for, convert_set  # noqa: E402
 
 #: backbone -> (package it needs, its kwargs without elements and avg_num_neighbors)
 BACKBONES = {
@@ -70,7 +69,7 @@ def run_one(name: str, backbone: str, out: Path, epochs: int) -> dict:
     train(cfg, run_dir)
     wall_train = time.perf_counter() - start
     model = load_model(run_dir)
-    test, _, _ = _test_split(cfg, run_dir, model)
+    test, _, _ = score_test_split(cfg, run_dir, model)
     report = evaluate(model, test)
     report.write_json(run_dir / "test_metrics.json")
     heads = json.loads((run_dir / "test_metrics.json").read_text())["heads"]
@@ -93,15 +92,13 @@ def run_one(name: str, backbone: str, out: Path, epochs: int) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    rows = ["| backbone | params (backbone / total) | node irreps | head | test MAE | test RMSE "
-            "| train wall | predict test split |", "|---" * 8 + "|"]
-    for r in results:
-        for head, m in r["heads"].items():
-            rows.append(f"| {r['backbone']} | {r['params_backbone']:,} / {r['params_total']:,} "
-                        f"| {r['irreps']} | {head} | {m['mae']:.3g} | {m['rmse']:.3g} "
-                        f"| {r['wall_train_s'] / 60:.1f} min | {r['predict_test_s']:.2f} s "
-                        f"({r['n_test']}) |")
-    return "\n".join(rows)
+    header = ["backbone", "params (backbone / total)", "node irreps", "head", "test MAE",
+              "test RMSE", "train wall", "predict test split"]
+    rows = [[r["backbone"], f"{r['params_backbone']:,} / {r['params_total']:,}", r["irreps"],
+             head, f"{m['mae']:.3g}", f"{m['rmse']:.3g}", f"{r['wall_train_s'] / 60:.1f} min",
+             f"{r['predict_test_s']:.2f} s ({r['n_test']})"]
+            for r in results for head, m in r["heads"].items()]
+    return markdown_table(header, rows)
 
 
 def main(argv=None) -> int:

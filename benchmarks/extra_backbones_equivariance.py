@@ -3,7 +3,7 @@ end: a molecule and a periodic crystal (ethanol, rattled wurtzite ZnO) rotated a
 (positions and cell, 3 random rotations, each also times -1), outputs compared with
 ``R^{(x)n} T``; the largest error relative to each output's largest entry, float64 and float32::
 
-    OMP_NUM_THREADS=1 python benchmarks/extra_backbones_equivariance.py
+    OMP_NUM_THREADS=1 python -m benchmarks.extra_backbones_equivariance
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from ase.build import bulk, molecule
 from e3nn import o3
 
 import tsym
-from tsym.runtime.testing import rotate_atoms
+from tsym.runtime.equivariance import rotate_atoms
 
-SPECS = "specs/"
 ELEMENTS = ["H", "C", "O", "Zn"]
 KWARGS = {
     "mace": dict(elements=ELEMENTS, hidden_irreps="16x0e+16x1o+16x2e", max_ell=3, correlation=3,
@@ -41,7 +40,7 @@ def main() -> None:
     print("| backbone | dtype | " + " | ".join(ORDERS) + " |\n|---|---|" + "---|" * len(ORDERS))
     for backbone, kwargs in KWARGS.items():
         for dtype in (torch.float64, torch.float32):
-            model = tsym.build_model([f"{SPECS}{n}.tsym" for n in ORDERS], backbone=backbone,
+            model = tsym.build_model(list(ORDERS), backbone=backbone,
                                      cutoff=4.0, dtype=dtype, backbone_kwargs=kwargs,
                                      head_kwargs=dict(hidden_mul=4, mlp_hidden=8))
             before = model.predict([mol, crystal])

@@ -16,7 +16,7 @@ cosine schedule, then 300 full-batch L-BFGS iterations, tsym's two phases), whic
 network's interpolation apart from the graph network's representation.  The script is specific
 to a triatomic molecule and is not part of tsym.
 
-    TSYM_SHARED_DATA=../shared/data python benchmarks/gamma_gpr.py --out /tmp/gpr --mlp 0 1 2
+    TSYM_SHARED_DATA=../shared/data python -m benchmarks.gamma_gpr --out /tmp/gpr --mlp 0 1 2
 """
 from __future__ import annotations
 
@@ -151,8 +151,7 @@ def main(argv=None) -> int:
     if not root:
         print("set TSYM_SHARED_DATA to the shared data folder", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from run_shared import convert_set
+    from benchmarks.run_shared import convert_set
 
     convert_set("water_gamma_tensoap", Path(root), a.out)
     conv = a.out / "converted"

@@ -1,6 +1,6 @@
 """Cost of the Cartesian reconstruction of a head: tsym's cached basis against e3nn's ``CartesianTensor``.
 
-Run: ``python benchmarks/head_cost.py [--quick] [--threads T] [--repeats N]``.
+Run: ``python -m benchmarks.head_cost [--quick] [--threads T] [--repeats N]``.
 
 For the dielectric (``ij=ji``), piezoelectric (``ijk=ikj``) and elastic (``ijkl=jikl=ijlk=klij``)
 tensors, at 10^4 and 10^6 tensors (``--quick``: 10^4 only), in float32 and float64, in one run:

@@ -1,6 +1,6 @@
-"""Cost of the head's input checks (``compiler/_guards.py``) against the head's forward pass.
+"""Cost of the head's input checks (``compiler/head/_guards.py``) against the head's forward pass.
 
-Run: ``python benchmarks/head_guards.py [--repeats N] [--threads T]``.
+Run: ``python -m benchmarks.head_guards [--repeats N] [--threads T]``.
 
 A polarizability self-mix head (``ij=ji``) on ``128x0e+64x1o+32x2e`` features of 516 nodes in 32
 structures (the size of a QM9 batch of 32), float32: the median time of one call of
@@ -18,7 +18,7 @@ import time
 import torch
 
 import tsym
-from tsym.compiler._guards import check_head_inputs
+from tsym.compiler.head import check_head_inputs
 
 IRREPS = "128x0e+64x1o+32x2e"
 

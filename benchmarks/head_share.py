@@ -1,6 +1,6 @@
 """The self-mix head's share of a training step, fused arithmetic against the e3nn modules.
 
-Run: ``python benchmarks/head_share.py [--rounds 7] [--threads 1]``.
+Run: ``python -m benchmarks.head_share [--rounds 7] [--threads 1]``.
 
 For each of four targets (polarizability ``ij=ji``, NMR ``ij`` per atom, piezoelectric
 ``ijk=ikj``, elastic), one XPaiNN model (default widths: ``256x0e+64x1o+32x2e`` out, 3 blocks)
@@ -8,7 +8,7 @@ with that one head, on 32 QM9-sized molecules (``backbone_speed.molecules(32)``)
 time of a training step (forward and backward to all weights) of
 
 - the backbone alone (loss on its node features),
-- backbone + head, the head computed as now (``SelfMixHead.node_irreps``: ``compiler/_fused.py``),
+- backbone + head, the head computed as now (``SelfMixHead.node_irreps``: ``compiler/head/_fused.py``),
 - backbone + head, the head computed as before (``tests/compiler/_reference_head.py``: the same
   weights through e3nn's ``o3.Linear``/``o3.TensorProduct`` modules one after the other).
 
@@ -21,15 +21,10 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "tests" / "compiler"))
 
 TARGETS = {
     "polarizability `ij=ji`": "tensor polarizability { indices ij; symmetry ij = ji; pool sum }",
@@ -50,8 +45,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import tsym
-    from _reference_head import reference_node_irreps
-    from backbone_speed import molecules
+    from benchmarks.common import molecules, reference_node_irreps
     from tsym.runtime import keys
     from tsym.runtime.graph import collate
 

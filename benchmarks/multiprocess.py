@@ -1,6 +1,6 @@
 """Training throughput with 1 and 2 ``torchrun`` processes on CPU, and whether the runs agree.
 
-Run: ``python benchmarks/multiprocess.py [--steps 40] [--batch-size 32] [--repeats 2] [--budget 40]
+Run: ``python -m benchmarks.multiprocess [--steps 40] [--batch-size 32] [--repeats 2] [--budget 40]
 [--float64-steps 10] [--layouts 1x1,2x1,1x2] [--device cpu|cuda|auto] [--keep DIR]``.
 
 Every run trains the demo model (:func:`tsym.cli.demo.demo_config`: XPaiNN 64 scalars +
@@ -18,7 +18,7 @@ evaluation and no checkpoint before the last step (``eval_every`` large, ``check
 no progress bar.
 
 Timing: :func:`tsym.runtime.training.loop.train` returns the step losses but no times, so the worker
-wraps the trainer's private ``_after_step`` and records, on rank 0, the time at which each
+wraps the trainer's ``after_step`` hook and records, on rank 0, the time at which each
 optimiser step ends (the ranks synchronise at every step through the gradient all-reduce).
 Samples/s = structures of steps ``warm+1 .. steps`` / time from the end of step ``warm`` to the end
 of the last step: start-up (imports, process group, data, neighbour lists, model) and the first
@@ -86,7 +86,7 @@ def worker(config: str, run_dir: str, out: str, threads: int, budget: float) -> 
 
     times: list[float] = []
     info: dict = {}
-    original = train_module._Trainer._after_step
+    original = train_module.Trainer.after_step
 
     def timed_after_step(self, *args, **kwargs):
         now = time.perf_counter()  # the optimiser step has just ended
@@ -98,7 +98,7 @@ def worker(config: str, run_dir: str, out: str, threads: int, budget: float) -> 
             self.stop_after = self.step + 1  # the loop stops after this step
         return original(self, *args, **kwargs)
 
-    train_module._Trainer._after_step = timed_after_step
+    train_module.Trainer.after_step = timed_after_step
     started = time.perf_counter()
     summary = train_module.train(config, run_dir)
     if int(os.environ.get("RANK", "0")) == 0:

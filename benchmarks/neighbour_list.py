@@ -1,6 +1,6 @@
 """Time the two neighbour-list backends of ``tsym.runtime.graph`` on the same structures.
 
-Run: ``python benchmarks/neighbour_list.py [--repeats 3]``.  Each time is the best of
+Run: ``python -m benchmarks.neighbour_list [--repeats 3]``.  Each time is the best of
 ``--repeats`` runs of :func:`tsym.runtime.graph.neighbour_list` (the library call plus the shared
 working-box setup and edge filtering that graph building uses).  Both backends are checked to
 return the same edges before they are timed; the ratio is ASE time / matscipy time from this run.

@@ -9,21 +9,19 @@ For every run directory given (made by ``run_shared.py``), on its test split:
 
 ::
 
-    TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 python benchmarks/physics_check.py \\
+    TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 python -m benchmarks.physics_check \\
         /tmp/physics_runs/runs/water_apt /tmp/physics_runs/runs/water_apt_sum_rule
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from run_shared import _test_split  # noqa: E402
+from benchmarks.common import score_test_split  # noqa: E402
 
 _MANDEL = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
@@ -43,7 +41,7 @@ def check(run_dir: Path) -> list[str]:
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     model = load_model(run_dir)
-    test, _, _ = _test_split(cfg, run_dir, model)
+    test, _, _ = score_test_split(cfg, run_dir, model)
     plans = model_plans(model)
     preds = model.predict([r.atoms for r in test])
     lines = []

@@ -1,6 +1,6 @@
 """Predict memory: time and peak RSS of ``tsym predict`` against the number of structures.
 
-Run: ``OMP_NUM_THREADS=1 nice python benchmarks/predict_memory.py [--sizes 5000 50000]
+Run: ``OMP_NUM_THREADS=1 nice python -m benchmarks.predict_memory [--sizes 5000 50000]
 [--batch-size 32] [--workdir DIR]``.
 
 Each size is a file of small molecules (H, C, N, O; 2 to 9 atoms, drawn from ASE's G2 set with
@@ -28,8 +28,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = [ROOT / "specs" / f"{name}.tsym" for name in ("dipole", "polarizability",
-                                                     "born_charges")]
+SPECS = ["dipole", "polarizability", "born_charges"]  # library names
 BACKBONE = dict(num_scalars=8, irreps="8x0e+4x1o+2x2e", num_blocks=1, num_basis=4,
                 embedding="onehot")
 HEADS = dict(hidden_mul=2, mlp_hidden=4)

@@ -23,14 +23,14 @@ its run folder takes); ``run`` trains one seed of it through ``run_shared.py``.
 
 Usage (one ``--out`` folder per seed)::
 
-    TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 python benchmarks/published.py run \\
+    TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 python -m benchmarks.published run \\
         water_gamma_tensoap --seed 0 --out /tmp/acc/g_s0      # -> runs/water_gamma_tensoap__l4
-    python benchmarks/published.py table /tmp/acc/apt_s0 /tmp/acc/apt_s1 /tmp/acc/apt_s2
-    python benchmarks/published.py curve water_gamma_tensoap --sizes 100 200 400 \\
+    python -m benchmarks.published table /tmp/acc/apt_s0 /tmp/acc/apt_s1 /tmp/acc/apt_s2
+    python -m benchmarks.published curve water_gamma_tensoap --sizes 100 200 400 \\
         --out /tmp/acc/lc_gamma [--epochs-scale 2] [--seeds 0]
-    python benchmarks/published.py plot water_gamma_tensoap --curve /tmp/acc/lc_gamma \\
+    python -m benchmarks.published plot water_gamma_tensoap --curve /tmp/acc/lc_gamma \\
         --full /tmp/acc/g5 --png benchmarks/figures/lc_water_gamma_tensoap.png
-    python benchmarks/published.py ensemble water_gamma_tensoap /tmp/acc/g_s0 /tmp/acc/g_s1 \\
+    python -m benchmarks.published ensemble water_gamma_tensoap /tmp/acc/g_s0 /tmp/acc/g_s1 \\
         /tmp/acc/g_s2 --tag T     # the metric of the seeds' mean prediction
 
 ``curve --protocol`` trains every size with the table row's protocol (:data:`PROTOCOLS`);
@@ -48,7 +48,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 #: set -> (head, metric key in test_metrics.json, unit, published figure, source,
 #:         published learning curve {n_train: figure})
@@ -226,7 +225,7 @@ def _subset_config(name: str, out: Path, n_pool: int, epochs_scale: float, seed:
     """
     from ase.io import read, write
 
-    import run_shared
+    from benchmarks import run_shared
 
     cfg = run_shared.apply_overrides(run_shared.config_for(name, out, epochs_scale, seed),
                                      list(overrides))
@@ -251,7 +250,8 @@ def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: li
 
     ``resume``: continue the existing runs from their ``last.pt`` with ``overrides`` (e.g.
     ``refine.iterations=150`` on finished runs), then test again."""
-    import run_shared
+    from benchmarks import run_shared
+    from benchmarks.common import score_test_split
 
     from tsym.runtime.inference.evaluate import evaluate
     from tsym.runtime.inference.predict import load_model
@@ -267,7 +267,7 @@ def curve(name: str, sizes: list[int], out: Path, epochs_scale: float, seeds: li
             cfg = _subset_config(name, out, n, epochs_scale, seed, overrides)
             train(cfg, run_dir, resume=again)
             model = load_model(run_dir)
-            test, _, _ = run_shared._test_split(cfg, run_dir, model)
+            test, _, _ = score_test_split(cfg, run_dir, model)
             evaluate(model, test).write_json(run_dir / "test_metrics.json")
             head, key = PUBLISHED[name][:2]
             value = json.loads((run_dir / "test_metrics.json").read_text())["heads"][head][key]
@@ -368,7 +368,7 @@ def main(argv=None) -> int:
                    help="JSON {label: {size: figure}} drawn dotted (gamma_gpr.py --json)")
     a = p.parse_args(argv)
     if a.cmd == "run":
-        import run_shared
+        from benchmarks import run_shared
 
         return run_shared.main(protocol_args(a.name, a.seed, a.out.resolve(), a.threads))
     if a.cmd == "table":

@@ -20,8 +20,8 @@ split, epochs, optimiser and schedule (a selfmix run reuses ``OUT/runs/<name>`` 
 ``--compare`` prints, per set and head, selfmix / linear / invariant side by side (see
 :mod:`shared_compare`)::
 
-    python benchmarks/run_shared.py --only elastic_matten --kind linear --out /tmp/shared_runs
-    python benchmarks/run_shared.py --compare --out /tmp/shared_runs
+    python -m benchmarks.run_shared --only elastic_matten --kind linear --out /tmp/shared_runs
+    python -m benchmarks.run_shared --compare --out /tmp/shared_runs
 
 The committed YAML files give the data paths relative to ``OUT`` (``converted/<name>.extxyz``)
 and the spec paths relative to the YAML file; the runner rewrites both to absolute paths, so the
@@ -29,7 +29,7 @@ run directory's ``config.yaml`` is complete.  The shared data folder comes from 
 variable ``TSYM_SHARED_DATA`` (``/work/shared/data`` in the project's checkout)::
 
     TSYM_SHARED_DATA=/work/shared/data OMP_NUM_THREADS=1 \\
-        python benchmarks/run_shared.py --only qm9_alpha_slice --out /tmp/shared_runs
+        python -m benchmarks.run_shared --only qm9_alpha_slice --out /tmp/shared_runs
 """
 from __future__ import annotations
 
@@ -43,9 +43,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from tsym.compiler.library import resolve_spec
+
+from benchmarks.common import score_test_split
+from benchmarks.shared_compare import KINDS, comparison_table, run_dir_for, with_kind
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from shared_compare import KINDS, comparison_table, run_dir_for, with_kind  # noqa: E402
 CONFIG_DIR = HERE / "shared"
 
 #: name -> (converter kind, source files relative to TSYM_SHARED_DATA keyed by the converted
@@ -177,31 +180,13 @@ def config_for(name: str, out: Path, epochs_scale: float = 1.0, seed: int | None
     for key in ("train", "valid", "test"):
         if raw["data"].get(key):
             raw["data"][key] = str((out / raw["data"][key]).resolve())
-    for head in raw["heads"].values():
-        if "{" not in head["spec"]:
-            head["spec"] = str((path.parent / head["spec"]).resolve())
+    for head in raw["heads"].values():  # library names and text stay, files become absolute
+        head["spec"] = resolve_spec(head["spec"], path.parent.resolve())
     training = raw.setdefault("training", {})
     training["epochs"] = max(1, round(training.get("epochs", 100) * epochs_scale))
     if seed is not None:  # the model's and training's seed; the data split stays the YAML's
         training["seed"] = seed
     return raw
-
-
-def _test_split(cfg: dict, run_dir: Path, model):
-    """The test split of the run in ``run_dir`` and the number of validation structures."""
-    from tsym.runtime.data.dataset import read_dataset
-    from tsym.runtime.inference.predict import checkpoint_labels
-
-    labels = list(checkpoint_labels(run_dir, model).values())
-    split = json.loads((run_dir / "split.json").read_text())
-    main = read_dataset(cfg["data"]["train"], labels, model.plans, verbose=False)
-    if cfg["data"].get("test"):
-        test = read_dataset(cfg["data"]["test"], labels, model.plans, verbose=False)
-    else:
-        test = main.subset(split["test"])
-    n_valid = (len(read_dataset(cfg["data"]["valid"], labels, model.plans, verbose=False))
-               if cfg["data"].get("valid") else len(split.get("val", split.get("valid", []))))
-    return test, n_valid, split
 
 
 def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None = None,
@@ -215,7 +200,7 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     Writes ``test_metrics.json``, ``rotated_metrics.json`` (randomly rotated test split) and
     ``results.json`` into ``OUT/runs/name`` (``OUT/runs/name__kind`` with a ``kind``).
     """
-    from shared_compare import add_rotated, with_kind
+    from benchmarks.shared_compare import add_rotated
 
     from tsym.runtime.inference.evaluate import evaluate
     from tsym.runtime.inference.predict import load_model
@@ -233,7 +218,7 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
     summary = train(cfg, run_dir, resume=resume)
     wall_train = before["wall_train_s"] + time.perf_counter() - start
     model = load_model(run_dir)
-    test, n_valid, split = _test_split(cfg, run_dir, model)
+    test, n_valid, split = score_test_split(cfg, run_dir, model)
     report = evaluate(model, test)
     report.write_json(run_dir / "test_metrics.json")
     print(report.summary())
@@ -252,13 +237,13 @@ def train_and_test(name: str, out: Path, epochs_scale: float, kind: str | None =
 
 def rotate_existing(name: str, out: Path, run_dir: Path) -> dict:
     """Add ``rotated_metrics.json`` to an earlier run directory (its own ``config.yaml``)."""
-    from shared_compare import add_rotated
+    from benchmarks.shared_compare import add_rotated
 
     from tsym.runtime.inference.predict import load_model
 
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     model = load_model(run_dir)
-    test, _, _ = _test_split(cfg, run_dir, model)
+    test, _, _ = score_test_split(cfg, run_dir, model)
     return add_rotated(run_dir, model, test)
 
 

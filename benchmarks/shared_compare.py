@@ -64,7 +64,7 @@ def run_dir_for(out: Path, name: str, kind: str | None, cfg: dict | None = None)
 
 def rotated_metrics(model, test, seed: int = 1) -> dict:
     """``{head: {"mae", "rmse", "norm_rmse"}}`` of ``model`` on the randomly rotated ``test``."""
-    from accuracy import rotated  # benchmarks/accuracy.py
+    from benchmarks.accuracy import rotated
 
     from tsym.runtime.inference.evaluate import evaluate
     from tsym.runtime.inference.predict import model_plans

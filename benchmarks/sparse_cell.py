@@ -1,6 +1,6 @@
 """The overlap check and graph of 3 atoms in ever larger cubic cells: cost against empty space.
 
-Run: ``python benchmarks/sparse_cell.py``.  For each cell edge L, the time (best of 3) and the
+Run: ``python -m benchmarks.sparse_cell``.  For each cell edge L, the time (best of 3) and the
 peak of Python/numpy allocations (tracemalloc) of the record check
 (:func:`tsym.runtime.data.records.check_geometry`, pairs closer than 0.1 Angstrom) and of one graph
 (:func:`tsym.runtime.graph.atoms_to_graph`, cutoff 5 Angstrom), with ``neighbour_backend="auto"``

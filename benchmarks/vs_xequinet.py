@@ -2,11 +2,11 @@
 
 Run::
 
-    PYTHONPATH=/path/to/XequiNet-a515c5f python benchmarks/vs_xequinet.py [--rounds 7] [--compile]
-    python benchmarks/vs_xequinet.py --compile-times   # cold and warm compile, tsym only
+    PYTHONPATH=/path/to/XequiNet-a515c5f python -m benchmarks.vs_xequinet [--rounds 7] [--compile]
+    python -m benchmarks.vs_xequinet --compile-times   # cold and warm compile, tsym only
 
 XequiNet is not a dependency of tsym and nothing is installed: the script imports the checkout on
-``PYTHONPATH`` (commit a515c5f; see benchmarks/README.md for how it was fetched).  XequiNet's
+``PYTHONPATH`` (commit a515c5f; see benchmarks/TRIED.md for how it was fetched).  XequiNet's
 package imports modules the timed code never calls (pyscf, torch_geometric, torch_cluster, lmdb,
 tblite, pytorch_warmup, tabulate); where they are not installed, in-process placeholders stand in
 for them (anything that touches one raises), and where ``torch_scatter`` is not installed a
@@ -47,7 +47,6 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 TARGETS = [  # (label, tsym spec, XequiNet order, symmetry formula, reduce)
     ("polarizability `ij=ji`",
@@ -133,7 +132,7 @@ def import_xequinet():
         from xequinet.nn.model import XPaiNN
     except Exception as err:  # noqa: BLE001 - any failure means: skip XequiNet
         return None, f"XequiNet not importable ({type(err).__name__}: {err}); set PYTHONPATH " \
-                     "to a checkout of X1X1010/XequiNet a515c5f (benchmarks/README.md)"
+                     "to a checkout of X1X1010/XequiNet a515c5f (benchmarks/TRIED.md)"
     finally:  # XequiNet's modules hold what they imported; nothing else should see stand-ins
         for name in stood_in:
             sys.modules.pop(name, None)
@@ -201,7 +200,7 @@ def cpu_ms(fn) -> float:
 
 
 def main_timings(args) -> None:
-    from backbone_speed import molecules
+    from benchmarks.common import molecules
     from tsym.runtime.graph import collate
 
     cls, note = import_xequinet()
@@ -273,7 +272,7 @@ def main_timings(args) -> None:
 
 def compile_child(specs: list[str]) -> None:
     """In a child process: build, ``compile_for_speed()``, first forward and first f+b."""
-    from backbone_speed import molecules
+    from benchmarks.common import molecules
     from tsym.runtime.graph import collate
     import tsym
     model = tsym.build_model(specs, cutoff=CUTOFF, seed=0,
@@ -319,8 +318,9 @@ def compile_times(args) -> None:
             env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache, OMP_NUM_THREADS="1",
                        TORCHINDUCTOR_COMPILE_THREADS="1")  # g++ runs as waited-for children
             for kind in ("cold", "warm"):
-                cmd = [sys.executable, __file__, "--child"] + specs
-                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+                cmd = [sys.executable, "-m", "benchmarks.vs_xequinet", "--child"] + specs
+                out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
+                                     cwd=HERE.parent)
                 line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT")][-1]
                 wf, cf, wb, cb, e, c = (float(x) for x in line.split()[1:])
                 print(f"| {name} | {kind} | {wf:.0f} / {cf:.0f} | {wb:.0f} / {cb:.0f} | "

@@ -5,8 +5,10 @@ Public API::
     parse_text, parse_file      -> tuple[TensorSpec, ...]
     compile_spec(spec)          -> HeadPlan
     compile_text, compile_file  -> list[HeadPlan]
+    load_plans(spec)            -> list[HeadPlan]: a library name, a .tsym path or spec text
+    library_names()             the spec library that ships with tsym (compiler/specs/)
     emit_module(plan)           -> str (a standalone torch + e3nn module)
-    SelfMixHead                 the generic node-wise self-mix head (compiler/head.py, which
+    SelfMixHead                 the generic node-wise self-mix head (compiler/head/, which
                                 emit pastes into generated modules), on CartesianReadout
                                 (checks, Q, pooling; the baselines' base), with its
                                 EquivariantLayerNorm and scalar_indices
@@ -22,20 +24,20 @@ from typing import TYPE_CHECKING
 
 from .emit import emit_module, write_modules
 from .errors import SpecError, SpecWarning, TsymError
+from .library import library_names, load_plans
 from .parse import parse_file, parse_text
 from .plan import HeadPlan, compile_spec
 from .spec import TensorSpec
 
 if TYPE_CHECKING:
-    from ._guards import HeadInputError
-    from .head import EquivariantLayerNorm, SelfMixHead
-    from .readout import CartesianReadout, scalar_indices
+    from .head import (CartesianReadout, EquivariantLayerNorm, HeadInputError, SelfMixHead,
+                       scalar_indices)
 
 __all__ = [
     "TsymError", "SpecError", "SpecWarning", "TensorSpec", "HeadPlan", "SelfMixHead", "CartesianReadout",
     "EquivariantLayerNorm", "scalar_indices", "HeadInputError",
     "parse_text", "parse_file", "compile_spec", "compile_text", "compile_file",
-    "emit_module", "write_modules",
+    "emit_module", "write_modules", "load_plans", "library_names",
 ]
 
 
@@ -49,8 +51,7 @@ def compile_file(path: str | Path) -> list[HeadPlan]:
     return [compile_spec(spec) for spec in parse_file(path)]
 
 
-#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access; ``head`` imports
-#: ``readout`` and ``_guards``, so it holds all of them.
+#: Names of :mod:`tsym.compiler.head` (torch + e3nn), imported on first access.
 _HEAD_NAMES = ("CartesianReadout", "EquivariantLayerNorm", "SelfMixHead", "scalar_indices",
                "HeadInputError")
 

@@ -4,7 +4,7 @@ The emitted file reads as if written by hand: a header (spec source, its SHA-256
 version), one docstring, one import block, ``__all__``, the constants (``SPEC``, ``IRREPS``, the
 change of basis ``CHANGE_OF_BASIS`` in float64 plus ``CHANGE_OF_BASIS_F32``, both rounded once from
 the exact values), ``to_cartesian``, ``from_cartesian``, the generic ``SelfMixHead`` (the code of
-``tsym/compiler/_guards.py``, ``readout.py`` and ``head.py``, their docstrings, imports and
+every module of ``tsym/compiler/head/``, see :func:`pasted_modules`; their docstrings, imports and
 ``__all__`` left out) and a head class
 ``<CamelCaseName>Head(irreps_in, ...)``: one template (:data:`_TEMPLATE`) filled in by
 :func:`emit_module`.  The output is byte-identical for the same spec.
@@ -40,9 +40,30 @@ def class_name(name: str) -> str:
     return camel + "Head"
 
 
-#: The library files emit pastes, in this order; each imports (relatively) only earlier ones and
-#: ``TsymError``, which the emitted module defines itself (:data:`_ERROR_ROOT`).
-_PASTED = ("_guards.py", "readout.py", "_pairs.py", "_fused.py", "head.py")
+#: The folder of the package whose every module emit pastes (``compiler/head/``, the standalone
+#: torch head), read as package data: importing the package would import torch.
+HEAD_FOLDER = "head"
+
+
+def pasted_modules() -> list[str]:
+    """The file names of :data:`HEAD_FOLDER` but its ``__init__``, each after the ones it imports
+    (relatively); the modules import nothing else of tsym but ``TsymError``, which the emitted
+    module defines itself (:data:`_ERROR_ROOT`)."""
+    folder = resources.files("tsym.compiler").joinpath(HEAD_FOLDER)
+    needs: dict[str, set[str]] = {}
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py") and entry.name != "__init__.py":
+            tree = ast.parse(entry.read_text(encoding="utf-8"))
+            needs[entry.name] = {f"{node.module}.py" for node in tree.body
+                                 if isinstance(node, ast.ImportFrom) and node.level == 1}
+    order: list[str] = []
+    while len(order) < len(needs):
+        ready = [n for n in needs if n not in order and needs[n] <= set(order)]
+        if not ready:
+            raise RuntimeError(f"the modules of {HEAD_FOLDER}/ import each other in a cycle")
+        order += ready
+    return order
+
 
 _ERROR_ROOT = '''class TsymError(Exception):
     """Root of the errors this module raises on purpose (``tsym.TsymError`` in the library)."""
@@ -50,12 +71,13 @@ _ERROR_ROOT = '''class TsymError(Exception):
 
 
 def _head_parts() -> tuple[str, str]:
-    """The files of :data:`_PASTED` as (one import block, their code without docstrings,
+    """The files of :func:`pasted_modules` as (one import block, their code without docstrings,
     ``__all__`` and relative imports), the code of one after the other."""
     absolute: dict[str, list[str]] = {}  # module ("" for plain imports) -> names, first seen order
     codes = []
-    for filename in _PASTED:
-        text = resources.files("tsym.compiler").joinpath(filename).read_text(encoding="utf-8")
+    for filename in pasted_modules():
+        text = resources.files("tsym.compiler").joinpath(HEAD_FOLDER, filename).read_text(
+            encoding="utf-8")
         lines = text.splitlines()
         tree = ast.parse(text)
         dropped: set[int] = set()
@@ -106,7 +128,7 @@ _TEMPLATE = string.Template('''$header
 
 Needs only torch and e3nn.  ``$cls(irreps_in)`` maps node features (e3nn irreps ``irreps_in``)
 to the Cartesian tensor ``[n, $shape]`` ($level level, pool $pool).  ``SelfMixHead`` below is
-the generic head of tsym (``tsym/compiler/head.py``), the same code as in the library;
+the generic head of tsym (``tsym/compiler/head/``), the same code as in the library;
 it raises ``HeadInputError`` (a ``ValueError``) when called with inputs that do not fit it.
 """
 $imports
@@ -166,7 +188,7 @@ def from_cartesian(t: torch.Tensor) -> torch.Tensor:
     return flat @ q.reshape(q.shape[0], -1).T
 
 
-# ---- the generic node-wise self-mix head (tsym/compiler/_guards.py, readout.py, head.py) ----
+# ---- the generic node-wise self-mix head (the modules of tsym/compiler/head/) ----
 
 $head_code
 

@@ -13,10 +13,15 @@ The message always starts with ``FILE:LINE:COL:`` so that editors and tests can 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lark import Token
 
 __all__ = [
     "TsymError",
     "SourceLocation",
+    "Source",
     "SpecError",
     "SpecSyntaxError",
     "UnknownClauseError",
@@ -72,6 +77,29 @@ def shown_char(ch: str) -> str:
     ('a', '\\x00', '\t')
     """
     return ch if ch.isprintable() or ch == "\t" else ascii(ch)[1:-1]
+
+
+class Source:
+    """The text of one file, to build :class:`SourceLocation` objects carrying their line."""
+
+    def __init__(self, text: str, filename: str):
+        self.text = text
+        self.file = filename
+        self.lines = text.split("\n")
+
+    def loc(self, line: int, column: int) -> SourceLocation:
+        """Location at 1-based ``line`` and ``column``."""
+        line_text = self.lines[line - 1] if 1 <= line <= len(self.lines) else ""
+        return SourceLocation(self.file, line, column, line_text.rstrip("\r"))
+
+    def at(self, token: Token, offset: int = 0) -> SourceLocation:
+        """Location of ``token`` (plus ``offset`` characters on the same line)."""
+        return self.loc(token.line, token.column + offset)
+
+    def end(self) -> SourceLocation:
+        """Location just past the last character of the text."""
+        return self.loc(len(self.lines), len(self.lines[-1]) + 1)
+
 
 
 class SpecError(TsymError):

@@ -25,6 +25,7 @@ from .errors import (
     DuplicateTensorError,
     IndexLetterError,
     MissingClauseError,
+    Source,
     SourceLocation,
     SpecFileError,
     SpecSyntaxError,
@@ -46,7 +47,7 @@ from .spec import (
     TensorSpec,
     TracePair,
 )
-from .syntax import BlockNode, ClauseNode, RelTermNode, Source, Word, parse_syntax
+from .syntax import BlockNode, ClauseNode, RelTermNode, Word, parse_syntax
 
 __all__ = ["parse_text", "parse_file"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tsym.runtime.testing import default_dtype  # noqa: F401 - the tests import it from here
+from tsym.runtime.equivariance import default_dtype  # noqa: F401 - the tests import it from here
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS_DIR = REPO / "specs"
+SPECS_DIR = REPO / "compiler" / "specs"
 
 # Tolerance per dtype for equivariance / symmetry checks of float computations, relative to the
 # output's scale.  float64: 1e-10 is ~5e5 float64 epsilons: the float32 runs of the same models show
@@ -52,6 +52,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+#: Why a test of the shared DFT data sets skips, and where the data would come from.
+SHARED_DATA_SKIP = ("TSYM_SHARED_DATA not set: the folder of the shared DFT data sets (.ci/run "
+                    "sets it to ../shared/data when that lies beside the clone)")
 
 
 def shared_data_dir() -> Path | None:

@@ -12,7 +12,7 @@
 * arrows point down the layers of :data:`LAYERS`: a module imports only modules of a lower layer
   or of its own group, never a sibling group of the same layer (``nn`` and ``data``) nor one
   above (the runtime never imports ``tsym`` or ``tsym.cli``; the compiler never the runtime);
-* ``compiler/head.py``, ``readout.py``, ``_fused.py`` and ``_guards.py`` stay standalone
+* the modules of ``compiler/head/`` stay standalone
   (``emit`` pastes them into generated modules).
 
 The checker runs on the repository and on small planted trees that must fail.
@@ -30,22 +30,23 @@ from .conftest import REPO
 ROOTS = {"tsym": "tsym", "tsym.compiler": "compiler", "tsym.runtime": "runtime",
          "tsym.grammar": "grammar"}
 
+#: Folders of code that uses tsym without being part of it: held to the rules that keep it a
+#: user of the public API (no private module or name of another package, no import of the
+#: ``tests`` package, no ``sys.path`` edits, no import cycle), not to the layers.
+USERS = {"benchmarks": "benchmarks", "scripts": "scripts"}
+
 #: Groups of modules by layer, lowest first; a module may import its own group and lower layers.
 LAYERS = (
     ("tsym.grammar",),
     ("tsym.compiler",),
     ("tsym.runtime.errors", "tsym.runtime.keys", "tsym.runtime.neighbours",
-     "tsym.runtime.rotations", "tsym.runtime.finite"),
-    ("tsym.runtime.testing",),
+     "tsym.runtime.finite"),
     ("tsym.runtime.graph",),
+    ("tsym.runtime.equivariance",),
     ("tsym.runtime.nn", "tsym.runtime.data"),
-    ("tsym.runtime.checkpoint",),
-    ("tsym.runtime.normalisation",),
-    ("tsym.runtime._batched",),
     ("tsym.runtime.model",),
-    ("tsym.runtime.training",),
     ("tsym.runtime.spectra",),
-    ("tsym.runtime.inference",),
+    ("tsym.runtime.training", "tsym.runtime.inference"),  # siblings: neither imports the other
     ("tsym.runtime",),  # the package's __init__: its public API
     ("tsym",),  # the public API and the CLI
 )
@@ -59,7 +60,7 @@ LAZY_ALLOWED = ("pyscf", "matplotlib", "mace", "nequip", "sevenn")
 LAZY_SITES = {
     "tsym": ("tsym.runtime", "tsym.compiler.head"),  # module __getattr__ (PEP 562): build_model...
     # module __getattr__: SelfMixHead and its kin
-    "tsym.compiler": ("tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards"),
+    "tsym.compiler": ("tsym.compiler.head",),
     "tsym.compiler.plan": ("torch",),  # a plan's torch tensors, made on first access
     "tsym.cli.*": ("tsym.runtime", "torch", "ase"),  # each verb loads its work when it runs
 }
@@ -75,9 +76,8 @@ def lazy_allowed(module: str, target: str) -> bool:
 
 #: Modules that must import nothing but these (the head is pasted into standalone modules), and
 #: each other, and ``TsymError`` (which ``emit`` replaces by a local class).
-STANDALONE = {m: ("math", "typing", "torch", "e3nn") for m in (
-    "tsym.compiler.head", "tsym.compiler.readout", "tsym.compiler._guards",
-    "tsym.compiler._fused", "tsym.compiler._pairs")}
+STANDALONE_PACKAGE = "tsym.compiler.head"
+STANDALONE_LIBRARIES = ("math", "typing", "torch", "e3nn")
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,45 @@ def find_cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
+def _edits_sys_path(tree: ast.AST) -> list[int]:
+    """Lines that call ``sys.path.insert``/``append``/``extend`` (or assign ``sys.path``)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("insert", "append", "extend") and \
+                isinstance(node.value, ast.Attribute) and node.value.attr == "path" and \
+                isinstance(node.value.value, ast.Name) and node.value.value.id == "sys":
+            lines.append(node.lineno)
+    return lines
+
+
+def check_users(root: Path, users: dict[str, str] = USERS, roots: dict[str, str] = ROOTS
+                ) -> list[str]:
+    """Violations in the folders of :data:`USERS` (benchmarks, scripts): private imports across
+    packages, imports of ``tests``, ``sys.path`` edits and import cycles, one line each."""
+    package_modules = discover(root, roots)
+    modules = discover(root, users)
+    problems: list[str] = []
+    edges: dict[str, set[str]] = {m: set() for m in modules}
+    everything = {**package_modules, **modules}
+    for name, path in modules.items():
+        where = f"{path.relative_to(root)}"
+        for line in _edits_sys_path(ast.parse(path.read_text(encoding="utf-8"))):
+            problems.append(f"{where}:{line}: edits sys.path (import the package instead)")
+        for imp in imports_of(name, path, everything):
+            if imp.target == "tests" or imp.target.startswith("tests."):
+                problems.append(f"{where}:{imp.line}: imports {imp.target} (the test suite is "
+                                "no library)")
+            if imp.target in everything or imp.target.startswith("tsym."):
+                for thing, home in _private_home(imp.target, imp.names, everything):
+                    if not _inside(name, home):
+                        problems.append(f"{where}:{imp.line}: imports {thing}, private to {home}")
+            if imp.target in modules:
+                edges[name].add(imp.target)
+    for cycle in find_cycles(edges):
+        problems.append(f"import cycle among {', '.join(cycle)}")
+    return problems
+
+
 def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
     """Every violation of the import rule under ``root``, one line each (empty: all good)."""
     modules = discover(root, roots)
@@ -236,11 +275,15 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
                     name, imp.target):
                 problems.append(f"{where}:{imp.line}: import of {imp.target} inside a function "
                                 "(import at module level)")
-            pasted = imp.target in STANDALONE or (imp.target == "tsym.compiler.errors"
-                                                  and imp.names == ("TsymError",))
-            if name in STANDALONE and top not in STANDALONE[name] and not pasted:
+            pasted = _inside(imp.target, STANDALONE_PACKAGE) or (
+                imp.target == "tsym.compiler.errors" and imp.names == ("TsymError",))
+            if (_inside(name, STANDALONE_PACKAGE) and top not in STANDALONE_LIBRARIES
+                    and not pasted):
                 problems.append(f"{where}:{imp.line}: {name} must stay standalone "
-                                f"({', '.join(STANDALONE[name])} only), imports {imp.target}")
+                                f"({', '.join(STANDALONE_LIBRARIES)} only), imports {imp.target}")
+            if top == "tests":
+                problems.append(f"{where}:{imp.line}: imports {imp.target} (the test suite is "
+                                "no library)")
             if not internal:
                 continue
             for thing, home in _private_home(imp.target, imp.names, modules):
@@ -251,7 +294,7 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
             if dst_rank > src_rank or (dst_rank == src_rank and dst_group != src_group):
                 problems.append(f"{where}:{imp.line}: {name} (layer {src_group}) imports "
                                 f"{imp.target} (layer {dst_group}): imports point down")
-            if not imp.typing_only and not imp.lazy and imp.target in modules:
+            if imp.target in modules:  # every import counts: TYPE_CHECKING and lazy ones too
                 edges[name].add(imp.target)
     for cycle in find_cycles(edges):
         problems.append(f"import cycle among {', '.join(cycle)}")
@@ -260,6 +303,11 @@ def check_tree(root: Path, roots: dict[str, str] = ROOTS) -> list[str]:
 
 def test_repository_follows_the_import_rule():
     problems = check_tree(REPO)
+    assert problems == [], "\n".join(problems)
+
+
+def test_benchmarks_and_scripts_use_the_public_api():
+    problems = check_users(REPO)
     assert problems == [], "\n".join(problems)
 
 
@@ -318,3 +366,37 @@ def test_planted_violations_are_found(tmp_path):
     ]
     for line in expected:
         assert line in problems, f"not reported: {line}\n--- got:\n{problems}"
+
+
+def test_planted_typing_only_cycle_is_found(tmp_path):
+    """An import under ``if TYPE_CHECKING:`` closes a cycle like any other import."""
+    bad = dict(CLEAN)
+    bad["runtime/data/__init__.py"] = ""
+    bad["runtime/data/records.py"] = ("from typing import TYPE_CHECKING\n"
+                                      "if TYPE_CHECKING:\n"
+                                      "    from tsym.runtime.data.dataset import LabelSpec\n")
+    bad["runtime/data/dataset.py"] = "from tsym.runtime.data.records import check\n"
+    problems = "\n".join(check_tree(_plant(tmp_path, bad)))
+    assert "import cycle among tsym.runtime.data.dataset, tsym.runtime.data.records" in problems
+
+
+def test_planted_violations_in_benchmarks_and_scripts_are_found(tmp_path):
+    files = dict(CLEAN)
+    files["benchmarks/__init__.py"] = ""
+    files["benchmarks/common.py"] = "from tsym.runtime.model import build\n"  # public: fine
+    files["benchmarks/speed.py"] = (
+        "import sys\n"
+        "sys.path.insert(0, 'somewhere')\n"  # a sys.path edit
+        "from tsym.compiler._rational import X\n"  # a private module of tsym
+        "from tests.compiler import helpers\n"  # the test suite
+        "from benchmarks.common import build\n")  # the helper module: fine
+    files["scripts/tool.py"] = "from tsym.compiler.head import _helper\n"  # a private name
+    root = _plant(tmp_path, files)
+    problems = "\n".join(check_users(root))
+    for line in [r"benchmarks/speed.py:2: edits sys.path",
+                 r"benchmarks/speed.py:3: imports tsym.compiler._rational, private to tsym.compiler",
+                 r"benchmarks/speed.py:4: imports tests.compiler (the test suite is no library)",
+                 r"scripts/tool.py:1: imports tsym.compiler.head._helper, private to "
+                 r"tsym.compiler"]:
+        assert line in problems, f"not reported: {line}\n--- got:\n{problems}"
+    assert "common.py" not in problems and problems.count("\n") == 3

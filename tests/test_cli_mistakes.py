@@ -16,7 +16,7 @@ import yaml
 from tests.runtime.training.test_train import make_config, write_dataset
 import tsym.cli as cli
 from tsym.cli import main
-from tsym.runtime import checkpoint
+from tsym.runtime.model import checkpoint
 from tsym.runtime.data.convert import convert
 from tsym.runtime.errors import DataError
 from tsym.runtime.training import guard

@@ -7,14 +7,11 @@ Checked against facts independent of the code: rotation matrices from QR of rand
 a rank-4 tensor built from the molecule's own bond vectors (so it rotates with the molecule).
 Tolerances: float64 sums of 81 x 3^4 products of unit-size numbers, 1e-12.
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import gamma_gpr  # noqa: E402
+from benchmarks import gamma_gpr  # noqa: E402
 
 SYMBOLS = ["O", "H", "H"]
 

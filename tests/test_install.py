@@ -38,7 +38,7 @@ def test_import_from_the_parent_of_a_clone_named_tsym(tmp_path):
 
 def test_the_console_script_from_the_parent_of_a_clone(tmp_path):
     (tmp_path / "tsym").symlink_to(REPO, target_is_directory=True)
-    proc = subprocess.run([sys.executable, "-m", "tsym", "inspect", "tsym/specs/dipole.tsym"],
+    proc = subprocess.run([sys.executable, "-m", "tsym", "inspect", "tsym/compiler/specs/dipole.tsym"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "1x1o" in proc.stdout

@@ -44,7 +44,6 @@ def test_batch_api_example_runs(monkeypatch):
     code = _python_block_after("### Your own loop: collate, forward, loss, backward")
     assert "tsym.collate(" in code and "loss.backward()" in code
     assert len([ln for ln in code.splitlines() if ln.strip()]) <= 7  # import lines + five
-    monkeypatch.chdir(REPO)  # the example's spec paths are relative to the checkout
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     model, out, graph = namespace["model"], namespace["out"], namespace["graph"]
@@ -86,3 +85,59 @@ def test_own_network_example_runs(monkeypatch, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "(1, 3, 3)"
     assert re.search(r"polarizability: order 2 polar, relative error .*  ok$", out[2])
+
+
+#: What the README's snippets leave to the reader (``list_of_ase_atoms``: their structures).
+_PRELUDE = "from ase.build import molecule\nlist_of_ase_atoms = [molecule('H2O'), molecule('CH4')]\n"
+
+#: The extras a snippet needs (it is left out where they are not installed).
+_EXTRAS = {"backbone=\"mace\"": "mace", "backbone=\"nequip-lib\"": "nequip"}
+
+
+def test_python_snippets_run_from_an_empty_folder_outside_the_clone(tmp_path):
+    """Every ```python block of the README, each in a fresh namespace, run by a new interpreter
+    whose working folder is empty and outside the clone (spec library names, no clone paths)."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    lines = (REPO / "README.md").read_text().splitlines()
+    blocks = []
+    for k, line in enumerate(lines):
+        if line == "```python":
+            code = "\n".join(lines[k + 1:lines.index("```", k + 1)])
+            needs = [m for key, m in _EXTRAS.items() if key in code]
+            if all(importlib.util.find_spec(m) is not None for m in needs):
+                blocks.append(code)
+    assert len(blocks) >= 4
+    runner = ("import json, sys\n"
+              "for k, code in enumerate(json.load(open(sys.argv[1]))):\n"
+              f"    exec(compile({_PRELUDE!r} + code, f'README block {{k}}', 'exec'), {{}})\n"
+              "print('ran', k + 1)\n")
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    work = tmp_path / "empty"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, "-c", runner, str(tmp_path / "blocks.json")],
+                          cwd=work, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"ran {len(blocks)}" in proc.stdout
+    assert REPO.resolve() not in work.resolve().parents
+
+
+def test_architecture_tree_names_every_package_and_module():
+    """The README's tree (section "Architecture") names each folder and module of the packages."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    start = lines.index("```", lines.index("## Architecture"))
+    block = "\n".join(lines[start + 1:lines.index("```", start + 1)])
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", block))
+    missing = []
+    for folder in ("compiler", "runtime", "grammar", "tsym"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            rel = path.relative_to(REPO)
+            if path.name == "__init__.py":
+                if f"{path.parent.name}/" not in block:
+                    missing.append(str(rel.parent) + "/")
+            elif path.parent.name != "cli" and path.stem not in words:
+                missing.append(str(rel))
+    assert missing == [], f"not in the README's architecture tree: {missing}"

@@ -4,6 +4,8 @@
 >>> plan = tsym.compile_text("tensor elastic { indices ijkl; symmetry ijkl = jikl = ijlk = klij }")[0]
 >>> plan.irreps, plan.num_components
 ('2x0e+2x2e+1x4e', 21)
+>>> tsym.load_plans("elastic")[0].irreps  # a spec of the library that ships with tsym
+'2x0e+2x2e+1x4e'
 
 ``import tsym`` loads the compiler only (sympy, numpy, lark); the names that need torch and e3nn
 (``build_model``, ``TensorModel``, ``collate``, ``SelfMixHead``, ``TsymCalculator``,
@@ -22,6 +24,8 @@ from tsym.compiler import (
     compile_spec,
     compile_text,
     emit_module,
+    library_names,
+    load_plans,
     parse_file,
     parse_text,
 )
@@ -40,7 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TsymError", "TensorSpec", "HeadPlan", "SelfMixHead", "compile_file", "compile_text",
-    "compile_spec", "parse_file", "parse_text", "emit_module", "build_model", "TensorModel",
+    "compile_spec", "parse_file", "parse_text", "emit_module", "load_plans", "library_names",
+    "build_model", "TensorModel",
     "collate", "__version__",
     "check_equivariance", "EquivarianceReport", "backbone_from_module", "register_backbone",
     "TsymCalculator", "derivatives", "graph_derivatives", "normal_modes", "harmonic_spectrum",

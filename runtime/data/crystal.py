@@ -9,7 +9,7 @@
 * :func:`ieee_rotation`: the rotation from a structure's Cartesian frame to the IEEE 176-1987
   standard frame, following pymatgen's ``Tensor.get_ieee_rotation`` rules (reimplemented here).
 
-Tensors are rotated with :func:`tsym.runtime.rotations.rotate_cartesian`.
+Tensors are rotated with :func:`tsym.runtime.equivariance.rotate_cartesian`.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import spglib
 from ase import Atoms
 
-from tsym.runtime.rotations import rotate_cartesian
+from tsym.runtime.equivariance import rotate_cartesian
 
 __all__ = ["SymmetryOps",
            "symmetry_ops", "max_operation_deviation", "point_group_deviation", "site_symmetry_deviation", "crystal_system",

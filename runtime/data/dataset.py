@@ -1,4 +1,4 @@
-"""Labelled structures: extended XYZ in, validated label tensors out; splits; Voigt maps.
+"""Labelled structures: extended XYZ in, validated label tensors out.
 
 Extended XYZ (read with ASE) is the one input format of tsym; :mod:`tsym.runtime.data.convert` turns the
 public formats into it.  A :class:`LabelSpec` says where a label lives and how it is written::
@@ -20,30 +20,14 @@ With ``max_z`` (the model's :attr:`~tsym.runtime.model.TensorModel.max_z`), a re
 element the model does not cover is one as well, found before any training.
 
 :func:`collate_records` turns records into a batched graph with ``"label:<name>"`` and
-``"mask:<name>"`` fields; :func:`split` makes a reproducible train/valid/test split and
-:func:`save_split` / :func:`load_split` keep it in a run directory as JSON.
-
-Voigt notation (IEEE order ``xx, yy, zz, yz, xz, xy`` = 0..5; :data:`VOIGT_PAIRS`):
-
-* stiffness ``C_IJ = C_ijkl`` with ``I = (ij)``, ``J = (kl)``: no factors;
-* piezoelectric stress tensor ``e_iJ = e_ijk`` with ``J = (jk)``: no factors.
-
-Compliance ``S`` and the piezoelectric strain tensor ``d`` carry factors 2 and 4 on shear entries
-in Voigt form; :func:`voigt_to_tensor4` and :func:`voigt_to_tensor3` never apply them.
-
->>> c = np.zeros((6, 6)); c[3, 3] = 40.0        # C_44 = C_yzyz
->>> t = voigt_to_tensor4(c)
->>> t[1, 2, 1, 2], t[2, 1, 1, 2], t[2, 1, 2, 1], t[0, 0, 0, 0]
-(np.float64(40.0), np.float64(40.0), np.float64(40.0), np.float64(0.0))
->>> bool(np.all(tensor4_to_voigt(t) == c))
-True
+``"mask:<name>"`` fields.  Splits are :mod:`tsym.runtime.data.split`'s, Voigt notation
+:mod:`tsym.runtime.data.voigt`'s, and :class:`LabelSpec` lives in :mod:`tsym.runtime.data.labels`.
 """
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,94 +39,15 @@ from tsym.runtime import keys
 from tsym.runtime.data.extxyz import read_frames, unreadable_reason
 from tsym.runtime.data.records import (Reject, check_elements, check_geometry, check_physics,
                                        parse_label, record_runs, symmetry_deviation)
-from tsym.runtime.data.split import load_split, save_split, split
-from tsym.runtime.data.voigt import (VOIGT_PAIRS, tensor3_to_voigt, tensor4_to_voigt,
-                                     voigt_to_tensor3, voigt_to_tensor4)
+from tsym.runtime.data.labels import LabelSpec
 from tsym.runtime.errors import DataError, LabelSpecError
 
-__all__ = [
-    "LabelSpec", "Record", "Dataset", "DataReport", "read_dataset",
-    "collate_records", "split", "save_split", "load_split",
-    "VOIGT_PAIRS", "voigt_to_tensor4", "tensor4_to_voigt", "voigt_to_tensor3", "tensor3_to_voigt",
-]
+__all__ = ["Record", "Dataset", "DataReport", "read_dataset", "collate_records"]
 
-FORMATS = ("flat", "voigt")
-LEVELS = ("structure", "atom")
 # reasons a record is rejected, in the order the checks run
 REASONS = ("unreadable frame", "unknown element", "bad structure", "atoms too close",
            "missing key", "not numeric", "wrong length", "non-finite", "overflow", "symmetry",
            "physics")
-
-
-# ------------------------------------------------------------------------------------ label specs
-@dataclass(frozen=True)
-class LabelSpec:
-    """Where one label lives in an extxyz file and how it is written.
-
-    Parameters
-    ----------
-    name : str
-        The spec (HeadPlan) name; graphs carry the label as ``"label:<name>"``.
-    key : str
-        Key in ``atoms.info`` (structure level) or ``atoms.arrays`` (atom level).
-    format : {"flat", "voigt"}
-        ``"flat"``: the ``3**order`` Cartesian components, row-major.  ``"voigt"``: a row-major
-        6x6 (order 4, stiffness) or 3x6 (order 3, piezoelectric ``e``) in IEEE order, no factors.
-    unit : str or None
-        Unit of the values after scaling (documentation; compared with nothing).
-    scale : float
-        The values are multiplied by ``scale`` when read (unit conversion).
-    level : {"structure", "atom"}
-    order : int or None
-        Tensor rank; taken from the plan when one is given, else inferred from the first record.
-
-    A YAML mapping with these keys maps one to one: ``LabelSpec.from_dict(d)``.
-    """
-
-    name: str
-    key: str
-    format: str = "flat"
-    unit: str | None = None
-    scale: float = 1.0
-    level: str = "structure"
-    order: int | None = None
-
-    def __post_init__(self):
-        for what in ("name", "key"):
-            value = getattr(self, what)
-            if not isinstance(value, str) or not value:
-                raise LabelSpecError(f"label {what} must be a non-empty string, got {value!r}")
-        if self.format not in FORMATS:
-            raise LabelSpecError(f"label {self.name!r}: format must be one of {FORMATS}, "
-                                 f"got {self.format!r}")
-        if self.level not in LEVELS:
-            raise LabelSpecError(f"label {self.name!r}: level must be one of {LEVELS}, "
-                                 f"got {self.level!r}")
-        if not (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
-                and self.scale != 0):
-            raise LabelSpecError(f"label {self.name!r}: scale must be a finite nonzero number, "
-                                 f"got {self.scale!r}")
-        if self.order is not None and not (isinstance(self.order, int) and 0 <= self.order <= 12):
-            raise LabelSpecError(f"label {self.name!r}: order must be an integer 0..12, "
-                                 f"got {self.order!r}")
-        if self.format == "voigt" and self.order not in (None, 3, 4):
-            raise LabelSpecError(f"label {self.name!r}: Voigt form exists for order 3 (3x6) and "
-                                 f"4 (6x6), not {self.order}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> LabelSpec:
-        """Build from a mapping with exactly the field names (unknown keys are an error)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise LabelSpecError(f"unknown label field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**dict(d))
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def with_order(self, order: int) -> LabelSpec:
-        return LabelSpec(**{**asdict(self), "order": order})
 
 
 # ------------------------------------------------------------------------------- records, reports

@@ -6,17 +6,14 @@ Each check raises :class:`Reject` with a reason (one of ``data.REASONS``) and a 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tsym.runtime import graph as _graph
+from tsym.runtime.data.labels import LabelSpec
 from tsym.runtime.data.voigt import voigt_to_tensor3, voigt_to_tensor4
 from tsym.runtime.errors import DataError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from tsym.runtime.data.dataset import LabelSpec
 
 __all__ = ["Reject", "record_runs", "check_elements", "check_geometry", "parse_label",
            "symmetry_deviation", "check_physics", "PHYSICS_TOL", "VOIGT_SHAPES"]

@@ -5,6 +5,13 @@
 
 Compliance ``S`` and the piezoelectric strain tensor ``d`` carry factors 2 and 4 on shear entries
 in Voigt form: these maps never apply them.
+
+>>> c = np.zeros((6, 6)); c[3, 3] = 40.0        # C_44 = C_yzyz
+>>> t = voigt_to_tensor4(c)
+>>> t[1, 2, 1, 2], t[2, 1, 1, 2], t[2, 1, 2, 1], t[0, 0, 0, 0]
+(np.float64(40.0), np.float64(40.0), np.float64(40.0), np.float64(0.0))
+>>> bool(np.all(tensor4_to_voigt(t) == c))
+True
 """
 from __future__ import annotations
 

@@ -38,7 +38,9 @@ from e3nn import o3
 
 from tsym.compiler import HeadPlan
 from tsym.runtime.data.crystal import point_group_deviation, symmetry_ops
-from tsym.runtime.data.dataset import Dataset, LabelSpec, read_dataset, tensor4_to_voigt
+from tsym.runtime.data.dataset import Dataset, read_dataset
+from tsym.runtime.data.labels import LabelSpec
+from tsym.runtime.data.voigt import tensor4_to_voigt
 from tsym.runtime.errors import DataError
 from tsym.runtime.errors import LabelSpecError
 from tsym.runtime.finite import dumps

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tsym.runtime.data.dataset import tensor4_to_voigt
+from tsym.runtime.data.voigt import tensor4_to_voigt
 from tsym.runtime.inference.evaluate import (EvalReport, HeadResult, irrep_blocks, is_elastic,
                                              vrh_moduli)
 

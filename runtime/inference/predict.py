@@ -52,8 +52,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from tqdm.auto import tqdm
 
 from tsym.compiler import HeadPlan
-from tsym.runtime.checkpoint import read_model, resolve_checkpoint
-from tsym.runtime.data.dataset import LabelSpec
+from tsym.runtime.model.checkpoint import read_model, resolve_checkpoint
+from tsym.runtime.data.labels import LabelSpec
 from tsym.runtime.data.extxyz import iter_frames, unreadable_reason
 from tsym.runtime.errors import DataError, NonFiniteWeightsError, PredictError
 from tsym.runtime.finite import describe, nonfinite_tensors

@@ -117,14 +117,9 @@ def nequip_irreps(model: torch.nn.Module, name: str | None = None) -> o3.Irreps:
 class NequIPLibBackbone(torch.nn.Module):
     """NequIP's own network behind the backbone contract (module doc).
 
-    Parameters
-    ----------
-    cutoff : float
-        NequIP's ``r_max`` (Angstrom).
-    elements : sequence of str or int
-        The elements the model covers (NequIP's ``type_names``).
-    **nequip_kwargs
-        Arguments of :func:`nequip.model.NequIPGNNModel` (module doc); ``num_layers >= 2``.
+    ``cutoff`` is NequIP's ``r_max`` (Angstrom), ``elements`` (symbols or atomic numbers) its
+    ``type_names``, and ``**nequip_kwargs`` go to :func:`nequip.model.NequIPGNNModel` (module
+    doc; ``num_layers >= 2``).
     """
 
     def __init__(self, cutoff: float = 5.0, elements: Sequence[str | int] | None = None,

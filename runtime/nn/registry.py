@@ -71,7 +71,7 @@ from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import XPaiNN
 
 __all__ = ["BACKBONES", "ENTRY_POINT_GROUP", "register_backbone", "build_backbone",
-           "check_backbone", "known_backbones", "backbone_name"]
+           "check_backbone", "known_backbones", "backbone_name", "stored_kwargs"]
 
 #: Backbone factories by name: ``factory(cutoff=..., **kwargs) -> nn.Module``.
 BACKBONES: dict[str, Callable[..., torch.nn.Module]] = {}
@@ -153,6 +153,15 @@ def build_backbone(name: str, cutoff: float, kwargs: Mapping | None = None) -> t
         if getattr(net, "cutoff", None) is not None:
             check_backbone_contract(net)  # a registered or plugin network: probe it once
     return net
+
+
+def stored_kwargs(name: str, kwargs: Mapping, state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """The ``backbone_kwargs`` a checkpoint of backbone ``name`` was saved with, completed by the
+    backbone's own ``stored_kwargs(kwargs, state_dict)`` when its factory has one (a default that
+    changed since, read back from the weights); ``state_dict`` holds the backbone's keys only."""
+    factory = BACKBONES.get(name)
+    complete = getattr(factory, "stored_kwargs", None)
+    return dict(kwargs) if complete is None else complete(kwargs, state_dict)
 
 
 def check_backbone(backbone: torch.nn.Module) -> o3.Irreps:

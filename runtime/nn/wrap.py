@@ -41,8 +41,8 @@ from e3nn import o3
 from tsym.runtime import keys
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.graph import collate
-from tsym.runtime.rotations import random_rotation, rotate_atoms
-from tsym.runtime.testing import default_dtype
+from tsym.runtime.equivariance import random_rotation, rotate_atoms
+from tsym.runtime.equivariance import default_dtype
 
 __all__ = ["ModuleBackbone", "backbone_from_module", "check_backbone_contract", "probe_molecule"]
 

@@ -306,6 +306,18 @@ class XPaiNN(torch.nn.Module):
     '32x0e+8x1o+4x2e'
     """
 
+    @staticmethod
+    def stored_kwargs(kwargs: Mapping, state_dict: Mapping[str, torch.Tensor]) -> dict:
+        """The keyword arguments of a saved XPaiNN, completed from its weights (``state_dict``,
+        the backbone's own keys): one saved without ``max_z`` gets the one its element table
+        holds (the default was 53 before it became 118, so the weights say which it was)."""
+        kwargs = dict(kwargs)
+        if "max_z" not in kwargs:
+            for key in ("node_embedding.qc_table", "node_embedding.table.weight"):
+                if key in state_dict:
+                    kwargs["max_z"] = int(state_dict[key].shape[0]) - 1
+        return kwargs
+
     def __init__(self, num_scalars: int = 128, irreps: str | o3.Irreps = "128x0e+64x1o+32x2e",
                  num_blocks: int = 3, num_basis: int = 20, cutoff: float = 5.0,
                  embedding: str = "qc", max_z: int | None = None, cutoff_fn: str = "cosine",

@@ -1,15 +1,15 @@
-"""The run directory and checkpoints of a training run (the ``_Trainer`` of ``loop.py``).
+"""The run directory and checkpoints of a training run (the ``Trainer`` of ``loop.py``).
 
 :class:`RunDir` is the part of the trainer that reads and writes ``run_dir``: the resume checks
 (the config may change only in :data:`RESUMABLE_CHANGES` and the ``refine`` section), the files
 written before training, ``metrics.jsonl`` records, and the checkpoint state (what ``last.pt``
-and ``best.pt`` hold; :mod:`tsym.runtime.checkpoint` describes the format).
+and ``best.pt`` hold; :mod:`tsym.runtime.model.checkpoint` describes the format).
 """
 from __future__ import annotations
 
 import yaml
 
-from tsym.runtime.checkpoint import (TRAIN_FORMAT, model_record, read_training, remove_stale_temps,
+from tsym.runtime.model.checkpoint import (TRAIN_FORMAT, model_record, read_training, remove_stale_temps,
                                      rng_state, save_atomic, set_rng_state, write_text_atomic)
 from tsym.runtime.errors import TrainError
 from tsym.runtime.finite import dumps
@@ -59,7 +59,7 @@ class RunDir:
                                yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
             truncate_metrics(self.run_dir / "metrics.jsonl", ckpt["step"] if ckpt else 0)
 
-    def _log(self, record: dict) -> None:
+    def log(self, record: dict) -> None:
         if self.dist.main:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(dumps(record) + "\n")
@@ -90,7 +90,7 @@ class RunDir:
             "inputs": self.split_info.inputs,
         }
 
-    def _save(self, name: str, state: dict | None = None) -> dict | None:
+    def save(self, name: str, state: dict | None = None) -> dict | None:
         """Write ``state`` (default: the current one) to ``run_dir/name`` on rank 0."""
         if not self.dist.main:
             return None
@@ -99,7 +99,7 @@ class RunDir:
         self.saved[name] = self.step
         return state
 
-    def _load_best(self) -> bool:
+    def load_best(self) -> bool:
         """Load ``best.pt``'s weights (the EMA weights of the best evaluation), if it exists."""
         best = self.run_dir / "best.pt"
         if best.exists():

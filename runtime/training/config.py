@@ -14,7 +14,7 @@ every key is checked up front (an unknown key, a wrong type or a value out of ra
       finetune: full                # full | frozen (features cached) | N (last N blocks train)
     heads:                          # tensor name -> HeadConfig
       alpha:
-        spec: specs/polarizability.tsym   # a .tsym file (relative to the config) or spec text
+        spec: polarizability        # a library name, a .tsym file (relative to the config) or spec text
         key: polarizability         # label key in the data (default: the tensor name)
         format: flat                # flat | voigt
         unit: bohr^3                # unit after scaling (documentation)
@@ -47,6 +47,7 @@ from pathlib import Path
 
 import yaml
 
+from tsym.compiler.library import resolve_spec
 from tsym.runtime.errors import ConfigError
 from tsym.runtime.training._checks import (_build, _choice, _is_number, _nonneg, _plain,
                                            _positive, _resolve, _seed, _StrictLoader, _unknown)
@@ -329,8 +330,7 @@ class TrainConfig:
             if "name" in item:
                 raise ConfigError(f"{where}: unknown key 'name' (the head's name is its key)")
             head = _build(HeadConfig, {"name": str(name), **item}, where)
-            if "{" not in head.spec:
-                head = dataclasses.replace(head, spec=_resolve(head.spec, base))
+            head = dataclasses.replace(head, spec=resolve_spec(head.spec, base))
             heads.append(head)
         return cls(heads=tuple(heads), data=data, source=source, **sections)
 

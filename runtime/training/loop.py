@@ -6,7 +6,7 @@
 The run directory receives ``config.yaml`` (the resolved config), ``split.json``,
 ``metrics.jsonl`` (step, epoch and test records) and the checkpoints ``last.pt`` (every
 ``checkpoint_every`` steps and at each evaluation) and ``best.pt`` (lowest validation loss, EMA
-weights); see :mod:`tsym.runtime.checkpoint` for their content and
+weights); see :mod:`tsym.runtime.model.checkpoint` for their content and
 ``tsym.build_model(checkpoint=run_dir)`` to predict with them.
 
 Divergence: every step checks each head's loss (before the update), the gradient norm (with
@@ -48,14 +48,17 @@ from tsym.runtime.errors import DivergedError, TrainError, TrainInterrupted
 from tsym.runtime.finite import nonfinite_parameters
 from tsym.runtime.training._rundir import RunDir
 from tsym.runtime.training.guard import RunLock, StopSignals
-from tsym.runtime.training.setup import (EMA, Batcher, Dist, divergence_message, load_splits,
-                                         make_scheduler, plans_for, setup_dist)
+from tsym.runtime.training.distributed import Dist, setup_dist
+from tsym.runtime.training.ema import EMA
+from tsym.runtime.training.messages import divergence_message
+from tsym.runtime.training.schedule import make_scheduler
+from tsym.runtime.training.setup import Batcher, load_splits, plans_for
 from tsym.runtime.training.config import TrainConfig, load_config
 from tsym.runtime.graph import batch_graphs
 from tsym.runtime.model import TrainedModel, build_model
 from tsym.runtime.nn.finetune import apply_finetune, parameter_groups
 from tsym.runtime.nn.pretrained import check_elements
-from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.model.normalisation import Normalisation
 from tsym.runtime.training.losses import HeadLoss, fit_normalisations
 from tsym.runtime.training.refine import refine
 
@@ -102,12 +105,21 @@ def train(config, run_dir: str | os.PathLike, *, resume: bool = False,
     try:
         with (RunLock(run_dir) if dist.main else contextlib.nullcontext(),
               StopSignals(announce=dist.main) as signals):
-            return _Trainer(cfg, dist, Path(run_dir), resume, stop_after, signals).run()
+            return Trainer(cfg, dist, Path(run_dir), resume, stop_after, signals).run()
     finally:
         dist.close()
 
 
-class _Trainer(RunDir):
+class Trainer(RunDir):
+    """One training run (``train`` makes it and calls :meth:`run`).
+
+    Its public surface, what :mod:`~tsym.runtime.training.refine` (and a benchmark's timing hook)
+    drive: :meth:`loaded` and :meth:`shards` (the training split as device batches),
+    :meth:`loss_terms` and :meth:`weighted` (the loss of a batch and its normalisation),
+    :meth:`evaluate` (the validation metrics), :meth:`after_step`, and from :class:`RunDir`
+    ``save``, ``load_best`` and ``log`` (checkpoints and ``metrics.jsonl``).
+    """
+
     def __init__(self, cfg: TrainConfig, dist: Dist, run_dir: Path, resume: bool,
                  stop_after: int | None, signals: StopSignals):
         self.cfg, self.dist, self.run_dir, self.stop_after = cfg, dist, run_dir, stop_after
@@ -188,7 +200,7 @@ class _Trainer(RunDir):
         g = batch_graphs([graphs[i] for i in indices])
         return {k: v.to(self.dist.device) for k, v in g.items()}
 
-    def _terms(self, out: dict, graph: dict, weight: float = 1.0):
+    def loss_terms(self, out: dict, graph: dict, weight: float = 1.0):
         """Per head: summed loss, summed absolute error (data units), number of labelled items."""
         nums, abs_err, counts = [], [], []
         for name, loss in self.losses.items():
@@ -202,13 +214,13 @@ class _Trainer(RunDir):
             counts.append(pred.shape[0] * weight)
         return nums, abs_err, counts
 
-    def _weighted(self, nums: list, totals: torch.Tensor):
+    def weighted(self, nums: list, totals: torch.Tensor):
         """The loss: each head's summed loss over its labelled items (``totals`` [H], all
         processes), times the head's weight, summed over heads."""
         return sum(self.heads[name].weight * num / totals[k].clamp_min(1.0).to(num.dtype)
                    for k, (name, num) in enumerate(zip(self.losses, nums)))
 
-    def _shards(self, batches: list[list[int]]) -> list[tuple[list[int], float]]:
+    def shards(self, batches: list[list[int]]) -> list[tuple[list[int], float]]:
         """This process's part of each global batch, and its weight (0: a stand-in structure)."""
         d, out = self.dist, []
         for indices in batches:
@@ -216,7 +228,7 @@ class _Trainer(RunDir):
             out.append((shard, 1.0) if shard else (indices[:1], 0.0))
         return out
 
-    def _loaded(self, graphs: list, shards: list[list[int]]):
+    def loaded(self, graphs: list, shards: list[list[int]]):
         """Batched graphs of ``shards`` on the device (batched by worker processes if asked)."""
         workers = self.cfg.training.num_workers
         if workers:
@@ -228,12 +240,12 @@ class _Trainer(RunDir):
     def _train_step(self, graph: dict, weight: float) -> float:
         d = self.dist
         out = self.ddp(graph, normalised=True)
-        nums, _, counts = self._terms(out, graph, weight)
+        nums, _, counts = self.loss_terms(out, graph, weight)
         total = d.sum(torch.tensor(counts, dtype=torch.float64, device=d.device))  # [H]
         per_head = d.sum(torch.stack([n.detach().to(torch.float64) for n in nums]))  # [H]
         if not bool(torch.isfinite(per_head).all()):
             self._diverged("loss", per_head.tolist())
-        loss = self._weighted(nums, total)
+        loss = self.weighted(nums, total)
         (loss * d.world).backward()
         t = self.cfg.training
         if t.grad_clip:
@@ -258,14 +270,14 @@ class _Trainer(RunDir):
         step = self.step + 1 if where == "training" else self.step
         losses = dict(zip(self.losses, losses))
         heads = tuple(n for n, v in losses.items() if not math.isfinite(v))
-        self._log({"kind": "diverged", "step": step, "cause": what, "heads": list(heads),
+        self.log({"kind": "diverged", "step": step, "cause": what, "heads": list(heads),
                    "losses": losses, "parameters": params or []})
         raise DivergedError(divergence_message(self.run_dir, step, what, where, losses,
                                                params or [], self.saved), step, heads,
                             dict(self.saved))
 
     @torch.no_grad()
-    def _evaluate(self, graphs: list) -> dict:
+    def evaluate(self, graphs: list) -> dict:
         """Loss and MAE (data units) per head on ``graphs``, with the EMA weights."""
         d, bs, h = self.dist, self.cfg.training.batch_size, len(self.losses)
         sums = torch.zeros(3 * h, dtype=torch.float64, device=d.device)
@@ -276,7 +288,7 @@ class _Trainer(RunDir):
                 shard = list(range(start, min(start + bs, len(graphs))))[d.rank::d.world]
                 if shard:
                     graph = self._graph(graphs, shard)
-                    nums, abs_err, counts = self._terms(self.net(graph, normalised=True), graph)
+                    nums, abs_err, counts = self.loss_terms(self.net(graph, normalised=True), graph)
                     sums += torch.tensor([float(v) for v in (*nums, *abs_err, *counts)],
                                          dtype=torch.float64, device=d.device)
         self.net.train(was)
@@ -296,7 +308,7 @@ class _Trainer(RunDir):
         self.epoch_loss, self.epoch_steps = 0.0, 0
         if (epoch + 1) % t.eval_every and self.step < self.total_steps:
             return False, False
-        valid = self._evaluate(self.splits["valid"]) if self.splits["valid"] else None
+        valid = self.evaluate(self.splits["valid"]) if self.splits["valid"] else None
         if valid and not math.isfinite(valid["loss"]):
             self._diverged("loss", [v["loss"] for v in valid["heads"].values()],
                            where="validation")
@@ -308,7 +320,7 @@ class _Trainer(RunDir):
                   "train_loss": train_loss, "lr": lr, "time": time.time() - started}
         if valid:
             record.update(valid_loss=valid["loss"], valid=valid["heads"])
-        self._log(record)
+        self.log(record)
         if self.dist.main:
             heads = "".join(f"  {n}: loss {v['loss']:.4g} mae {v['mae']:.4g}"
                             for n, v in (valid["heads"].items() if valid else ()))
@@ -320,7 +332,7 @@ class _Trainer(RunDir):
             return True, True
         return True, False
 
-    def _after_step(self, loss: float, epoch: int, started: float, bar) -> bool:
+    def after_step(self, loss: float, epoch: int, started: float, bar) -> bool:
         """Count, log, evaluate at the end of an epoch, checkpoint; True to stop here."""
         t = self.cfg.training
         self.step += 1
@@ -330,17 +342,17 @@ class _Trainer(RunDir):
         bar.update(1)
         bar.set_postfix(loss=f"{self.epoch_loss / self.epoch_steps:.4g}")
         if t.log_every and self.step % t.log_every == 0:
-            self._log({"kind": "step", "step": self.step, "epoch": epoch + 1, "loss": loss,
+            self.log({"kind": "step", "step": self.step, "epoch": epoch + 1, "loss": loss,
                        "lr": self.lr})
         end = self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps
         evaluated, best = self._end_of_epoch(epoch, started) if end else (False, False)
         self.signum = self.signals.received(self.dist.world, self.dist.device)
         stopped = self.signum is not None or (
             self.stop_after is not None and self.step >= self.stop_after)
-        state = self._save("best.pt") if best else None
+        state = self.save("best.pt") if best else None
         if (evaluated or stopped or self.step >= self.total_steps
                 or (t.checkpoint_every and self.step % t.checkpoint_every == 0)):
-            self._save("last.pt", state)
+            self.save("last.pt", state)
         return stopped
 
     def run(self) -> dict:
@@ -357,10 +369,10 @@ class _Trainer(RunDir):
             first = self.step % self.steps_per_epoch
             batches = [order[b * t.batch_size:(b + 1) * t.batch_size]
                        for b in range(first, self.steps_per_epoch)]
-            shards = self._shards(batches)
-            graphs = self._loaded(self.splits["train"], [shard for shard, _ in shards])
+            shards = self.shards(batches)
+            graphs = self.loaded(self.splits["train"], [shard for shard, _ in shards])
             for (_, weight), graph in zip(shards, graphs):
-                stopped = self._after_step(self._train_step(graph, weight), epoch, started, bar)
+                stopped = self.after_step(self._train_step(graph, weight), epoch, started, bar)
                 if stopped or self.step >= self.total_steps:
                     break
         bar.close()
@@ -380,12 +392,12 @@ class _Trainer(RunDir):
     def _test(self) -> dict:
         """The test split, evaluated with the weights of ``best.pt``."""
         self.dist.barrier()
-        self._load_best()
+        self.load_best()
         ema, self.ema = self.ema, None  # best.pt already holds the EMA weights
         try:
-            result = self._evaluate(self.splits["test"])
+            result = self.evaluate(self.splits["test"])
         finally:
             self.ema = ema
-        self._log({"kind": "test", "step": self.step, "best_step": self.best_step, **result})
+        self.log({"kind": "test", "step": self.step, "best_step": self.best_step, **result})
         return result
 

@@ -1,7 +1,7 @@
 """Per-head losses in normalised irreps space, and the normalisations fitted on the training split.
 
 Each head is trained on the normalised irreps coordinates ``y_n`` of its labels
-(:class:`~tsym.runtime.normalisation.Normalisation`).  Losses (:class:`HeadLoss`), per labelled
+(:class:`~tsym.runtime.model.normalisation.Normalisation`).  Losses (:class:`HeadLoss`), per labelled
 item (a structure, or a labelled atom):
 
 * ``cartesian`` (the default): ``mean_{3^n entries} ((T_pred - T) / s)^2`` with one scale ``s``,
@@ -19,7 +19,7 @@ import torch
 from tsym.compiler import HeadPlan
 from tsym.runtime import keys
 from tsym.runtime.errors import ConfigError
-from tsym.runtime.normalisation import Normalisation, l_of_components
+from tsym.runtime.model.normalisation import Normalisation, l_of_components
 
 __all__ = ["HeadLoss", "fit_normalisations"]
 

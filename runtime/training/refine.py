@@ -42,7 +42,7 @@ def refine(tr) -> None:
     if todo <= 0:
         return
     d.barrier()
-    if not tr._load_best() and tr.ema:
+    if not tr.load_best() and tr.ema:
         tr.net.model.load_state_dict(tr.ema.merged(tr.net.model))
     ema, tr.ema = tr.ema, None  # L-BFGS moves the weights themselves
     try:
@@ -51,14 +51,14 @@ def refine(tr) -> None:
         tr.ema = ema
         if ema:  # the average restarts at the refined weights
             ema.load_state_dict(dict(tr.net.model.named_parameters()))
-    tr._save("last.pt")  # also after a signal: resuming runs the iterations left
+    tr.save("last.pt")  # also after a signal: resuming runs the iterations left
 
 
 def _chunks(tr) -> list:
     """This process's batched graphs of the training split, with their weights (0: stand-in)."""
     n, size = len(tr.splits["train"]), tr.cfg.refine.chunk
-    shards = tr._shards([list(range(a, min(a + size, n))) for a in range(0, n, size)])
-    graphs = list(tr._loaded(tr.splits["train"], [shard for shard, _ in shards]))
+    shards = tr.shards([list(range(a, min(a + size, n))) for a in range(0, n, size)])
+    graphs = list(tr.loaded(tr.splits["train"], [shard for shard, _ in shards]))
     return [(graph, weight) for (_, weight), graph in zip(shards, graphs)]
 
 
@@ -71,8 +71,8 @@ def _closure(tr, chunks: list, totals: torch.Tensor, params: list):
             p.grad = None
         value = torch.zeros((), dtype=torch.float64, device=d.device)
         for graph, weight in chunks:
-            nums, _, _ = tr._terms(tr.ddp(graph, normalised=True), graph, weight)
-            loss = tr._weighted(nums, totals)
+            nums, _, _ = tr.loss_terms(tr.ddp(graph, normalised=True), graph, weight)
+            loss = tr.weighted(nums, totals)
             (loss * d.world).backward()  # DDP averages gradients over processes: sum them
             value += loss.detach().to(torch.float64)
         return d.sum(value)
@@ -86,7 +86,7 @@ def _totals(tr, chunks: list) -> torch.Tensor:
     counts = torch.zeros(len(tr.losses), dtype=torch.float64, device=d.device)
     with torch.no_grad():
         for graph, weight in chunks:
-            _, _, c = tr._terms(tr.net(graph, normalised=True), graph, weight)
+            _, _, c = tr.loss_terms(tr.net(graph, normalised=True), graph, weight)
             counts += torch.tensor(c, dtype=torch.float64, device=d.device)
     return d.sum(counts).clamp_min(1.0)
 
@@ -111,24 +111,24 @@ def _iterate(tr, todo: int) -> None:
         tr.net.train()
         train_loss = float(opt.step(closure))  # the loss where this iteration began
         finite = math.isfinite(train_loss) and all(bool(torch.isfinite(p).all()) for p in params)
-        valid = tr._evaluate(tr.splits["valid"]) if finite and tr.splits["valid"] else None
+        valid = tr.evaluate(tr.splits["valid"]) if finite and tr.splits["valid"] else None
         metric = valid["loss"] if valid else train_loss
         tr.refined += 1
         record = {"kind": "refine", "iteration": tr.refined, "step": tr.step,
                   "train_loss": train_loss, "time": time.time() - started}
         if valid:
             record.update(valid_loss=valid["loss"], valid=valid["heads"])
-        tr._log(record)
+        tr.log(record)
         if d.main:
             tqdm.write(f"refine {tr.refined:4d}  train {train_loss:.4g}  valid "
                        f"{valid['loss'] if valid else float('nan'):.4g}  {record['time']:.1f}s")
         if not finite:  # a line search into overflow: go back to the best weights
             _stop(tr, "the loss or the weights are no longer finite; best.pt is kept")
-            tr._load_best()
+            tr.load_best()
             break
         if metric < tr.best_valid:
             tr.best_valid = metric
-            tr._save("best.pt")
+            tr.save("best.pt")
         if train_loss < lowest:
             if lowest < math.inf:  # a decrease since the last (re)start
                 fresh = False
@@ -141,7 +141,7 @@ def _iterate(tr, todo: int) -> None:
                           f"the training loss ({lowest:.6g})")
                 break
             opt, stalled, fresh = _lbfgs(params, r), 0, True  # drop the stalled history
-            tr._log({"kind": "refine_restart", "iteration": tr.refined, "step": tr.step})
+            tr.log({"kind": "refine_restart", "iteration": tr.refined, "step": tr.step})
         tr.signum = tr.signals.received(d.world, d.device)
         if tr.signum is not None:
             return
@@ -149,5 +149,5 @@ def _iterate(tr, todo: int) -> None:
 
 def _stop(tr, why: str) -> None:
     """End refinement early: a ``refine_stopped`` record, and no iterations left to resume."""
-    tr._log({"kind": "refine_stopped", "iteration": tr.refined, "step": tr.step, "why": why})
+    tr.log({"kind": "refine_stopped", "iteration": tr.refined, "step": tr.step, "why": why})
     tr.refined = tr.cfg.refine.iterations

@@ -193,3 +193,17 @@ def test_emitted_head_scripts_pickles_and_reloads(emitted, tmp_path):
     fresh = module.ElasticStiffnessHead("8x0e+4x1o+2x2e", hidden_mul=4, mlp_hidden=8)
     fresh.load_state_dict(torch.load(tmp_path / "head.pt", weights_only=True))
     assert torch.equal(fresh(x, batch, 2), ref)
+
+
+def test_emit_pastes_every_module_of_the_head_package():
+    """``compiler/head/`` is one unit: every module in it is pasted, each after those it imports."""
+    from importlib import resources
+
+    from tsym.compiler.emit import pasted_modules
+
+    folder = resources.files("tsym.compiler").joinpath("head")
+    files = {e.name for e in folder.iterdir() if e.name.endswith(".py")} - {"__init__.py"}
+    order = pasted_modules()
+    assert set(order) == files and len(order) == len(files)
+    assert order.index("_guards.py") < order.index("_readout.py") < order.index("_selfmix.py")
+    assert order.index("_pairs.py") < order.index("_fused.py") < order.index("_selfmix.py")

@@ -1,7 +1,7 @@
-"""The fused arithmetic of the self-mix head (``compiler/_fused.py``) against the e3nn modules.
+"""The fused arithmetic of the self-mix head (``compiler/head/_fused.py``) against the e3nn modules.
 
 ``SelfMixHead.node_irreps`` computes from the head's weights with the fused code; the reference
-(``_reference_head.reference_node_irreps``, the code the head ran before) runs the head's own
+(``benchmarks.common.reference_node_irreps``, the code the head ran before) runs the head's own
 e3nn modules one after the other.  Same weights, so the rows must agree to rounding:
 
 - float64: relative 1e-12 of the largest row entry.  Both sides sum at most a few thousand
@@ -25,7 +25,7 @@ from e3nn import o3
 
 from tsym.compiler.head import SelfMixHead
 
-from ._reference_head import reference_node_irreps
+from benchmarks.common import reference_node_irreps
 
 PARITY = {1: "e", -1: "o"}
 

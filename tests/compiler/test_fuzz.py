@@ -27,7 +27,6 @@ import functools
 import os
 import re
 import string
-from pathlib import Path
 from unittest import mock
 
 import numpy as np
@@ -39,13 +38,13 @@ from hypothesis import strategies as st
 
 import tsym
 from tsym.compiler.errors import SpecError, TsymError, ZeroTensorError
+from tsym.compiler.library import library_names, library_path
 
 from ..conftest import default_dtype
 
 TOTAL = int(os.environ.get("TSYM_FUZZ_EXAMPLES", 10_000))
 FILENAME = "fuzz.tsym"
 LOCATED = re.compile(r"^fuzz\.tsym:(\d+):(\d+): ")
-SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
 # rank 6 with 30 components (full S6 has 28); rank 5 with 90; rank 4 anything
 SMALL_BASIS_BYTES = 3**6 * 30 * 12
 # strategy 3: most independent components per order (cost grows ~ quadratically with them)
@@ -100,7 +99,7 @@ def _strip_comment_lines(text: str) -> str:
     return "\n".join(line for line in text.split("\n") if not line.lstrip().startswith("#"))
 
 
-_LIBRARY = sorted(SPECS_DIR.glob("*.tsym")) if SPECS_DIR.is_dir() else []
+_LIBRARY = [library_path(name) for name in library_names()]  # the spec library (package data)
 SEEDS = [_strip_comment_lines(path.read_text()) for path in _LIBRARY] + [
     "tensor elastic { indices ijkl; symmetry ijkl = jikl = ijlk = klij; pool mean; units \"GPa\" }",
     "tensor a {\n  indices ij\n  symmetry ij = -ji\n  parity axial\n}\n"

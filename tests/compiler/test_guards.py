@@ -1,4 +1,4 @@
-"""The input checks of every head (``compiler/_guards.py``): each bad input gives a
+"""The input checks of every head (``compiler/head/_guards.py``): each bad input gives a
 :class:`HeadInputError` (a ``TsymError`` and a ``ValueError``) whose message says what to pass,
 in the library's heads, the baselines, the emitted module and a scripted head."""
 from __future__ import annotations

@@ -13,8 +13,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-import tsym.compiler._pairs as pairs_mod
-from tsym.compiler._pairs import pair_contract, sparse_matrix, sparse_pattern
+import tsym.compiler.head._pairs as pairs_mod
+from tsym.compiler.head._pairs import pair_contract, sparse_matrix, sparse_pattern
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import string
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +20,8 @@ from tsym.compiler.spec import (
 )
 from tsym.grammar import get_parser, load_grammar
 
-SPECS_DIR = Path(__file__).resolve().parents[2] / "specs"
+from ..conftest import SPECS_DIR
+
 
 CONTRACT_EXAMPLE = """\
 # comments run to the end of the line; a file may hold several tensor blocks

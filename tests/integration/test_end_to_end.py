@@ -14,7 +14,7 @@ import torch
 import tsym
 from tsym.cli import main
 
-from ..conftest import SPECS_DIR, shared_data_dir
+from ..conftest import SHARED_DATA_SKIP, SPECS_DIR, shared_data_dir
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +22,6 @@ pytestmark = pytest.mark.slow
 def _losses(run_dir):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["train_loss"] for r in rows if "train_loss" in r]
-
-
-def test_demo_specs_are_the_library_specs():
-    from tsym.cli.demo import _SPEC_TEXT, DEMO_SPECS
-
-    for name, text in _SPEC_TEXT.items():
-        library = tsym.parse_file(SPECS_DIR.parent / DEMO_SPECS[name])[0]
-        assert tsym.parse_text(text)[0] == library
 
 
 def test_demo_command_trains_and_reports(tmp_path, capsys):
@@ -105,7 +97,7 @@ def test_bundled_data_run(tmp_path):
 def test_shared_dielectric_and_born_charges_run(tmp_path):
     root = shared_data_dir()
     if root is None:
-        pytest.skip("TSYM_SHARED_DATA not set")
+        pytest.skip(SHARED_DATA_SKIP)
     from tsym.runtime.data.convert import convert, write_extxyz
 
     frames, report = convert("becs_epsilon_e3nn", root / "becs_epsilon_e3nn" / "phonon_becs_epsilon.xyz",

@@ -4,20 +4,14 @@ Expected values are worked out by hand from the definitions in the benchmark's d
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "multiprocess.py"
+from benchmarks import multiprocess
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("tsym_bench_multiprocess", _PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return multiprocess
 
 
 def test_global_batch_sizes_follow_epochs(bench):

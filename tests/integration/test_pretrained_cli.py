@@ -54,7 +54,7 @@ def test_frozen_training_predicts_and_keeps_the_weights(data, tmp_path):
     losses = [r["train_loss"] for r in rows if "train_loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]
     model = tsym.build_model(checkpoint=run)
-    loaded = tsym.build_model(["specs/polarizability.tsym"], backbone="sevenn",
+    loaded = tsym.build_model(["polarizability"], backbone="sevenn",
                               backbone_kwargs={"checkpoint": "7net-0"})
     mine = dict(model.model.backbone.named_parameters())
     for name, p in loaded.backbone.named_parameters():  # frozen: SevenNet's own weights
@@ -71,7 +71,7 @@ def test_last_block_trains_at_its_own_rate(data, tmp_path):
     config = _config(tmp_path, data[0], 1, {"lr": 3e-3, "backbone_lr": 1e-4})
     assert main(["train", str(config), "--run-dir", str(run)]) == 0
     model = tsym.build_model(checkpoint=run).model
-    loaded = tsym.build_model(["specs/polarizability.tsym"], backbone="sevenn",
+    loaded = tsym.build_model(["polarizability"], backbone="sevenn",
                               backbone_kwargs={"checkpoint": "7net-0"})
     mine = dict(model.backbone.named_parameters())
     moved = {n.split(".")[2].split("_")[0] for n, p in loaded.backbone.named_parameters()

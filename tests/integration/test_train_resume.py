@@ -72,7 +72,7 @@ import os, sys, torch
 torch.set_num_threads(1)
 cfg, run, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 if mode == "hang":  # write half a checkpoint, then wait to be killed
-    import tsym.runtime.checkpoint as ck
+    import tsym.runtime.model.checkpoint as ck
     real = torch.save
     def slow_save(obj, f, *a, **k):
         import io

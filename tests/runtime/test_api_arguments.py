@@ -44,7 +44,7 @@ def test_collate_and_predict_refuse_what_is_not_structures(model, value, shown):
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
-    ({"specs": 42}, r"^build_model: specs must be a \.tsym path, spec source text, a HeadPlan or "
+    ({"specs": 42}, r"^build_model: specs must be a library name, a \.tsym path, spec source text, a HeadPlan or "
                     r"a list of them, got int 42"),
     ({"seed": "a"}, r"^build_model: seed must be an integer in \[0, 2\*\*63 - 1\], got 'a'"),
     ({"seed": 1.5}, r"^build_model: seed must be an integer .*, got 1\.5"),

@@ -15,7 +15,7 @@ import torch
 from ase.io import read
 
 import tsym
-from tsym.runtime.checkpoint import MODEL_FORMAT, TRAIN_FORMAT, read_model, resolve_checkpoint
+from tsym.runtime.model.checkpoint import MODEL_FORMAT, TRAIN_FORMAT, read_model, resolve_checkpoint
 from tsym.runtime.errors import CheckpointError
 from tsym.runtime.inference.predict import checkpoint_labels, load_model
 from tsym.runtime.model import TensorModel, TrainedModel
@@ -74,3 +74,16 @@ def test_one_reader_for_both_formats(tmp_path):
         tsym.build_model(checkpoint=LEGACY / "model.pt", dtype=torch.float64)
     with pytest.raises(CheckpointError, match=r"^.*best\.pt: the specs given"):
         tsym.build_model("tensor d { indices i }", checkpoint=LEGACY / "best.pt")
+
+
+def test_the_backbone_completes_its_own_saved_kwargs():
+    """XPaiNN's knowledge of its weights lives in XPaiNN: a model saved before ``max_z`` was a
+    keyword gets it from its element table; a backbone without the hook keeps its kwargs."""
+    from tsym.runtime.nn.registry import stored_kwargs
+
+    table = {"node_embedding.table.weight": torch.zeros(54, 8)}
+    assert stored_kwargs("xpainn", {"embedding": "onehot"}, table) == {
+        "embedding": "onehot", "max_z": 53}
+    assert stored_kwargs("xpainn", {"max_z": 20}, table) == {"max_z": 20}
+    assert stored_kwargs("nequip", {"a": 1}, table) == {"a": 1}
+    assert tsym.build_model(checkpoint=LEGACY / "model.pt").max_z == 53

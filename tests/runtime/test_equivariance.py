@@ -10,7 +10,7 @@ from ase.build import bulk, molecule
 
 import tsym
 from tsym.compiler import SelfMixHead
-from tsym.runtime.testing import _transforms
+from tsym.runtime.equivariance._check import _transforms
 
 from ..conftest import TOLERANCES, default_dtype
 from ._concat_net import LAYOUT, SORTED, ConcatNet

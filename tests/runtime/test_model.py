@@ -24,10 +24,10 @@ from tsym.compiler.errors import SpecFileError, TsymError
 from tsym.runtime import keys
 from tsym.runtime.errors import UnknownBackboneError
 from tsym.runtime.graph import collate
-from tsym.runtime.checkpoint import MODEL_FORMAT as CHECKPOINT_FORMAT
+from tsym.runtime.model.checkpoint import MODEL_FORMAT as CHECKPOINT_FORMAT
 from tsym.runtime.errors import CheckpointError
 from tsym.runtime.model import TensorModel
-from tsym.runtime.testing import assert_equivariant
+from tsym.runtime.equivariance import assert_equivariant
 
 from ..conftest import SPECS_DIR, TOLERANCES, float64_twin
 

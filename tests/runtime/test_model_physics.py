@@ -15,7 +15,7 @@ from ase.build import bulk, molecule
 import tsym
 from tsym.runtime import keys
 from tsym.runtime.graph import collate
-from tsym.runtime.testing import assert_equivariant
+from tsym.runtime.equivariance import assert_equivariant
 
 from ..conftest import SPECS_DIR, TOLERANCES
 

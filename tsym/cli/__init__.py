@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tsym.cli import data, demo, eval, export, label, predict, spectrum, train
 from tsym.cli._args import check_output_folder
-from tsym.compiler import SpecWarning, TsymError, compile_file, write_modules
+from tsym.compiler import SpecWarning, TsymError, library_names, load_plans, write_modules
+from tsym.compiler.library import library_path
 from tsym.compiler.errors import TsymWarning
 
 __all__ = ["main"]
@@ -22,10 +23,10 @@ COMMAND_MODULES = (data, demo, eval, export, label, predict, spectrum, train)
 
 
 def _plans(path: str):
-    """Compile ``path``; a spec's warnings (e.g. a redundant relation) go to stderr, located."""
+    """Compile ``path`` (a library name, a file or spec text); a spec's warnings (e.g. a redundant relation) go to stderr, located."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SpecWarning)  # printed once below, without Python's frame
-        plans = compile_file(path)
+        plans = load_plans(path)
     for plan in plans:
         for message in plan.warnings:
             print(f"tsym: warning: {message}", file=sys.stderr)
@@ -71,17 +72,20 @@ def cmd_compile(args) -> int:
 def table_rows(paths: list[Path]) -> list[tuple[str, ...]]:
     rows = []
     for path in paths:
-        for plan in compile_file(path):
+        for plan in load_plans(path):
             rows.append((plan.name, plan.indices, plan.parity, plan.level, plan.pool,
                          str(plan.num_components), plan.irreps))
     return rows
 
 
 def cmd_table(args) -> int:
-    root = Path(args.directory)
-    paths = sorted(root.glob("*.tsym")) if root.is_dir() else [root]
+    if args.directory is None:  # the spec library
+        paths = [library_path(name) for name in library_names()]
+    else:
+        root = Path(args.directory)
+        paths = sorted(root.glob("*.tsym")) if root.is_dir() else [root]
     if not paths:
-        raise TsymError(f"{root}: no .tsym files found")
+        raise TsymError(f"{args.directory}: no .tsym files found")
     header = ("name", "indices", "parity", "level", "pool", "components", "irreps")
     rows = [header] + table_rows(paths)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
@@ -96,19 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tsym", description="Symbolic tensor-symmetry compiler.")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    spec_help = "a library name (e.g. elastic), a .tsym file or spec text"
     p = sub.add_parser("inspect", help="print the decomposition of every tensor of a spec file")
-    p.add_argument("spec")
+    p.add_argument("spec", help=spec_help)
     p.add_argument("--json", action="store_true", help="JSON, with the change of basis")
     p.add_argument("--indent", action="store_true", help="indent the JSON")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("compile", help="emit one standalone PyTorch module per tensor")
-    p.add_argument("spec")
+    p.add_argument("spec", help=spec_help)
     p.add_argument("-o", "--output", required=True, help="output directory")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("table", help="compile every spec of a directory and print a table")
-    p.add_argument("directory", nargs="?", default="specs")
+    p.add_argument("directory", nargs="?", default=None,
+                   help="a folder of .tsym files or one file (default: the spec library)")
     p.set_defaults(func=cmd_table)
 
     # commands of the runtime (training, data, labelling, ...) live beside this file

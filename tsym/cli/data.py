@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from tsym.cli._args import check_output_file, positive_int
-from tsym.compiler import compile_file
+from tsym.compiler import load_plans
 from tsym.compiler.errors import TsymError
 
 __all__ = ["register", "cmd_convert", "cmd_check", "CONVERTER_NAMES"]
@@ -63,13 +63,13 @@ def cmd_convert(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from tsym.runtime.data.dataset import LabelSpec, read_dataset  # the runtime loads here
+    from tsym.runtime.data import LabelSpec, read_dataset  # the runtime loads here
 
-    plans = compile_file(args.spec)
+    plans = load_plans(args.spec)
     if args.name is not None:
         plans = [p for p in plans if p.name == args.name]
     if len(plans) != 1:
-        names = [p.name for p in compile_file(args.spec)]
+        names = [p.name for p in load_plans(args.spec)]
         raise TsymError(f"{args.spec}: choose one tensor with --name (the file has {names})")
     plan = plans[0]
     key = args.key or ("mu" if plan.name == "dipole" else plan.name)
@@ -101,7 +101,7 @@ def register(subparsers) -> None:
 
     k = sub.add_parser("check", help="validate the labels of an extxyz file against a spec")
     k.add_argument("data")
-    k.add_argument("--spec", required=True, help=".tsym file")
+    k.add_argument("--spec", required=True, help="a library name (e.g. dielectric), a .tsym file or spec text")
     k.add_argument("--name", default=None, help="the tensor of the spec file (if several)")
     k.add_argument("--key", default=None, help="info/arrays key (default: the spec name; "
                    "'mu' for dipole)")

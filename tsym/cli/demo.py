@@ -1,7 +1,7 @@
 """``tsym demo``: the README's main job on the embedded default.
 
-Compiles the polarizability, first-hyperpolarizability and NMR-shielding specs (embedded below, the
-same text as ``specs/*.tsym``), trains a small XPaiNN with the three heads on the bundled
+Compiles the polarizability, first-hyperpolarizability and NMR-shielding specs of the spec library
+(``compiler/specs/``), trains a small XPaiNN with the three heads on the bundled
 RHF/6-31G* data set (``tsym/runtime/data/assets/demo_molecules.extxyz``, 345 molecules; see its
 ``DEMO_DATA.md``), evaluates the best checkpoint on the held-out test split (molecules the model never
 saw: ``data.group_by: name``), prints the metrics and writes parity plots.  A few minutes on 2 CPU cores.
@@ -13,38 +13,13 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from tsym.compiler import compile_text
+from tsym.compiler import load_plans
 from tsym.compiler.errors import TsymError
 
 __all__ = ["register", "cmd_demo", "DEMO_SPECS", "demo_config", "evaluate_test_split"]
 
-#: The demo's specs (identical to the files of the spec library; a test checks that).
-DEMO_SPECS = {
-    "polarizability": "specs/polarizability.tsym",
-    "hyperpolarizability": "specs/hyperpolarizability.tsym",
-    "nmr_shielding": "specs/nmr_shielding.tsym",
-}
-
-_SPEC_TEXT = {
-    "polarizability": """tensor polarizability {
-    indices   ij
-    symmetry  ij = ji
-    units     "Bohr^3"
-}
-""",
-    "hyperpolarizability": """tensor hyperpolarizability {
-    indices   ijk
-    symmetry  ijk = jik = ikj
-    units     "e^3*Bohr^3/Hartree^2"
-}
-""",
-    "nmr_shielding": """tensor nmr_shielding {
-    indices   ij
-    level     atom
-    units     "ppm"
-}
-""",
-}
+#: The demo's specs: names of the spec library (``compiler/specs/``).
+DEMO_SPECS = ("polarizability", "hyperpolarizability", "nmr_shielding")
 
 
 def demo_data_path() -> Path:
@@ -61,14 +36,14 @@ def demo_config(epochs: int = 150, seed: int = 0) -> dict:
             "cutoff": 5.0,
             "dtype": "float32",
         },
-        "heads": {name: {"spec": text} for name, text in _SPEC_TEXT.items()},
+        "heads": {name: {"spec": name} for name in DEMO_SPECS},
         # the 5 geometries of a molecule share one split: the test molecules are new to the model
         "data": {"train": str(demo_data_path()), "valid_fraction": 0.1, "test_fraction": 0.1,
                  "split_seed": seed, "group_by": "name"},
         "optimiser": {"lr": 3.0e-3},  # weight_decay: the default
         "schedule": {"kind": "cosine", "warmup_steps": min(50, 10 * epochs), "min_lr_ratio": 0.02},
         "training": {"epochs": epochs, "batch_size": 16, "grad_clip": 10.0, "ema_decay": 0.99,
-                     "seed": seed, "progress": False, "log_every": 0},
+                     "seed": seed, "log_every": 0},  # a progress bar on a terminal
     }
 
 
@@ -98,8 +73,8 @@ def cmd_demo(args) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     print("== 1. compile the specs")
-    for name, text in _SPEC_TEXT.items():
-        plan = compile_text(text, f"<demo:{name}>")[0]
+    for name in DEMO_SPECS:
+        plan = load_plans(name)[0]
         print(f"   {name:<20} indices {plan.indices:<4} level {plan.level:<9} irreps {plan.irreps}"
               f"  ({plan.num_components} components)")
     run_dir = Path(args.run_dir)

@@ -62,7 +62,8 @@ def _present(data: str, specs: dict) -> dict:
 
 def cmd_eval(args) -> int:
     """Evaluate, print the summary (or JSON), write ``metrics.json`` and the parity plots."""
-    from tsym.runtime.checkpoint import resolve_checkpoint  # the runtime loads when it runs
+    from tsym.runtime.model.checkpoint import resolve_checkpoint  # the runtime loads when it runs
+    from tsym.runtime.inference.coverage import describe_unseen, unseen_elements
     from tsym.runtime.inference.evaluate import evaluate
     from tsym.runtime.inference.plots import parity_plots
     from tsym.runtime.inference.predict import checkpoint_labels, load_model
@@ -76,11 +77,19 @@ def cmd_eval(args) -> int:
         labels = parse_label_args(args.labels, defaults)
     else:
         labels = _present(args.data, defaults)
+        for name, spec in defaults.items():
+            if name not in labels and labels:
+                print(f"tsym: note: head '{name}' is not evaluated: the first structure of "
+                      f"{args.data} holds no '{spec.key}' label (name it with --labels "
+                      f"KEY={name})", file=sys.stderr)
         if not labels:
             keys = ", ".join(f"{s.key} ({n})" for n, s in defaults.items())
             raise TsymError(f"{args.data}: the first structure holds none of the label keys "
                             f"the model's heads read ({keys})\nhint: name them with --labels "
                             "KEY=SPEC")
+    seen, unseen = unseen_elements(ckpt, args.data)
+    if unseen:
+        print(f"tsym: warning: {describe_unseen(args.data, seen, unseen)}", file=sys.stderr)
     report = evaluate(model, args.data, list(labels.values()), batch_size=args.batch_size,
                       symprec=args.symprec, on_error=args.on_error)
     model_path = Path(args.model)

@@ -13,7 +13,7 @@ import ase.io
 import numpy as np
 from ase import Atoms
 
-from tsym.runtime.rotations import rotate_cartesian
+from tsym.runtime.equivariance import rotate_cartesian
 
 from ..crystal import (atoms_from_pymatgen, crystal_system, ieee_candidates,
                        max_operation_deviation, symmetry_ops)

@@ -24,20 +24,20 @@ from ase import Atoms
 from tsym.cli.data import register
 from tsym.compiler import compile_file, compile_text
 from tsym.runtime.errors import DataError
-from tsym.runtime.rotations import rotate_cartesian
+from tsym.runtime.equivariance import rotate_cartesian
 from tsym.runtime.data.crystal import (atoms_from_pymatgen, ieee_candidates, ieee_rotation,
                                        max_operation_deviation, site_symmetry_deviation,
                                        symmetry_ops)
 from tsym.runtime.data.convert import (BOHR_IN_ANGSTROM, CONVERTERS, convert, convert_water_apt,
                                        convert_water_sagpr, write_extxyz)
 from tsym.runtime.data.convert.common import LABEL_SPECS, LIBRARY, label_plan
-from tsym.runtime.data.dataset import LabelSpec, read_dataset, voigt_to_tensor3
+from tsym.runtime.data import LabelSpec, read_dataset, voigt_to_tensor3
 from tsym.runtime.data.records import symmetry_deviation
 
-from ...conftest import SPECS_DIR, shared_data_dir
+from ...conftest import SHARED_DATA_SKIP, SPECS_DIR, shared_data_dir
 
 SHARED = shared_data_dir()
-needs_shared = pytest.mark.skipif(SHARED is None, reason="TSYM_SHARED_DATA not set")
+needs_shared = pytest.mark.skipif(SHARED is None, reason=SHARED_DATA_SKIP)
 
 
 def rodrigues(axis, angle) -> np.ndarray:

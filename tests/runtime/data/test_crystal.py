@@ -33,7 +33,7 @@ from ase.spacegroup import crystal
 
 import tsym
 from tsym.runtime.graph import collate
-from tsym.runtime.testing import rotate_cartesian
+from tsym.runtime.equivariance import rotate_cartesian
 
 from ...conftest import SPECS_DIR, TOLERANCES, float64_twin
 

@@ -19,11 +19,11 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from tsym.compiler import compile_text
-from tsym.runtime.errors import DataError
+from tsym.runtime.errors import DataError, LabelSpecError
 from tsym.runtime import keys
-from tsym.runtime.data.dataset import (VOIGT_PAIRS, LabelSpec, LabelSpecError, collate_records,
-                                       load_split, read_dataset, save_split, split, tensor3_to_voigt,
-                                       tensor4_to_voigt, voigt_to_tensor3, voigt_to_tensor4)
+from tsym.runtime.data import (VOIGT_PAIRS, LabelSpec, collate_records, load_split, read_dataset,
+                               save_split, split, tensor3_to_voigt, tensor4_to_voigt,
+                               voigt_to_tensor3, voigt_to_tensor4)
 
 EPS = LabelSpec("dielectric", "eps")
 BECS = LabelSpec("born_charges", "becs", level="atom")

@@ -20,7 +20,7 @@ from ase.build import bulk, molecule
 from ase.io import read, write
 
 from tsym.compiler import compile_file, compile_text
-from tsym.runtime.data.dataset import voigt_to_tensor4
+from tsym.runtime.data.voigt import voigt_to_tensor4
 from tsym.runtime.data.crystal import point_group_deviation
 from tsym.runtime.inference.evaluate import (evaluate, positive_definite_share,
                                              tensor_metrics, vrh_moduli)
@@ -200,7 +200,7 @@ def test_evaluate_masks_unlabelled_atoms_and_scores_crystals(tmp_path):
     pred_born[labelled] += d_born
     pred_born[~labelled] = 1e6  # must not enter any metric
     model = FixedModel([DIELECTRIC, BORN], {"dielectric": pred_eps, "born_charges": pred_born})
-    from tsym.runtime.data.dataset import LabelSpec
+    from tsym.runtime.data.labels import LabelSpec
 
     labels = [LabelSpec("dielectric", "eps"), LabelSpec("born_charges", "becs", level="atom")]
     report = evaluate(model, path, labels)
@@ -239,7 +239,7 @@ def test_evaluate_elastic_moduli_and_plots(tmp_path):
     for atoms, c in zip(frames, true):
         atoms.info["C"] = c.reshape(-1)
     path = _write(tmp_path / "c.extxyz", frames)
-    from tsym.runtime.data.dataset import LabelSpec
+    from tsym.runtime.data.labels import LabelSpec
 
     model = FixedModel([ELASTIC], {"elastic": voigt_to_tensor4(np.stack(pred))})
     report = evaluate(model, path, [LabelSpec("elastic", "C", format="voigt", unit="GPa")])

@@ -19,10 +19,10 @@ from e3nn import o3
 
 import tsym
 from tsym.compiler import compile_text
-from tsym.runtime.checkpoint import TRAIN_FORMAT, model_record, resolve_checkpoint, save_atomic
+from tsym.runtime.model.checkpoint import TRAIN_FORMAT, model_record, resolve_checkpoint, save_atomic
 from tsym.runtime.errors import CheckpointError
 from tsym.runtime.model import TensorModel, TrainedModel
-from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.model.normalisation import Normalisation
 from tsym.runtime.inference.calculator import TsymCalculator
 from tsym.runtime.inference.predict import checkpoint_labels, load_model, predict_structures
 

@@ -16,7 +16,7 @@ from tsym.runtime.nn.embedding import (
     ElementEmbedding, UnknownElementError, load_qc_table, qc_analogue, sh_irreps_for,
 )
 
-from ...conftest import default_dtype, shared_data_dir
+from ...conftest import SHARED_DATA_SKIP, default_dtype, shared_data_dir
 
 SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "make_qc_embedding.py"
 
@@ -230,7 +230,7 @@ def _shared_elements(root) -> dict[str, set[int]]:
 def test_default_embedding_covers_every_shared_set():
     root = shared_data_dir()
     if root is None:
-        pytest.skip("TSYM_SHARED_DATA not set")
+        pytest.skip(SHARED_DATA_SKIP)
     found = _shared_elements(root)
     assert len(found) >= 11  # every set but the zipped magres files (H, C, N, O, S; also in CSD-S546.xyz)
     every = sorted(set().union(*found.values()))

@@ -25,7 +25,7 @@ from tsym.runtime.errors import ModelConfigError, UnknownElementError
 from tsym.runtime.graph import collate
 from tsym.runtime.inference.export import _examples
 from tsym.runtime.nn.extras import INSTALL
-from tsym.runtime.testing import assert_equivariant, rotate_atoms
+from tsym.runtime.equivariance import assert_equivariant, rotate_atoms
 
 from ...conftest import SPECS_DIR, TOLERANCES, default_dtype, float64_twin, rotation_and_d
 

@@ -25,7 +25,7 @@ from tsym.compiler import compile_text
 from tsym.compiler.errors import TsymError
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.nn.heads import HEAD_KINDS, InvariantHead, LinearHead, make_head
-from tsym.runtime.testing import assert_equivariant, rotate_atoms, rotate_cartesian
+from tsym.runtime.equivariance import assert_equivariant, rotate_atoms, rotate_cartesian
 
 from ...conftest import TOLERANCES, default_dtype, rotation_and_d
 

@@ -25,7 +25,7 @@ from tsym.runtime.nn.nequip import NequIPBackbone
 from tsym.runtime.nn.registry import BACKBONES, build_backbone, check_backbone
 from tsym.runtime.graph import collate
 from tsym.runtime.model import TensorModel
-from tsym.runtime.testing import assert_equivariant, rotate_atoms
+from tsym.runtime.equivariance import assert_equivariant, rotate_atoms
 
 from ...conftest import SPECS_DIR, TOLERANCES, default_dtype, float64_twin, rotation_and_d
 

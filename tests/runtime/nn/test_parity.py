@@ -20,7 +20,7 @@ from tsym.runtime.graph import collate, edge_vectors
 from tsym.runtime.nn.parity import RestoreParity, has_parity, restore_parity
 from tsym.runtime.nn.registry import BACKBONES
 from tsym.runtime.nn.wrap import backbone_from_module
-from tsym.runtime.rotations import rotate_atoms
+from tsym.runtime.equivariance import rotate_atoms
 
 from ...conftest import SPECS_DIR, TOLERANCES, rotation_and_d
 

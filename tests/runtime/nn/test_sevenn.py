@@ -22,7 +22,7 @@ from tsym.runtime.graph import collate
 from tsym.runtime.nn.extras import INSTALL
 from tsym.runtime.nn.parity import RestoreParity
 from tsym.runtime.nn.pretrained import checkpoint_identity
-from tsym.runtime.rotations import rotate_atoms
+from tsym.runtime.equivariance import rotate_atoms
 
 from ...conftest import SPECS_DIR, TOLERANCES, rotation_and_d
 

@@ -151,7 +151,7 @@ def test_trained_model_derivatives_are_in_data_units():
     sum-pooled head).  The shift has no derivative, so d(dipole)/dr = scale_1 * the raw model's
     and the polarizability's 0e and 2e parts scale by their own factors."""
     from tsym.runtime.model import TrainedModel
-    from tsym.runtime.normalisation import Normalisation
+    from tsym.runtime.model.normalisation import Normalisation
     model = tiny_model(torch.float64)
     plans = {p.name: p for p in model.plans}
     norms = {"dipole": Normalisation("1x1o", (0.0,) * 3, (2.5,) * 3, True),

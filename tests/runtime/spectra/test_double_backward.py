@@ -17,7 +17,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import tsym
-from tsym.compiler._pairs import pair_contract, sparse_matrix, sparse_pattern
+from tsym.compiler.head._pairs import pair_contract, sparse_matrix, sparse_pattern
 from tsym.runtime.nn.extras import INSTALL
 
 from ..nn.test_extra_backbones import KWARGS as EXTRA_KWARGS

@@ -17,7 +17,7 @@ from ase.io import read, write
 
 import tsym
 from tsym.cli import main
-from tsym.runtime.checkpoint import read_training, save_atomic
+from tsym.runtime.model.checkpoint import read_training, save_atomic
 from tsym.runtime.errors import DataError, DivergedError, NonFiniteWeightsError
 from tsym.runtime.inference.predict import load_model
 from tsym.runtime.training.loop import train

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tsym.cli.demo import demo_config, demo_data_path
-from tsym.runtime.data.dataset import split
+from tsym.runtime.data.split import split
 from tsym.runtime.errors import ConfigError, DataError
 from tsym.runtime.training.config import TrainConfig
 from tsym.runtime.training.setup import plans_for, load_splits

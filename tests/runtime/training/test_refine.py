@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from tsym.runtime.checkpoint import read_training
+from tsym.runtime.model.checkpoint import read_training
 from tsym.runtime.training.config import ConfigError, TrainConfig
 from tsym.runtime.training.loop import train
 from tsym.runtime.training.refine import _chunks, _closure, _totals
@@ -83,16 +83,16 @@ def test_chunked_closure_equals_one_batch(data, dtype, rel):
     Tolerance: the chunked and whole sums add the same ~12 x 6 terms in another order; the
     rounding is a few ulp of the total (float64 1e-12; float32 1e-5, 100 ulp)."""
     from tsym.runtime.training.guard import StopSignals
-    from tsym.runtime.training.loop import _Trainer
+    from tsym.runtime.training.loop import Trainer
     from tsym.runtime.training.config import load_config
-    from tsym.runtime.training.setup import setup_dist
+    from tsym.runtime.training.distributed import setup_dist
 
     results = []
     for chunk, name in ((3, "c3"), (1000, "c1000")):
         cfg = make_config(data / "data.extxyz", dtype=dtype, max_steps=2, log_every=0)
         cfg["refine"] = {"iterations": 1, "chunk": chunk}
         with StopSignals(announce=False) as signals:
-            tr = _Trainer(load_config(cfg), setup_dist("cpu"), data / name, False, None, signals)
+            tr = Trainer(load_config(cfg), setup_dist("cpu"), data / name, False, None, signals)
         chunks = _chunks(tr)
         assert len(chunks) == (4 if chunk == 3 else 1)
         params = [p for p in tr.net.parameters() if p.requires_grad]

@@ -1,6 +1,8 @@
 """Long fuzz run of parse + compile that reports every distinct failure, not only the first.
 
-Run: ``python benchmarks/fuzz.py [--examples 20000] [--strategy mutated|soups|valid|all] [--seed N]``.
+Run (from the clone's root): ``python -m tests.compiler.fuzz_run [--examples 20000]
+[--strategy mutated|soups|valid|all] [--seed N]``.  It lives beside the test whose strategies it
+runs: a benchmark imports no test code.
 
 The strategies and the contract are those of ``tests/compiler/test_fuzz.py`` (imported from it):
 any text gives plans or a ``SpecError`` whose message starts with ``fuzz.tsym:LINE:COL:``; valid
@@ -20,8 +22,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, seed, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.compiler import test_fuzz as fuzz  # noqa: E402
+from tests.compiler import test_fuzz as fuzz
 
 STRATEGIES = {
     "mutated": fuzz.mutated_specs,

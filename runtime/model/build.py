@@ -7,9 +7,9 @@ A :class:`TensorModel` holds one backbone (any module meeting the contract of
     graph -> backbone -> NODE_FEATURES [N, irreps_out.dim] -> head_k -> {name_k: [G|N, 3, ..., 3]}
 
 A :class:`TrainedModel` is a trained ``TensorModel`` with the normalisation of each head
-(:mod:`tsym.runtime.normalisation`): it answers in data units.  :meth:`TensorModel.save` writes a
+(:mod:`tsym.runtime.model.normalisation`): it answers in data units.  :meth:`TensorModel.save` writes a
 model checkpoint; ``build_model(checkpoint=...)`` reads either kind (model or training, whose layouts
-:mod:`tsym.runtime.checkpoint` keeps) and gives a ``TensorModel`` or a ``TrainedModel``.
+:mod:`tsym.runtime.model.checkpoint` keeps) and gives a ``TensorModel`` or a ``TrainedModel``.
 
 Examples
 --------
@@ -34,16 +34,17 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.compiler import HeadPlan, compile_file, compile_text
+from tsym.compiler import HeadPlan, compile_text, load_plans
 from tsym.runtime import keys
-from tsym.runtime.checkpoint import DTYPES, ModelRecord, model_record, read_model, save_atomic
-from tsym.runtime._batched import predict_batched
+from tsym.runtime.model.checkpoint import DTYPES, ModelRecord, model_record, read_model, save_atomic
+from tsym.runtime.model._batched import predict_batched
 from tsym.runtime.errors import CheckpointError, ModelConfigError
 from tsym.runtime.nn.heads import make_head
-from tsym.runtime.nn.registry import backbone_name, build_backbone, check_backbone
+from tsym.runtime.nn.registry import (backbone_name, build_backbone, check_backbone,
+                                      stored_kwargs)
 from tsym.runtime.nn.wrap import check_backbone_contract
 from tsym.runtime.nn.xpainn import COMPILE_DEFAULTS
-from tsym.runtime.normalisation import Normalisation
+from tsym.runtime.model.normalisation import Normalisation
 
 __all__ = ["TensorModel", "TrainedModel", "build_model", "predict_batched"]
 
@@ -296,20 +297,16 @@ def _plans(specs) -> list[HeadPlan]:
     if isinstance(specs, (str, os.PathLike, HeadPlan)):
         specs = [specs]
     if not isinstance(specs, Iterable):
-        raise ModelConfigError(f"build_model: specs must be a .tsym path, spec source text, a "
-                               f"HeadPlan or a list of them, got {type(specs).__name__} "
+        raise ModelConfigError(f"build_model: specs must be a library name, a .tsym path, spec "
+                               f"source text, a HeadPlan or a list of them, got "
+                               f"{type(specs).__name__} "
                                f"{specs!r:.40}")
     plans: list[HeadPlan] = []
     for spec in specs:
-        if isinstance(spec, HeadPlan):
-            plans.append(spec)
-        elif isinstance(spec, str) and ("{" in spec or "\n" in spec):
-            plans += compile_text(spec)
-        elif isinstance(spec, (str, os.PathLike)):
-            plans += compile_file(spec)
-        else:
-            raise ModelConfigError(f"a spec must be a .tsym path, spec source text or a HeadPlan, "
-                                   f"got {type(spec).__name__}")
+        if not isinstance(spec, (str, os.PathLike, HeadPlan)):
+            raise ModelConfigError(f"a spec must be a library name, a .tsym path, spec source "
+                                   f"text or a HeadPlan, got {type(spec).__name__}")
+        plans += load_plans(spec)
     return plans
 
 
@@ -342,7 +339,7 @@ def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_k
             raise CheckpointError(f"{path}: {name}={value!r} disagrees with the checkpoint's "
                                   f"{stored!r}; leave it at its default to use the checkpoint")
     model = _assemble(plans, record.backbone, record.cutoff, None, record.dtype,
-                      _with_stored_max_z(record), record.head_kwargs)
+                      _stored_backbone_kwargs(record), record.head_kwargs)
     try:
         model.load_state_dict(record.state_dict)
     except RuntimeError as err:
@@ -354,15 +351,11 @@ def _from_record(record: ModelRecord, specs, backbone, cutoff, dtype, backbone_k
     return TrainedModel(model, norms).eval()  # EMA weights; predictions in data units
 
 
-def _with_stored_max_z(record: ModelRecord) -> dict:
-    """The record's backbone kwargs; an XPaiNN saved without ``max_z`` gets the one its element
-    table holds (the default was 53 before it became 118, so the weights say which it was)."""
-    kwargs = dict(record.backbone_kwargs)
-    if record.backbone == "xpainn" and "max_z" not in kwargs:
-        for key in ("backbone.node_embedding.qc_table", "backbone.node_embedding.table.weight"):
-            if key in record.state_dict:
-                kwargs["max_z"] = int(record.state_dict[key].shape[0]) - 1
-    return kwargs
+def _stored_backbone_kwargs(record: ModelRecord) -> dict:
+    """The record's backbone kwargs, completed by the backbone from its weights."""
+    prefix = "backbone."
+    weights = {k[len(prefix):]: v for k, v in record.state_dict.items() if k.startswith(prefix)}
+    return stored_kwargs(record.backbone, record.backbone_kwargs, weights)
 
 
 def _assemble(plans, backbone, cutoff, seed, dtype, backbone_kwargs, head_kwargs) -> TensorModel:
@@ -392,8 +385,10 @@ def build_model(specs=None, backbone: str | torch.nn.Module = "xpainn", cutoff: 
 
     Parameters
     ----------
-    specs : path, spec source, HeadPlan, or a list of them
-        ``.tsym`` files (every tensor block in them), spec texts, or compiled plans.  May be None
+    specs : library name, path, spec source, HeadPlan, or a list of them
+        Names of the spec library (``"polarizability"``, ``"elastic"``, ...; see
+        ``tsym.library_names()``), ``.tsym`` files (every tensor block in them), spec texts, or
+        compiled plans (:func:`tsym.compiler.load_plans` tells them apart).  May be None
         with a checkpoint (its specs are used); otherwise it must match the checkpoint's.
     backbone : str or torch.nn.Module
         A registered name (``"xpainn"``, ``"nequip"``, see :mod:`tsym.runtime.nn.nequip`;

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from tsym.runtime.rotations import random_rotation, rotate_atoms, rotate_cartesian
+from tsym.runtime.equivariance._rotations import random_rotation, rotate_atoms, rotate_cartesian
 
 __all__ = ["default_dtype", "random_rotation", "rotate_atoms", "rotate_cartesian",
-           "assert_equivariant", "equivariance_errors"]  # the rotations: tsym.runtime.rotations
+           "assert_equivariant", "equivariance_errors"]  # the rotations: _rotations
 
 
 @contextlib.contextmanager
@@ -152,16 +152,36 @@ class _Twin:
         return out
 
 
-def _baseline(fn, atoms_list, orders, axial, atom_level):
-    """The untransformed run both checks start from: structures, axial flags, output names,
-    ``fn``'s outputs and whether each is atom level."""
-    structures = list(atoms_list)
-    names = list(orders)
-    n_atoms, n_structures = sum(len(a) for a in structures), len(structures)
-    base = _evaluate(fn, structures, names)
-    per_atom = {name: _is_atom_level(name, base[name], n_atoms, n_structures, atom_level)
-                for name in names}
-    return structures, dict(axial or {}), names, base, per_atom
+class _Comparison:
+    """The one loop of both checks: the untransformed run of ``fn`` (structures, output names,
+    outputs, axial flags, whether each output is atom level), then, for each transformation
+    ``g``, ``(g, moved structures, f(g x), g.f(x))`` by output name."""
+
+    def __init__(self, fn, atoms_list, orders, axial, atom_level, parity, seed, shape_error):
+        self.fn, self.orders, self.parity, self.seed = fn, orders, parity, seed
+        self.shape_error = shape_error
+        self.structures = list(atoms_list)
+        self.names = list(orders)
+        self.axial = dict(axial or {})
+        n_atoms, n_structures = sum(len(a) for a in self.structures), len(self.structures)
+        self.base = _evaluate(fn, self.structures, self.names)
+        self.per_atom = {name: _is_atom_level(name, self.base[name], n_atoms, n_structures,
+                                              atom_level) for name in self.names}
+
+    def __iter__(self):
+        for transform in _transforms(self.structures, self.seed, self.parity):
+            moved = transform.apply(self.structures)
+            actual = _evaluate(self.fn, moved, self.names)
+            expected = {}
+            for name in self.names:
+                expected[name] = _moved_output(self.base[name], transform, self.structures,
+                                               self.per_atom[name], self.axial.get(name, False),
+                                               self.orders[name])
+                if actual[name].shape != expected[name].shape:
+                    raise self.shape_error(f"output {name!r} changed shape under "
+                                           f"{transform.name}: {expected[name].shape} -> "
+                                           f"{actual[name].shape}")
+            yield transform, moved, actual, expected
 
 
 def assert_equivariant(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[Atoms],
@@ -205,27 +225,20 @@ def assert_equivariant(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[A
     AssertionError
         Naming the output, the transformations it breaks and the largest error.
     """
-    structures, axial, names, base, per_atom = _baseline(fn, atoms_list, orders, axial,
-                                                         atom_level)
-    twin = _Twin(reference, structures, names, base)
+    runs = _Comparison(fn, atoms_list, orders, axial, atom_level, parity, seed, AssertionError)
+    axial = runs.axial
+    twin = _Twin(reference, runs.structures, runs.names, runs.base)
     failures: dict[str, list[tuple[str, float]]] = {}
-    for transform in _transforms(structures, seed, parity):
-        moved = transform.apply(structures)
-        actual = _evaluate(fn, moved, names)
-        slack = twin.slack(transform, moved, actual, per_atom, orders, axial)
-        for name in names:
-            expected = _moved_output(base[name], transform, structures, per_atom[name],
-                                     axial.get(name, False), orders[name])
-            if actual[name].shape != expected.shape:
-                raise AssertionError(f"output {name!r} changed shape under {transform.name}: "
-                                     f"{expected.shape} -> {actual[name].shape}")
+    for transform, moved, actual, expected in runs:
+        slack = twin.slack(transform, moved, actual, runs.per_atom, orders, axial)
+        for name in runs.names:
             if name in slack:  # the twin itself is held to atol, rtol
                 twin_error, twin_expected = twin.twin_error[name]
                 if not np.all(twin_error <= atol + rtol * np.abs(twin_expected)):
                     failures.setdefault(name, []).append((transform.name + " (the reference twin)",
                                                           float(twin_error.max())))
-            error = np.abs(actual[name] - expected)
-            if not np.all(error <= atol + rtol * np.abs(expected) + slack.get(name, 0.0)):
+            error = np.abs(actual[name] - expected[name])
+            if not np.all(error <= atol + rtol * np.abs(expected[name]) + slack.get(name, 0.0)):
                 failures.setdefault(name, []).append((transform.name, float(error.max())))
     if failures:
         lines = []
@@ -254,17 +267,10 @@ def equivariance_errors(fn: Callable[[list[Atoms]], dict], atoms_list: Sequence[
     >>> max(err for err, scale in errors.values()) < 1e-12
     True
     """
-    structures, axial, names, base, per_atom = _baseline(fn, atoms_list, orders, axial,
-                                                         atom_level)
-    out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in names}
-    for transform in _transforms(structures, seed, parity):
-        actual = _evaluate(fn, transform.apply(structures), names)
-        for name in names:
-            expected = _moved_output(base[name], transform, structures, per_atom[name],
-                                     axial.get(name, False), orders[name])
-            if actual[name].shape != expected.shape:
-                raise ValueError(f"output {name!r} changed shape under {transform.name}: "
-                                 f"{expected.shape} -> {actual[name].shape}")
-            error = float(np.abs(actual[name] - expected).max(initial=0.0))
-            out[name][transform.name] = (error, float(np.abs(expected).max(initial=0.0)))
+    runs = _Comparison(fn, atoms_list, orders, axial, atom_level, parity, seed, ValueError)
+    out: dict[str, dict[str, tuple[float, float]]] = {name: {} for name in runs.names}
+    for transform, _, actual, expected in runs:
+        for name in runs.names:
+            error = float(np.abs(actual[name] - expected[name]).max(initial=0.0))
+            out[name][transform.name] = (error, float(np.abs(expected[name]).max(initial=0.0)))
     return out

@@ -1,6 +1,6 @@
 """The node-wise self-mix output head: node irreps -> target irreps -> pool -> Cartesian tensor.
 
-This file is pasted verbatim (with ``readout.py`` and ``_guards.py``) into the standalone modules
+This file is pasted verbatim (with every module of ``compiler/head/``) into the standalone modules
 that ``tsym.compiler.emit`` writes, so it imports only ``math``, ``typing``, ``torch``, ``e3nn``
 and those files (no tsym, no sympy, no numpy) and raises plain :class:`ValueError` when built
 with bad arguments (``HeadInputError`` when called with bad inputs).
@@ -37,7 +37,7 @@ from e3nn import o3
 
 from ._fused import FusedSelfMix
 from ._guards import HeadInputError
-from .readout import CartesianReadout, scalar_indices
+from ._readout import CartesianReadout, scalar_indices
 
 __all__ = ["SelfMixHead", "EquivariantLayerNorm", "HeadInputError"]
 
@@ -287,7 +287,7 @@ class SelfMixHead(CartesianReadout):
         shares = any(ir in {i for _, i in irreps_in} for _, ir in rows)
         self.has_skip = bool(skip and shares)
         self.skip = o3.Linear(irreps_in, rows) if self.has_skip else torch.nn.Identity()
-        # the arithmetic of node_irreps, fused (compiler/_fused.py); holds no parameters
+        # the arithmetic of node_irreps, fused (compiler/head/_fused.py); holds no parameters
         self.fused = FusedSelfMix(self, hidden, tp1, mid, tp2, targets)
         _exact_w3j(self)
 

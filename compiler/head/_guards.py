@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from .errors import TsymError
+from ..errors import TsymError
 
 __all__ = ["HeadInputError", "check_head_inputs"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
-from tsym.runtime.testing import (assert_equivariant, random_rotation, rotate_atoms,
+from tsym.runtime.equivariance import (assert_equivariant, random_rotation, rotate_atoms,
                                   rotate_cartesian)
 
 

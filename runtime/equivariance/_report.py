@@ -3,7 +3,7 @@
 One call tells whether a model (or a backbone with its heads, or any function of structures)
 is equivariant: the structures are moved by a random rotation, the same rotation times -1
 (a reflection), a translation and a permutation of the atoms (positions and cell alike; the
-transformations of :func:`tsym.runtime.testing.equivariance_errors`), and the Cartesian output of
+transformations of :func:`tsym.runtime.equivariance.equivariance_errors`), and the Cartesian output of
 each head is compared with the rotated output (axial tensors pick up ``det R``).  A wrong irreps
 layout -- node features whose blocks are declared in another order than the network writes them
 -- gives an error of the order of the output itself; a right one, rounding.
@@ -32,7 +32,7 @@ from ase import Atoms
 from tsym.runtime import keys
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.graph import collate
-from tsym.runtime.testing import equivariance_errors
+from tsym.runtime.equivariance._check import equivariance_errors
 
 __all__ = ["HeadEquivariance", "EquivarianceReport", "check_equivariance"]
 
