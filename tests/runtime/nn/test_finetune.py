@@ -65,7 +65,12 @@ def test_frozen_cache_equals_uncached_and_is_used(model):
     assert len(calls) == 1 and len(model.backbone.cache) == 2  # two structures, one pass
     one = collate(_structures()[1:], model.cutoff, torch.float32)  # a batch of cached ones
     with torch.no_grad():
-        assert torch.equal(model(one)["dipole"], plain[1:]) and len(calls) == 1
+        again = model(one)["dipole"]
+    assert len(calls) == 1  # served from the cache
+    # the same features through the head in a batch of another size: the head's float32 sums
+    # may round in another order (a few ulps of the largest entry)
+    bound = 16 * torch.finfo(torch.float32).eps * float(plain.abs().max())
+    assert float((again - plain[1:]).abs().max()) <= bound
 
 
 def test_frozen_state_dict_is_that_of_the_plain_model(model):
