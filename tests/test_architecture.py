@@ -45,6 +45,7 @@ LAYERS = (
     ("tsym.runtime.model",),
     ("tsym.runtime.training",),
     ("tsym.runtime.inference",),
+    ("tsym.runtime.kernel",),
     ("tsym.runtime",),  # the package's __init__: its public API
     ("tsym",),  # the public API and the CLI
 )

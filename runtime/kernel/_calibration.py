@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 from scipy.stats import norm, spearmanr
 
 from tsym.runtime.kernel._features import FeatureSet
@@ -108,8 +109,6 @@ def extrapolation(readout, fs: FeatureSet, std: torch.Tensor) -> dict:
         element, invariant descriptor) is farther than any training environment's nearest
         neighbour (``distance_limit``); ``messages``: one line per flagged output.
     """
-    from ase.data import chemical_symbols
-
     atom_level = readout.plan.level == "atom"
     group = torch.arange(fs.features.shape[0]) if atom_level else fs.batch
     n_groups = fs.features.shape[0] if atom_level else len(fs)
@@ -126,7 +125,7 @@ def extrapolation(readout, fs: FeatureSet, std: torch.Tensor) -> dict:
                   .nan_to_num(posinf=0.0).max()) if len(train_s) > 1 else 0.0
     s = readout._envs(fs, "0e").s
     dist = _nearest(s, fs.atomic_numbers, train_s, train_z)  # [N], inf for unseen elements
-    far = torch.zeros(n_groups).index_add_(0, group, (dist > limit).double()) > 0  # [groups]
+    far = torch.zeros(n_groups, dtype=torch.float64).index_add_(0, group, (dist > limit).double()) > 0
     distance_beyond = [int(g) for g in torch.nonzero(far).flatten()]
     what = "atom" if atom_level else "structure"
     messages = [f"{what} {g}: element(s) {', '.join(v)} never seen in training"

@@ -15,6 +15,7 @@ from ase import Atoms
 
 from tsym.runtime import keys
 from tsym.runtime.errors import KernelError
+from tsym.runtime.graph import collate
 
 __all__ = ["FeatureSet", "extract_features"]
 
@@ -83,8 +84,6 @@ def extract_features(model, structures: Atoms | Sequence[Atoms], batch_size: int
     structures : ase.Atoms or a sequence of them
     batch_size : int
     """
-    from tsym.runtime.graph import collate
-
     if isinstance(structures, Atoms):
         structures = [structures]
     backbone, irreps, cutoff, dtype = _backbone(model)
