@@ -8,7 +8,10 @@ from tsym.runtime.kernel._calibration import calibration, calibration_plot, extr
 from tsym.runtime.kernel._covariant import Environments, group_kernel, self_kernel
 from tsym.runtime.kernel._features import FeatureSet, extract_features
 from tsym.runtime.kernel._readout import KernelReadout, load_readouts, save_readouts
+from tsym.runtime.kernel._workflow import (evaluate_kernels, fit_kernels, load_kernels,
+                                           predict_kernels, save_kernels)
 
 __all__ = ["FeatureSet", "extract_features", "KernelReadout", "save_readouts", "load_readouts",
            "Environments", "group_kernel", "self_kernel", "calibration", "calibration_plot",
-           "extrapolation"]
+           "extrapolation", "fit_kernels", "save_kernels", "load_kernels", "predict_kernels",
+           "evaluate_kernels"]

@@ -9,7 +9,8 @@ a constant (per atom for ``pool sum``).
 
 Hyperparameters (``sigma``, the regulariser ``lam``) are chosen on the training data only, by exact
 leave-one-group-out cross-validation (the sum of squared LOO residuals, i.e. the Frobenius error,
-since ``Q`` has orthonormal rows) over a grid, on at most ``max_select`` training groups.  Each
+since ``Q`` has orthonormal rows) on at most ``max_select`` training groups: every ``sigma`` at
+the middle ``lam``, then every ``lam`` at the best ``sigma``.  Each
 copy's amplitude makes its LOO residuals unit-variance under their LOO covariances, so the
 predictive variances are calibrated on the training data.  Up to ``max_exact`` groups the fit is
 exact; beyond, a projected process on ``n_inducing`` environments per irrep chosen by farthest
@@ -186,16 +187,7 @@ class KernelReadout:
             sel = torch.arange(g) if g <= self.max_select else torch.randperm(
                 g, generator=torch.Generator().manual_seed(self.seed))[:self.max_select].sort()[0]
             sub = envs.select(sel)
-            best = None
-            for sigma in self.sigmas:
-                k = _flat(group_kernel(sub, sub, sigma))
-                scale = float(k.diagonal().mean().clamp_min(1e-300))
-                for lam in self.lams:
-                    res, cov = loo(k / scale, ys[sel].reshape(-1, len(copies)), lam, envs.dim)
-                    sse = float(res.pow(2).sum())
-                    if best is None or sse < best[0]:
-                        best = (sse, sigma, lam, scale, res, cov)
-            sse, sigma, lam, scale, res, cov = best
+            sse, sigma, lam, scale, res, cov = self._search(sub, ys[sel].reshape(-1, len(copies)))
             # amplitude per copy: LOO residuals unit-variance under their LOO covariance
             amp = torch.einsum("gam,gam->m", res, torch.linalg.solve(cov, res)) / (
                 res.shape[0] * envs.dim)  # [m]
@@ -209,6 +201,33 @@ class KernelReadout:
         self.train_s, self.train_z = self._envs(fs, "0e").s, fs.atomic_numbers.clone()
         self.fitted = True
         return self
+
+    def _search(self, sub: Environments, y: torch.Tensor) -> tuple:
+        """Coordinate search of (sigma, lam) by leave-one-out SSE: every sigma at the middle
+        lam, then every lam at the best sigma (one factorisation per point)."""
+        kernels: dict[float, tuple[torch.Tensor, float]] = {}
+        best = None
+
+        def try_point(sigma, lam):
+            nonlocal best
+            if sigma not in kernels:
+                k = _flat(group_kernel(sub, sub, sigma))
+                kernels.clear()  # keep one [n, n] kernel in memory
+                kernels[sigma] = (k, float(k.diagonal().mean().clamp_min(1e-300)))
+            k, scale = kernels[sigma]
+            res, cov = loo(k / scale, y, lam, sub.dim)
+            sse = float(res.pow(2).sum())
+            if best is None or sse < best[0]:
+                best = (sse, sigma, lam, scale, res, cov)
+
+        mid = self.lams[len(self.lams) // 2]
+        for sigma in self.sigmas:
+            try_point(sigma, mid)
+        sigma = best[1]
+        for lam in self.lams:
+            if lam != mid:
+                try_point(sigma, lam)
+        return best
 
     def _fit_block(self, key: str, envs: Environments, ys: torch.Tensor) -> None:
         hp = self.hyper[key]
@@ -307,15 +326,19 @@ class KernelReadout:
 
 
 
-def save_readouts(readouts: dict[str, KernelReadout], path: str | os.PathLike) -> None:
-    """Write ``{head name: readout}`` to ``path`` (a temporary file, then ``os.replace``)."""
+def save_readouts(readouts: dict[str, KernelReadout], path: str | os.PathLike,
+                  meta: dict | None = None) -> None:
+    """Write ``{head name: readout}`` (and plain ``meta``) to ``path`` (a temporary file, then
+    ``os.replace``)."""
     tmp = f"{os.fspath(path)}.tmp"
-    torch.save({"format": _FORMAT, "heads": {n: r.state() for n, r in readouts.items()}}, tmp)
+    torch.save({"format": _FORMAT, "meta": dict(meta or {}),
+                "heads": {n: r.state() for n, r in readouts.items()}}, tmp)
     os.replace(tmp, path)
 
 
-def load_readouts(path: str | os.PathLike) -> dict[str, KernelReadout]:
-    """``{head name: readout}`` from a file :func:`save_readouts` wrote."""
+def load_readouts(path: str | os.PathLike, with_meta: bool = False):
+    """``{head name: readout}`` from a file :func:`save_readouts` wrote (and its ``meta`` with
+    ``with_meta``)."""
     try:
         state = torch.load(path, weights_only=True)
     except FileNotFoundError:
@@ -325,4 +348,5 @@ def load_readouts(path: str | os.PathLike) -> dict[str, KernelReadout]:
         raise KernelError(f"{path}: cannot read as a kernel readout ({err})") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise KernelError(f"{path}: not a tsym kernel file (format {_FORMAT})")
-    return {n: KernelReadout.from_state(s, f"{path}:{n}") for n, s in state["heads"].items()}
+    out = {n: KernelReadout.from_state(s, f"{path}:{n}") for n, s in state["heads"].items()}
+    return (out, state.get("meta", {})) if with_meta else out

@@ -10,14 +10,14 @@ import sys
 import warnings
 from pathlib import Path
 
-from tsym.cli import data, demo, eval, export, label, predict, train
+from tsym.cli import data, demo, eval, export, fit_kernel, label, predict, train
 from tsym.compiler import SpecWarning, TsymError, compile_file, write_modules
 from tsym.compiler.errors import TsymWarning
 
 __all__ = ["main"]
 
 #: The ``tsym/cli/<name>.py`` modules, each with ``register(subparsers)``.
-COMMAND_MODULES = (data, demo, eval, export, label, predict, train)
+COMMAND_MODULES = (data, demo, eval, export, fit_kernel, label, predict, train)
 
 
 def _plans(path: str):
