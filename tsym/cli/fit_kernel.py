@@ -8,6 +8,9 @@ the file.  Wired into ``tsym/cli/__init__.py`` with ``register(subparsers)``.
 """
 from __future__ import annotations
 
+import itertools
+import json
+import sys
 from pathlib import Path
 
 from tsym.cli._args import add_model_argument, positive_int
@@ -80,8 +83,6 @@ def kernel_eval(args, model, ckpt, labels: dict, out: Path) -> None:
     """``tsym eval ... --kernel [FILE]``: the kernel readouts' metrics, calibration (coverage of
     the 68 % / 95 % intervals per irreps coordinate, Spearman rank correlation of error and std,
     a PNG), the worst outputs with their std, and extrapolation warnings; ``kernel_metrics.json``."""
-    import json
-
     from tsym.runtime.data.dataset import read_dataset
     from tsym.runtime.inference.predict import model_plans
     from tsym.runtime.kernel import evaluate_kernels, load_kernels
@@ -108,10 +109,7 @@ def kernel_eval(args, model, ckpt, labels: dict, out: Path) -> None:
 def kernel_predict(args, model) -> int:
     """``tsym predict ... --kernel [FILE]``: kernel means under ``NAME{suffix}`` and Frobenius
     stds under ``NAME{suffix}_std``; extrapolation warnings on stderr.  Reads the whole file."""
-    import sys
-
     import ase.io
-    import numpy as np
 
     from tsym.runtime.checkpoint import resolve_checkpoint
     from tsym.runtime.kernel import load_kernels, predict_kernels
@@ -120,7 +118,7 @@ def kernel_predict(args, model) -> int:
     readouts = load_kernels(kernel_path(args.model, args.kernel or None), ckpt)
     structures = ase.io.read(args.structures, ":")
     preds, flags = predict_kernels(model, readouts, structures)
-    starts = np.cumsum([0] + [len(a) for a in structures])
+    starts = list(itertools.accumulate([len(a) for a in structures], initial=0))
     for k, atoms in enumerate(structures):
         for name, kr in readouts.items():
             mean, std = preds[name]["cartesian"].numpy(), preds[name]["std"].numpy()
