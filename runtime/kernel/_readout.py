@@ -17,8 +17,9 @@ exact; beyond, a projected process on ``n_inducing`` environments per irrep chos
 point sampling of the invariant descriptor.
 
 Physics clauses: ``sum_rule zero`` is kept exactly (labels and mean predictions centred per
-structure; the variances are those of the uncentred GP, an upper bound); ``positive definite``
-cannot be kept by a mean linear in the labels, so such a plan is refused (:class:`KernelError`).
+structure; the variances are still those of the uncentred GP, not of the centred prediction);
+``positive definite`` cannot be kept by a mean linear in the labels, so such a plan is refused
+(:class:`KernelError`).
 """
 from __future__ import annotations
 
@@ -51,6 +52,17 @@ def _farthest_points(x: torch.Tensor, m: int) -> torch.Tensor:
         chosen.append(nxt)
         dist = torch.minimum(dist, torch.cdist(x, x[nxt:nxt + 1]).squeeze(1))
     return torch.tensor(chosen)
+
+
+def _float64(build):
+    """``build()`` with float64 as the default dtype (e3nn computes its Clebsch-Gordan
+    coefficients in it: float32 ones would break covariance at ~1e-7)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return build()
+    finally:
+        torch.set_default_dtype(old)
 
 
 def _flat(k: torch.Tensor) -> torch.Tensor:
@@ -89,7 +101,7 @@ class KernelReadout:
 
     def __init__(self, plan: HeadPlan, feature_irreps: str, *, sigmas: Sequence[float] = SIGMAS,
                  lams: Sequence[float] = LAMS, max_exact: int = 3000, max_select: int = 1000,
-                 n_inducing: int = 1000, seed: int = 0):
+                 n_inducing: int = 1000, seed: int = 0, products: bool = True):
         if plan.positive is not None:
             raise KernelError(f"head '{plan.name}' declares 'positive {plan.positive}': a kernel "
                               "mean is linear in the labels and cannot keep it\nhint: use the "
@@ -98,6 +110,7 @@ class KernelReadout:
         self.sigmas, self.lams = tuple(map(float, sigmas)), tuple(map(float, lams))
         self.max_exact, self.max_select, self.n_inducing, self.seed = (
             int(max_exact), int(max_select), int(n_inducing), int(seed))
+        self.products = bool(products)
         self.sum_rule = plan.sum_rule == "zero"
         target = o3.Irreps(plan.irreps)
         self.copies: dict[str, list[list[int]]] = {}  # irrep -> component indices of each copy
@@ -110,7 +123,19 @@ class KernelReadout:
                                 if str(ir) == key] for key in self.copies}
         self._scalars = [i for (mul, ir), sl in zip(feats, feats.slices()) if str(ir) == "0e"
                          for i in range(sl.start, sl.stop)]
-        missing = [k for k, ch in self._channels.items() if not ch and k != "0e"]
+        # products: the symmetric square of the l = 1, 2 channels, its parts of each irrep
+        low = [(mul, ir) for mul, ir in feats if ir.l in (1, 2)]
+        self._low = [i for (mul, ir), sl in zip(feats, feats.slices()) if ir.l in (1, 2)
+                     for i in range(sl.start, sl.stop)]
+        self._square = {}
+        for key in self.copies:
+            if self.products and low and key != "0e":
+                square = _float64(lambda: o3.TensorSquare(o3.Irreps(low),
+                                                          filter_ir_out=[o3.Irrep(key)]))
+                if square.irreps_out.dim:
+                    self._square[key] = square.to(torch.float64)
+        missing = [k for k, ch in self._channels.items()
+                   if not ch and k != "0e" and k not in self._square]
         if missing:
             raise KernelError(f"head '{plan.name}' (irreps '{plan.irreps}') needs node features "
                               f"of irreps {missing}, which the backbone's '{self.feature_irreps}'"
@@ -127,9 +152,8 @@ class KernelReadout:
         if key == "0e":
             h = x.new_ones(n, 1, 1)
         else:
-            h = torch.cat([x[:, s:s + mul * ir.dim].reshape(n, mul, ir.dim)
-                           for s, mul in self._channels[key]], 1)  # [n, mult, d]
-            h = h / self.h_scale[key]
+            h = torch.cat([g / scale for g, scale in zip(self._channel_groups(x, key),
+                                                           self.h_scale[key])], 1)  # [n, mult, d]
         s = (x[:, self._scalars] - self.s_mean) / self.s_std  # [n, n_s]
         s = s / math.sqrt(max(len(self._scalars), 1))
         batch = fs.batch
@@ -140,6 +164,19 @@ class KernelReadout:
         mean = self.plan.pool == "mean" and self.plan.level == "structure"
         weight = (1.0 / fs.num_atoms[batch].to(x.dtype)) if mean else x.new_ones(n)
         return Environments(h, s, fs.atomic_numbers, group, weight, n_groups)
+
+    def _channel_groups(self, x: torch.Tensor, key: str) -> list[torch.Tensor]:
+        """The covariant channels of irrep ``key``: the features' own ``[n, mult, d]`` and the
+        products ``[n, mult2, d]`` (each group scaled on its own)."""
+        n, d = x.shape[0], o3.Irrep(key).dim
+        groups = []
+        if self._channels[key]:
+            groups.append(torch.cat([x[:, s:s + mul * d].reshape(n, mul, d)
+                                     for s, mul in self._channels[key]], 1))
+        if key in self._square:
+            with torch.no_grad():
+                groups.append(self._square[key](x[:, self._low]).reshape(n, -1, d))
+        return groups
 
     def _offset_basis(self, fs: FeatureSet) -> torch.Tensor:
         """``[G or N]``: what the 0e constant is multiplied by (atoms for ``pool sum``)."""
@@ -163,12 +200,9 @@ class KernelReadout:
         scal = x[:, self._scalars]
         self.s_mean = scal.mean(0)
         self.s_std = torch.where(scal.std(0) > 1e-12, scal.std(0), torch.ones_like(self.s_mean))
-        self.h_scale = {}
-        for key, chans in self._channels.items():
-            if key != "0e":
-                d = o3.Irrep(key).dim
-                h = torch.cat([x[:, s:s + mul * d] for s, mul in chans], 1)
-                self.h_scale[key] = float(h.pow(2).mean().sqrt().clamp_min(1e-12))
+        self.h_scale = {key: [float(g.pow(2).mean().sqrt().clamp_min(1e-12))
+                              for g in self._channel_groups(x, key)]
+                        for key in self.copies if key != "0e"}
         if self.sum_rule:
             y = self._centre(y, fs)
         basis = self._offset_basis(fs)  # [G or N]
@@ -299,7 +333,8 @@ class KernelReadout:
                 "spec_hash": self.plan.spec_hash, "feature_irreps": self.feature_irreps,
                 "options": {"sigmas": list(self.sigmas), "lams": list(self.lams),
                             "max_exact": self.max_exact, "max_select": self.max_select,
-                            "n_inducing": self.n_inducing, "seed": self.seed},
+                            "n_inducing": self.n_inducing, "seed": self.seed,
+                            "products": self.products},
                 "s_mean": self.s_mean, "s_std": self.s_std, "h_scale": self.h_scale,
                 "offset": self.offset, "elements": self.elements, "hyper": self.hyper,
                 "amp": self.amp, "loo_std": self.loo_std, "train_s": self.train_s,

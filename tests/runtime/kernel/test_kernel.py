@@ -212,7 +212,7 @@ def test_refuses_positive_plans_and_missing_irreps():
     with pytest.raises(KernelError, match=r"^head 'g' \(irreps '.*'\) needs node features of "
                                           r"irreps \['4e'\]"):
         KernelReadout(_plan("tensor g { indices ijkl; symmetry ijkl = jikl = ijlk = klij }"),
-                      IRREPS)
+                      "4x0e+2x1o")  # the products of 1o reach 2e, not 4e
 
 
 def test_calibration_counts_intervals():
