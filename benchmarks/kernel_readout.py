@@ -52,7 +52,8 @@ def gamma(a) -> int:
     t0 = time.perf_counter()
     f_train, f_test = extract_features(model, train), extract_features(model, test)
     t1 = time.perf_counter()
-    kr = KernelReadout(plan, f_train.irreps).fit(f_train, t_train)
+    grid = {"lams": a.lams} if a.lams else {}
+    kr = KernelReadout(plan, f_train.irreps, scalars=a.scalars, **grid).fit(f_train, t_train)
     t2 = time.perf_counter()
     pred = kr.predict(f_test)
     t3 = time.perf_counter()
@@ -137,6 +138,8 @@ def main(argv=None) -> int:
     g.add_argument("--png", default=None)
     g.add_argument("--json", default=None)
     g.add_argument("--save", default=None, help="write the kernel file here")
+    g.add_argument("--scalars", default="global", choices=("standard", "global"))
+    g.add_argument("--lams", type=float, nargs="+", default=None, help="regulariser grid")
     t = sub.add_parser("timing")
     t.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     t.add_argument("--max-exact", type=int, default=3000)

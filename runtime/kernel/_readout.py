@@ -38,8 +38,8 @@ from tsym.runtime.kernel._gp import ExactGP, SparseGP, check_finite, loo
 
 __all__ = ["KernelReadout", "SIGMAS", "LAMS", "save_readouts", "load_readouts"]
 
-SIGMAS = (0.25, 0.5, 1.0, 2.0)
-LAMS = (1e-8, 1e-6, 1e-4, 1e-2)
+SIGMAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+LAMS = (1e-10, 1e-8, 1e-6, 1e-4, 1e-2)
 _FORMAT = "tsym-kernel-1"
 
 
@@ -101,7 +101,8 @@ class KernelReadout:
 
     def __init__(self, plan: HeadPlan, feature_irreps: str, *, sigmas: Sequence[float] = SIGMAS,
                  lams: Sequence[float] = LAMS, max_exact: int = 3000, max_select: int = 1000,
-                 n_inducing: int = 1000, seed: int = 0, products: bool = True):
+                 n_inducing: int = 1000, seed: int = 0, products: bool = True,
+                 scalars: str = "global"):
         if plan.positive is not None:
             raise KernelError(f"head '{plan.name}' declares 'positive {plan.positive}': a kernel "
                               "mean is linear in the labels and cannot keep it\nhint: use the "
@@ -111,6 +112,10 @@ class KernelReadout:
         self.max_exact, self.max_select, self.n_inducing, self.seed = (
             int(max_exact), int(max_select), int(n_inducing), int(seed))
         self.products = bool(products)
+        if scalars not in ("standard", "global"):
+            raise KernelError(f"scalars must be 'standard' (each 0e channel to unit variance) or "
+                              f"'global' (one scale for all), got {scalars!r}")
+        self.scalars = scalars
         self.sum_rule = plan.sum_rule == "zero"
         target = o3.Irreps(plan.irreps)
         self.copies: dict[str, list[list[int]]] = {}  # irrep -> component indices of each copy
@@ -199,7 +204,10 @@ class KernelReadout:
         x = fs.features
         scal = x[:, self._scalars]
         self.s_mean = scal.mean(0)
-        self.s_std = torch.where(scal.std(0) > 1e-12, scal.std(0), torch.ones_like(self.s_mean))
+        if self.scalars == "global":  # the features' own metric, one scale
+            self.s_std = scal.var(0).mean().sqrt().clamp_min(1e-12).expand_as(self.s_mean).clone()
+        else:
+            self.s_std = torch.where(scal.std(0) > 1e-12, scal.std(0), torch.ones_like(self.s_mean))
         self.h_scale = {key: [float(g.pow(2).mean().sqrt().clamp_min(1e-12))
                               for g in self._channel_groups(x, key)]
                         for key in self.copies if key != "0e"}
@@ -334,7 +342,7 @@ class KernelReadout:
                 "options": {"sigmas": list(self.sigmas), "lams": list(self.lams),
                             "max_exact": self.max_exact, "max_select": self.max_select,
                             "n_inducing": self.n_inducing, "seed": self.seed,
-                            "products": self.products},
+                            "products": self.products, "scalars": self.scalars},
                 "s_mean": self.s_mean, "s_std": self.s_std, "h_scale": self.h_scale,
                 "offset": self.offset, "elements": self.elements, "hyper": self.hyper,
                 "amp": self.amp, "loo_std": self.loo_std, "train_s": self.train_s,
