@@ -7,7 +7,8 @@ structures) and predicts means and variances; ``calibration`` and ``extrapolatio
 from tsym.runtime.kernel._calibration import calibration, calibration_plot, extrapolation
 from tsym.runtime.kernel._covariant import Environments, group_kernel, self_kernel
 from tsym.runtime.kernel._features import FeatureSet, extract_features
-from tsym.runtime.kernel._readout import KernelReadout, load_readouts, save_readouts
+from tsym.runtime.kernel._files import load_readouts, save_readouts
+from tsym.runtime.kernel._readout import KernelReadout
 from tsym.runtime.kernel._workflow import (evaluate_kernels, fit_kernels, load_kernels,
                                            predict_kernels, save_kernels)
 

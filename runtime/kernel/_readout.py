@@ -24,7 +24,6 @@ structure; the variances are still those of the uncentred GP, not of the centred
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import torch
@@ -36,11 +35,10 @@ from tsym.runtime.kernel._covariant import Environments, group_kernel, self_kern
 from tsym.runtime.kernel._features import FeatureSet
 from tsym.runtime.kernel._gp import ExactGP, SparseGP, check_finite, loo
 
-__all__ = ["KernelReadout", "SIGMAS", "LAMS", "save_readouts", "load_readouts"]
+__all__ = ["KernelReadout", "SIGMAS", "LAMS"]
 
 SIGMAS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 LAMS = (1e-10, 1e-8, 1e-6, 1e-4, 1e-2)
-_FORMAT = "tsym-kernel-1"
 
 
 def _farthest_points(x: torch.Tensor, m: int) -> torch.Tensor:
@@ -86,6 +84,13 @@ class KernelReadout:
         inducing environments of the sparse fit.
     seed : int
         Picks the hyperparameter subset when there are more than ``max_select`` groups.
+    products : bool
+        Add to each irrep's covariant channels the weightless symmetric square of the features'
+        ``l = 1, 2`` channels (e3nn ``TensorSquare``), so an irrep the backbone carries only in
+        few or in no channels (``4e`` from ``2e x 2e``) is spanned.
+    scalars : {"global", "standard"}
+        The invariant descriptor of the scalar kernel: the ``0e`` features centred and divided
+        by one overall scale (the features' own metric), or each channel by its own std.
 
     Examples
     --------
@@ -368,28 +373,3 @@ class KernelReadout:
         return self
 
 
-
-def save_readouts(readouts: dict[str, KernelReadout], path: str | os.PathLike,
-                  meta: dict | None = None) -> None:
-    """Write ``{head name: readout}`` (and plain ``meta``) to ``path`` (a temporary file, then
-    ``os.replace``)."""
-    tmp = f"{os.fspath(path)}.tmp"
-    torch.save({"format": _FORMAT, "meta": dict(meta or {}),
-                "heads": {n: r.state() for n, r in readouts.items()}}, tmp)
-    os.replace(tmp, path)
-
-
-def load_readouts(path: str | os.PathLike, with_meta: bool = False):
-    """``{head name: readout}`` from a file :func:`save_readouts` wrote (and its ``meta`` with
-    ``with_meta``)."""
-    try:
-        state = torch.load(path, weights_only=True)
-    except FileNotFoundError:
-        raise KernelError(f"{path}: no such kernel file\nhint: write it with tsym fit-kernel "
-                          "RUN") from None
-    except Exception as err:  # torch's and pickle's many kinds
-        raise KernelError(f"{path}: cannot read as a kernel readout ({err})") from None
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise KernelError(f"{path}: not a tsym kernel file (format {_FORMAT})")
-    out = {n: KernelReadout.from_state(s, f"{path}:{n}") for n, s in state["heads"].items()}
-    return (out, state.get("meta", {})) if with_meta else out

@@ -18,7 +18,8 @@ from tsym.runtime.errors import KernelError
 from tsym.runtime.inference.predict import model_plans
 from tsym.runtime.kernel._calibration import calibration, calibration_plot, extrapolation
 from tsym.runtime.kernel._features import extract_features
-from tsym.runtime.kernel._readout import KernelReadout, load_readouts, save_readouts
+from tsym.runtime.kernel._files import load_readouts, save_readouts
+from tsym.runtime.kernel._readout import KernelReadout
 
 __all__ = ["fit_kernels", "save_kernels", "load_kernels", "predict_kernels", "evaluate_kernels",
            "file_digest"]
