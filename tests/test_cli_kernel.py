@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 from ase.build import molecule
@@ -37,8 +38,10 @@ def test_fit_kernel_writes_the_file_and_eval_reports_calibration(fitted, capsys)
     metrics = json.loads((out_dir / "kernel_metrics.json").read_text())["alpha"]
     assert set(metrics["calibration"]) >= {"coverage_68", "coverage_95", "spearman", "worst"}
     assert (out_dir / "calibration_alpha.png").stat().st_size > 0
-    # on its own training structures the GP nearly interpolates: far below the labels' scale
-    assert metrics["rmse_frobenius"] < 0.05 * 12
+    # on its own training structures the GP explains most of the labels' spread
+    t = np.array([a.info["alpha"] for a in read(fitted / "d.extxyz", ":")])  # [12, 9]
+    spread = float(np.sqrt(((t - t.mean(0)) ** 2).sum(1).mean()))
+    assert metrics["rmse_frobenius"] < 0.5 * spread
 
 
 def test_predict_kernel_writes_std_and_warns_about_unseen_elements(fitted, capsys):
