@@ -55,3 +55,12 @@ def test_predict_kernel_writes_std_and_warns_about_unseen_elements(fitted, capsy
     assert "structure 0: element" not in err
     back = read(fitted / "out.extxyz", ":")
     assert back[0].info["alpha"].shape == (9,) and back[1].info["alpha_std"] > 0
+
+
+def test_eval_kernel_with_json_keeps_stdout_json(fitted, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(fitted / "run"), str(fitted / "d.extxyz"), "--kernel", "--json",
+                 "--no-plots", "-o", str(fitted / "ev_json")]) == 0
+    captured = capsys.readouterr()
+    assert "alpha" in json.loads(captured.out)["heads"]
+    assert captured.err.startswith("kernel alpha: Frobenius RMSE")

@@ -91,18 +91,23 @@ def kernel_eval(args, model, ckpt, labels: dict, out: Path) -> None:
     specs = [s for n, s in labels.items() if n in readouts]
     dataset = read_dataset(args.data, specs, model_plans(model), on_error=args.on_error)
     result = evaluate_kernels(model, readouts, dataset, None if args.no_plots else out)
+    stream = sys.stderr if args.json else sys.stdout  # --json keeps stdout for the JSON
+
+    def say(line: str) -> None:
+        print(line, file=stream)
+
     for name, r in result.items():
         c = r["calibration"]
-        print(f"kernel {name}: Frobenius RMSE {r['rmse_frobenius']:.4g}, MAE {r['mae']:.4g}; "
-              f"coverage 68 % {c['coverage_68']:.3f}, 95 % {c['coverage_95']:.3f}; "
-              f"Spearman(error, std) {c['spearman']:.3f}")
-        print("  worst: " + "; ".join(
+        say(f"kernel {name}: Frobenius RMSE {r['rmse_frobenius']:.4g}, MAE {r['mae']:.4g}; "
+            f"coverage 68 % {c['coverage_68']:.3f}, 95 % {c['coverage_95']:.3f}; "
+            f"Spearman(error, std) {c['spearman']:.3f}")
+        say("  worst: " + "; ".join(
             f"record {w.get('record', w['index'])} error {w['error']:.4g} std {w['std']:.4g} "
             f"(std rank {w['std_rank']})" for w in c["worst"]))
         for message in r["extrapolation"]["messages"]:
-            print(f"  warning: {message}")
+            say(f"  warning: {message}")
         if r["plot"]:
-            print(f"plot: {r['plot']}")
+            say(f"plot: {r['plot']}")
     (out / "kernel_metrics.json").write_text(json.dumps(result, indent=1, default=str))
 
 
