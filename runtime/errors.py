@@ -21,7 +21,7 @@ __all__ = [
     "TsymError", "DataError", "LabelSpecError", "LabelError", "ConfigError", "ModelConfigError",
     "UnknownBackboneError", "BackboneConfigError", "IrrepsMismatchError", "UnknownElementError",
     "CheckpointError", "NonFiniteWeightsError", "TrainError", "DivergedError", "TrainInterrupted",
-    "ExportError", "PredictError", "NonFinitePredictionError",
+    "ExportError", "PredictError", "NonFinitePredictionError", "KernelError",
 ]
 
 
@@ -131,3 +131,8 @@ class PredictError(TsymError):
 
 class NonFinitePredictionError(TsymError):
     """A prediction holding NaN or inf (weights that overflow): refused, never written."""
+
+
+class KernelError(TsymError, ValueError):
+    """A kernel readout that cannot be built, fitted or applied (a plan clause it cannot keep,
+    features without the irreps a target needs, a kernel file that does not fit the model)."""

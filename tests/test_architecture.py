@@ -47,6 +47,7 @@ LAYERS = (
     ("tsym.runtime.model",),
     ("tsym.runtime.spectra",),
     ("tsym.runtime.training", "tsym.runtime.inference"),  # siblings: neither imports the other
+    ("tsym.runtime.kernel",),  # a readout over trained models: reads their plans and data
     ("tsym.runtime",),  # the package's __init__: its public API
     ("tsym",),  # the public API and the CLI
 )

@@ -10,7 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from tsym.cli import data, demo, eval, export, label, predict, spectrum, train
+from tsym.cli import data, demo, eval, export, fit_kernel, label, predict, spectrum, train
 from tsym.cli._args import check_output_folder
 from tsym.compiler import SpecWarning, TsymError, library_names, load_plans, write_modules
 from tsym.compiler.library import library_path
@@ -19,7 +19,7 @@ from tsym.compiler.errors import TsymWarning
 __all__ = ["main"]
 
 #: The ``tsym/cli/<name>.py`` modules, each with ``register(subparsers)``.
-COMMAND_MODULES = (data, demo, eval, export, label, predict, spectrum, train)
+COMMAND_MODULES = (data, demo, eval, export, fit_kernel, label, predict, spectrum, train)
 
 
 def _plans(path: str):

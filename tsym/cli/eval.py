@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from tsym.cli._args import add_model_argument, check_output_folder, positive_int
+from tsym.cli.fit_kernel import kernel_eval
 from tsym.compiler.errors import TsymError
 
 __all__ = ["register", "cmd_eval", "parse_label_args"]
@@ -105,6 +106,8 @@ def cmd_eval(args) -> int:
     if not args.no_plots:
         for path in parity_plots(report, out):
             print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
+    if args.kernel is not None:  # the kernel readouts of `tsym fit-kernel`, with calibration
+        kernel_eval(args, model, ckpt, labels, out)
     return 0
 
 
@@ -127,4 +130,7 @@ def register(subparsers) -> None:
                    help="a bad record stops the evaluation (fail) or is skipped and counted")
     p.add_argument("--no-plots", action="store_true", help="write no PNGs")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--kernel", nargs="?", const="", default=None, metavar="FILE",
+                   help="also evaluate the kernel readouts (default file RUN/kernel.pt): "
+                        "calibration of their std, worst structures, extrapolation warnings")
     p.set_defaults(func=cmd_eval)

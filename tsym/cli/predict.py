@@ -8,6 +8,7 @@ atom-level tensors to ``atoms.arrays``, flattened row-major, under the spec name
 from __future__ import annotations
 
 from tsym.cli._args import add_model_argument, check_output_file, positive_int
+from tsym.cli.fit_kernel import kernel_predict
 
 __all__ = ["register", "cmd_predict"]
 
@@ -21,6 +22,8 @@ def cmd_predict(args) -> int:
     check_output_file(args.output)
     check_suffix(args.suffix)
     model = load_model(args.model)
+    if args.kernel is not None:  # the kernel readouts of `tsym fit-kernel`, with their std
+        return kernel_predict(args, model)
     predict_file(model, args.structures, args.output, batch_size=args.batch_size,
                  suffix=args.suffix, progress=not args.no_progress,
                  overwrite_labels=args.overwrite_labels, derivatives=args.derivatives)
@@ -45,4 +48,7 @@ def register(subparsers) -> None:
                         "(NAME_derivatives: APTs of a dipole, Raman tensors of a polarizability)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (it shows only when stderr is a terminal)")
+    p.add_argument("--kernel", nargs="?", const="", default=None, metavar="FILE",
+                   help="predict with the kernel readouts (default file RUN/kernel.pt): also "
+                        "writes NAME_std and warns about extrapolation")
     p.set_defaults(func=cmd_predict)
