@@ -44,7 +44,7 @@ True
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -62,6 +62,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _matscipy_neighbour_list = None
 
 __all__ = [
+    "node_batch",
     "MIN_DISTANCE",
     "BACKENDS",
     "atoms_to_graph",
@@ -384,6 +385,15 @@ def collate(structures: Atoms | Sequence[Atoms], cutoff: float,
                              source=source, record=start + k, max_z=max_z)
               for k, atoms in enumerate(structures)]
     return batch_graphs(graphs)
+
+
+def node_batch(graph: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``graph[BATCH]`` [N] (the structure of each node), or zeros for a graph of one structure."""
+    batch = graph.get(keys.BATCH)
+    if batch is None:
+        positions = graph[keys.POSITIONS]  # [N, 3]
+        batch = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+    return batch  # [N]
 
 
 def edge_vectors(graph: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -37,6 +37,7 @@ import torch
 from e3nn import o3
 
 from tsym.runtime import keys
+from tsym.runtime.graph import node_batch
 from tsym.runtime.errors import ModelConfigError
 from tsym.runtime.nn.extras import ElementIndex, elements_of, missing_extra
 from tsym.runtime.nn.pretrained import (check_digest, checkpoint_identity, load_mace_file,
@@ -167,9 +168,7 @@ class MACEBackbone(torch.nn.Module):
         positions = graph[keys.POSITIONS]  # [N, 3]
         edge_index = graph[keys.EDGE_INDEX]  # [2, E] (neighbour j, centre i)
         n = positions.shape[0]
-        batch = graph.get(keys.BATCH)
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=positions.device)  # [N]
+        batch = node_batch(graph)  # [N]
         cell = graph.get(keys.CELL)
         num_graphs = cell.reshape(-1, 3, 3).shape[0] if cell is not None else (
             int(batch.max()) + 1 if n else 1)

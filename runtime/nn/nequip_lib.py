@@ -40,7 +40,7 @@ from e3nn import o3
 
 from tsym.runtime import keys
 from tsym.runtime.errors import ModelConfigError
-from tsym.runtime.graph import edge_vectors
+from tsym.runtime.graph import edge_vectors, node_batch
 from tsym.runtime.nn.extras import ElementIndex, elements_of, missing_extra
 
 __all__ = ["NequIPLibBackbone", "nequip_irreps", "nequip_feature_layers"]
@@ -163,9 +163,7 @@ class NequIPLibBackbone(torch.nn.Module):
     def forward(self, graph: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         positions = graph[keys.POSITIONS]  # [N, 3]
         edge_index = graph[keys.EDGE_INDEX]  # [2, E] (neighbour j, centre i)
-        batch = graph.get(keys.BATCH)
-        if batch is None:
-            batch = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
+        batch = node_batch(graph)  # [N]
         data = {"pos": positions, "atom_types": self.index(graph[keys.ATOMIC_NUMBERS]),
                 "edge_index": edge_index.flip(0), "edge_vectors": edge_vectors(graph),
                 "batch": batch}

@@ -46,6 +46,7 @@ import torch
 from e3nn import o3
 
 from tsym.runtime import keys
+from tsym.runtime.graph import node_batch
 from tsym.runtime.errors import ModelConfigError
 
 __all__ = ["RestoreParity", "restore_parity", "has_parity"]
@@ -93,10 +94,7 @@ class RestoreParity(torch.nn.Module):
 
     def forward(self, graph: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         positions = graph[keys.POSITIONS]  # [N, 3]
-        n = positions.shape[0]
-        batch = graph.get(keys.BATCH)
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=positions.device)  # [N]
+        batch = node_batch(graph)  # [N]
         # -x: only the contract's inputs (a stored EDGE_VECTORS would not flip), same edges
         inverted = {k: graph[k] for k in keys.BACKBONE_INPUTS if k in graph}
         inverted[keys.POSITIONS] = -positions  # [N, 3]

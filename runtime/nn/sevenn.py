@@ -47,7 +47,7 @@ from e3nn.util.jit import script
 
 from tsym.runtime import keys
 from tsym.runtime.errors import ExportError, ModelConfigError
-from tsym.runtime.graph import edge_vectors
+from tsym.runtime.graph import edge_vectors, node_batch
 from tsym.runtime.nn.extras import ElementIndex, missing_extra
 from tsym.runtime.nn.pretrained import check_digest, checkpoint_identity, register_digest
 
@@ -229,10 +229,7 @@ class SevenNetBackbone(torch.nn.Module):
             raise ExportError(_NO_EXPORT)
         positions = graph[keys.POSITIONS]  # [N, 3]
         edge_index = graph[keys.EDGE_INDEX]  # [2, E] (neighbour j, centre i)
-        n = positions.shape[0]
-        batch = graph.get(keys.BATCH)
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=positions.device)  # [N]
+        batch = node_batch(graph)  # [N]
         inputs = {k: graph[k] for k in keys.BACKBONE_INPUTS if k in graph}
         inputs[keys.BATCH] = batch
         data = {"edge_index": edge_index.flip(0),  # [2, E] (centre i, neighbour j)
