@@ -91,7 +91,8 @@ def test_own_network_example_runs(monkeypatch, capsys):
 _PRELUDE = "from ase.build import molecule\nlist_of_ase_atoms = [molecule('H2O'), molecule('CH4')]\n"
 
 #: The extras a snippet needs (it is left out where they are not installed).
-_EXTRAS = {"backbone=\"mace\"": "mace", "backbone=\"nequip-lib\"": "nequip"}
+_EXTRAS = {"backbone=\"mace\"": "mace", "backbone=\"nequip-lib\"": "nequip",
+           "backbone=\"sevenn\"": "sevenn"}
 
 
 def test_python_snippets_run_from_an_empty_folder_outside_the_clone(tmp_path):
@@ -101,6 +102,8 @@ def test_python_snippets_run_from_an_empty_folder_outside_the_clone(tmp_path):
     import json
     import subprocess
     import sys
+
+    import numpy as np
 
     lines = (REPO / "README.md").read_text().splitlines()
     blocks = []
@@ -122,6 +125,13 @@ def test_python_snippets_run_from_an_empty_folder_outside_the_clone(tmp_path):
                           cwd=work, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"ran {len(blocks)}" in proc.stdout
+    # the MD-to-spectrum block: its CSV (a grid from 0 to 5000 cm^-1) and its PNG
+    rows = (work / "water_md_ir.csv").read_text().splitlines()
+    assert rows[0] == "wavenumber_cm-1,ir"
+    grid = np.array([[float(v) for v in row.split(",")] for row in rows[1:]])  # [P, 2]
+    assert grid[0, 0] == 0.0 and 4900 < grid[-1, 0] <= 5000 and np.isfinite(grid).all()
+    assert np.abs(grid[:, 1]).max() > 0
+    assert (work / "water_md_ir.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert REPO.resolve() not in work.resolve().parents
 
 

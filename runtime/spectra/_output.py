@@ -4,6 +4,10 @@
 ``width`` (cm^-1) at each mode, so the integral of the curve over wavenumber is the sum of the
 strengths (units: the strength's per cm^-1); ASE's ``Vibrations.fold(..., normalize=True)`` is the
 same curve (checked in the tests) written as a loop.
+
+:func:`write_trajectory_csv` and :func:`plot_trajectory_spectrum` write and draw the line shapes
+of a trajectory (:func:`ir_from_dipoles`, :func:`raman_from_polarizabilities`): one wavenumber
+grid, one column (one panel) per named curve.
 """
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ import numpy as np
 from tsym.runtime.spectra._derivatives import DerivativeError
 from tsym.runtime.spectra._harmonic import HarmonicSpectrum
 
-__all__ = ["broaden", "write_csv", "plot_spectrum", "default_grid"]
+__all__ = ["broaden", "write_csv", "plot_spectrum", "default_grid", "write_trajectory_csv",
+           "plot_trajectory_spectrum"]
 
 
 def default_grid(spectrum: HarmonicSpectrum, width: float, step: float = 1.0) -> np.ndarray:
@@ -108,6 +113,60 @@ def plot_spectrum(spectrum: HarmonicSpectrum, path: str | os.PathLike, grid=None
         twin.plot(grid, broaden(nu, values, grid, width, shape), color="tab:red", lw=1.0)
         twin.set_ylabel(f"{shape}, FWHM {width:g} ({unit} per cm$^{{-1}}$)", color="tab:red")
         ax.set_xlim(grid[0], grid[-1])
+    axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return os.fspath(path)
+
+
+def _curves(wavenumbers, curves: dict, max_wavenumber: float | None
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The grid ``[P]`` and each curve ``[P]``, cut at ``max_wavenumber``, checked."""
+    nu = np.asarray(wavenumbers, dtype=np.float64)
+    if nu.ndim != 1 or not curves:
+        raise DerivativeError(f"expected a 1-d wavenumber grid and at least one curve, got "
+                              f"a grid of shape {nu.shape} and {len(curves)} curves")
+    out = {}
+    for name, values in curves.items():
+        y = np.asarray(values, dtype=np.float64)
+        if y.shape != nu.shape:
+            raise DerivativeError(f"the curve '{name}' has shape {y.shape}, the wavenumbers "
+                                  f"{nu.shape}")
+        out[name] = y
+    keep = nu <= max_wavenumber if max_wavenumber is not None else np.ones(len(nu), bool)
+    return nu[keep], {name: y[keep] for name, y in out.items()}
+
+
+def write_trajectory_csv(path: str | os.PathLike, wavenumbers, curves: dict,
+                         max_wavenumber: float | None = None) -> str:
+    """Write the line shapes of a trajectory to ``path``: a column ``wavenumber_cm-1``, then one
+    per entry of ``curves`` (``{name: [P]}``, arbitrary units), rows up to ``max_wavenumber``.
+    Returns the path."""
+    nu, cols = _curves(wavenumbers, curves, max_wavenumber)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["wavenumber_cm-1"] + list(cols))
+        for p, x in enumerate(nu):
+            w.writerow([f"{x:.4f}"] + [f"{c[p]:.8g}" for c in cols.values()])
+    return os.fspath(path)
+
+
+def plot_trajectory_spectrum(path: str | os.PathLike, wavenumbers, curves: dict,
+                             max_wavenumber: float | None = None) -> str:
+    """A PNG of the line shapes of a trajectory, one panel per entry of ``curves``
+    (``{name: [P]}``), each scaled to its largest value; returns the path."""
+    import matplotlib  # the plotting library loads only here
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nu, cols = _curves(wavenumbers, curves, max_wavenumber)
+    fig, axes = plt.subplots(len(cols), 1, figsize=(8, 2.8 * len(cols)), squeeze=False)
+    for ax, (name, y) in zip(axes[:, 0], cols.items()):
+        top = float(np.abs(y).max()) if len(y) else 0.0
+        ax.plot(nu, y / top if top > 0 else y, color="k", lw=1.0)
+        ax.set_ylabel(f"{name} (scaled)")
+        ax.set_xlim(nu[0], nu[-1])
     axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -73,3 +73,27 @@ def test_quantum_correction_and_errors():
         ir_from_dipoles(mu, DT, quantum_correction="harmonic")
     with pytest.raises(DerivativeError, match=r"^the dipoles have shape \(5, 2\)"):
         ir_from_dipoles(np.zeros((5, 2)), DT)
+
+
+def test_trajectory_csv_and_png(tmp_path):
+    """The CSV holds the grid and each curve (8 significant digits: relative 5e-8), cut at
+    ``max_wavenumber``; the PNG is a PNG; a curve off the grid is refused."""
+    from tsym.runtime.spectra import plot_trajectory_spectrum, write_trajectory_csv
+
+    t = np.arange(2000) * DT
+    alpha = (10.0 + 0.5 * np.cos(_omega(NU1) * t))[:, None, None] * np.eye(3)  # [T, 3, 3]
+    nu, iso, aniso = raman_from_polarizabilities(alpha, DT)
+    path = write_trajectory_csv(tmp_path / "r.csv", nu, {"iso": iso, "aniso": aniso},
+                                max_wavenumber=4000)
+    with open(path) as fh:
+        assert fh.readline().strip() == "wavenumber_cm-1,iso,aniso"
+    table = np.loadtxt(path, delimiter=",", skiprows=1)  # [P, 3]
+    keep = nu <= 4000
+    assert table.shape == (keep.sum(), 3)
+    np.testing.assert_allclose(table[:, 0], nu[keep], rtol=0, atol=5e-5)  # 4 decimals
+    np.testing.assert_allclose(table[:, 1], iso[keep], rtol=5e-8, atol=0)
+    np.testing.assert_allclose(table[:, 2], aniso[keep], rtol=5e-8, atol=1e-300)
+    png = plot_trajectory_spectrum(tmp_path / "r.png", nu, {"iso": iso, "aniso": aniso})
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DerivativeError, match="the curve 'iso' has shape"):
+        write_trajectory_csv(tmp_path / "x.csv", nu, {"iso": iso[:-1]})
