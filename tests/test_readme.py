@@ -151,3 +151,34 @@ def test_architecture_tree_names_every_package_and_module():
             elif path.parent.name != "cli" and path.stem not in words:
                 missing.append(str(rel))
     assert missing == [], f"not in the README's architecture tree: {missing}"
+
+
+def test_exported_module_inputs_without_tsym(tmp_path, monkeypatch):
+    """The README's standalone inputs of an exported module: the same edges (j, i, S) as tsym's
+    graph, the same outputs (float32: edge order changes the sums' rounding, 1e-5 of the
+    largest entry, the export check's tolerance), no autograd graph, APTs of the right shape."""
+    import numpy as np
+    import torch
+
+    from tsym.runtime.inference.export import graph_inputs
+
+    monkeypatch.chdir(tmp_path)
+    code = _python_block_after("### The exported module: inputs without tsym")
+    assert "neighbor_list(" in code and "np.stack([j, i])" in code
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    module, frames, inputs = namespace["module"], namespace["frames"], namespace["inputs"]
+    ours, tsyms = inputs(frames), graph_inputs(frames, namespace["cutoff"], torch.float32)
+
+    def edges(t):
+        return sorted(zip(*t[2].tolist(), map(tuple, t[3].round().long().tolist())))
+
+    assert len(edges(ours)) > 0 and edges(ours) == edges(tsyms)
+    for k in (1, 5, 6):  # atomic numbers, batch, num_graphs
+        assert torch.equal(ours[k], tsyms[k])
+    torch.testing.assert_close(ours[4], tsyms[4], rtol=0, atol=0)
+    got, want = module(*ours), module(*tsyms)
+    for name, w in want.items():
+        assert not got[name].requires_grad
+        torch.testing.assert_close(got[name], w, rtol=0, atol=1e-5 * float(w.abs().max()))
+    assert tuple(namespace["apt"].shape) == (3, 3, 3)

@@ -12,7 +12,10 @@ The exported module takes the graph as plain tensors, in this order (:data:`INPU
     num_graphs      []         long, G
 
 and returns ``{spec name: tensor}``, ``[G, 3, ..., 3]`` (structure level) or ``[N, 3, ..., 3]``
-(atom level), in data units: a trained model's de-normalisation is built in.  Every pair of atoms
+(atom level), in data units: a trained model's de-normalisation is built in.  Its parameters do
+not require grad, so the outputs need no ``torch.no_grad()`` before ``.numpy()``; with
+``positions.requires_grad_()`` they do, and ``torch.autograd.grad`` gives position derivatives
+(the APTs of a dipole head, as :func:`tsym.derivatives`).  Every pair of atoms
 closer than the ``cutoff`` of the metadata must be an edge, in both directions
 (:func:`graph_inputs` builds exactly the graphs tsym trains on).
 
@@ -192,6 +195,20 @@ def _build(model, net, plans, trace_on, max_z: int) -> torch.jit.ScriptModule:
                           f"{str(err)[:400]}") from None
 
 
+def _save_without_grad(module: torch.jit.ScriptModule, path: Path, meta: dict) -> None:
+    """Save ``module`` with parameters that do not require grad, so its outputs carry no autograd
+    graph unless an input requires grad (``positions.requires_grad_()``: forces-style derivatives
+    still work). The parameters may be the model's own tensors: their flags are restored."""
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        torch.jit.save(module, str(path), _extra_files={_META: json.dumps(meta)})
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
 def export_model(model, path: str | os.PathLike, *, check: bool = True) -> Path:
     """Write ``model`` (TrainedModel or TensorModel) as a TorchScript file at ``path``.
 
@@ -229,7 +246,7 @@ def export_model(model, path: str | os.PathLike, *, check: bool = True) -> Path:
                                "irreps": p.irreps, "units": p.units, "spec": p.source}
                               for n, p in plans.items()]}
             path = Path(path)
-            torch.jit.save(module, str(path), _extra_files={_META: json.dumps(meta)})
+            _save_without_grad(module, path, meta)
             if check:
                 loaded = torch.jit.load(str(path), map_location=net.device)
                 err = _compare(loaded, model, check_on, net.cutoff, dtype)

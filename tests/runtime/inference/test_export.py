@@ -183,3 +183,31 @@ def test_cli_export(tmp_path, capsys):
                                "cell, batch, num_graphs; dtype float64; cutoff 3.5")
     _, meta = load_exported(tmp_path / "model.pt")
     assert meta["trained"] is True and meta["dtype"] == "float64"
+
+
+def test_outputs_carry_no_grad_unless_positions_do(tmp_path, dtype):
+    """The saved parameters do not require grad: outputs go to numpy as they are; with
+    ``positions.requires_grad_()`` autograd gives the APTs, equal to :func:`tsym.derivatives` of
+    the model (traced ops against eager ones with their own backward kernels: rounding only,
+    relative 1e-5 in float32 and 1e-10 in float64, the export check's own tolerances); export
+    leaves the model's own parameters trainable."""
+    model = tiny_model(dtype)
+    module, _ = load_exported(export_model(model, tmp_path / "m.pt"))
+    assert not any(p.requires_grad for p in module.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    frames = [molecule("CH3CH2OH")]
+    frames[0].rattle(0.05, seed=1)
+    inputs = graph_inputs(frames, model.cutoff, dtype)
+    out = module(*inputs)
+    assert not any(v.requires_grad for v in out.values())
+    want_mu = model.predict(frames)["dipole"]  # [1, 3]
+    np.testing.assert_allclose(out["dipole"].numpy(), want_mu, rtol=0,
+                               atol=TOL[dtype] * np.abs(want_mu).max())
+    positions = inputs[0].clone().requires_grad_()
+    mu = module(positions, *inputs[1:])["dipole"][0]  # [3]
+    assert mu.requires_grad
+    apt = torch.stack([torch.autograd.grad(mu[a], positions, retain_graph=True)[0]
+                       for a in range(3)], dim=1).numpy()  # [N, 3, 3]: d mu_a / d r_(i, b)
+    want = tsym.derivatives(model, frames)["dipole"]  # [N, 3, 3]
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    np.testing.assert_allclose(apt, want, rtol=0, atol=tol * np.abs(want).max())
