@@ -22,6 +22,7 @@ __all__ = [
     "UnknownBackboneError", "BackboneConfigError", "IrrepsMismatchError", "UnknownElementError",
     "CheckpointError", "NonFiniteWeightsError", "TrainError", "DivergedError", "TrainInterrupted",
     "ExportError", "PredictError", "NonFinitePredictionError", "KernelError",
+    "CommitteeError",
 ]
 
 
@@ -136,3 +137,8 @@ class NonFinitePredictionError(TsymError):
 class KernelError(TsymError, ValueError):
     """A kernel readout that cannot be built, fitted or applied (a plan clause it cannot keep,
     features without the irreps a target needs, a kernel file that does not fit the model)."""
+
+
+class CommitteeError(TsymError, ValueError):
+    """A committee (ensemble of runs) that cannot be formed: members with different specs or
+    labels, fewer than two members, or a scale fitted on the data it is judged on."""

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from tsym.cli._args import add_model_argument, check_output_folder, positive_int
+from tsym.cli.committee import add_committee_arguments, check_committee_arguments, committee_eval
 from tsym.cli.fit_kernel import kernel_eval
 from tsym.compiler.errors import TsymError
 
@@ -69,6 +70,7 @@ def cmd_eval(args) -> int:
     from tsym.runtime.inference.plots import parity_plots
     from tsym.runtime.inference.predict import checkpoint_labels, load_model
 
+    check_committee_arguments(args)
     if args.output:
         check_output_folder(args.output)
     ckpt = resolve_checkpoint(args.model)
@@ -108,6 +110,8 @@ def cmd_eval(args) -> int:
             print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     if args.kernel is not None:  # the kernel readouts of `tsym fit-kernel`, with calibration
         kernel_eval(args, model, ckpt, labels, out)
+    if args.committee:  # RUN and the --committee runs: mean, spread, calibration
+        committee_eval(args, labels, out)
     return 0
 
 
@@ -133,4 +137,5 @@ def register(subparsers) -> None:
     p.add_argument("--kernel", nargs="?", const="", default=None, metavar="FILE",
                    help="also evaluate the kernel readouts (default file RUN/kernel.pt): "
                         "calibration of their std, worst structures, extrapolation warnings")
+    add_committee_arguments(p)
     p.set_defaults(func=cmd_eval)

@@ -8,6 +8,8 @@ atom-level tensors to ``atoms.arrays``, flattened row-major, under the spec name
 from __future__ import annotations
 
 from tsym.cli._args import add_model_argument, check_output_file, positive_int
+from tsym.cli.committee import (add_committee_arguments, check_committee_arguments,
+                                committee_predict)
 from tsym.cli.fit_kernel import kernel_predict
 
 __all__ = ["register", "cmd_predict"]
@@ -21,6 +23,9 @@ def cmd_predict(args) -> int:
 
     check_output_file(args.output)
     check_suffix(args.suffix)
+    check_committee_arguments(args)
+    if args.committee:  # RUN and the --committee runs: their mean, and NAME_std
+        return committee_predict(args)
     model = load_model(args.model)
     if args.kernel is not None:  # the kernel readouts of `tsym fit-kernel`, with their std
         return kernel_predict(args, model)
@@ -51,4 +56,5 @@ def register(subparsers) -> None:
     p.add_argument("--kernel", nargs="?", const="", default=None, metavar="FILE",
                    help="predict with the kernel readouts (default file RUN/kernel.pt): also "
                         "writes NAME_std and warns about extrapolation")
+    add_committee_arguments(p)
     p.set_defaults(func=cmd_predict)
