@@ -28,7 +28,6 @@ from tsym.runtime.errors import CommitteeError
 from tsym.runtime.inference.coverage import training_elements
 from tsym.runtime.inference.predict import checkpoint_labels, load_model, model_plans
 from tsym.runtime.kernel._calibration import calibration, calibration_plot
-from tsym.runtime.kernel._workflow import _labels
 from tsym.runtime.model import predict_batched
 from tsym.runtime.model.checkpoint import resolve_checkpoint
 
@@ -71,8 +70,8 @@ def check_committee(members: list[Member]) -> None:
             for what in a:
                 if a[what] != b[what]:
                     detail = (f"{b[what]!r} vs {a[what]!r}" if what != "spec" else
-                              f"{m.plans[name].source.strip()!r} vs "
-                              f"{first.plans[name].source.strip()!r}")
+                              f"{' '.join(m.plans[name].source.split())!r} vs "
+                              f"{' '.join(first.plans[name].source.split())!r}")
                     raise CommitteeError(
                         f"{m.path}: head '{name}' differs from that of {first.path} in its "
                         f"{what} ({detail}); a committee's members predict the same specs\n"
@@ -145,6 +144,25 @@ def committee_unseen(members: list[Member], structures, level: str) -> list[str]
     return lines
 
 
+def _labelled(dataset, name: str, level: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(labels [G or K, 3, ...], rows)``: at atom level only the K labelled atoms, ``rows``
+    their places among all atoms of ``dataset``; ``rows`` None at structure level."""
+    if level == "structure":
+        return torch.as_tensor(np.stack([r.labels[name] for r in dataset])), None
+    values = torch.as_tensor(np.concatenate([r.labels[name] for r in dataset]))
+    mask = torch.as_tensor(np.concatenate([np.asarray(r.masks[name], dtype=bool)
+                                           .reshape(len(r.atoms), -1).all(1) for r in dataset]))
+    rows = torch.nonzero(mask).flatten()
+    return values[rows], rows
+
+
+def _rows(pred: dict, rows: torch.Tensor | None) -> dict:
+    """``pred`` restricted to the outputs ``rows`` (all for None)."""
+    if rows is None:
+        return pred
+    return {k: (v[:, rows] if k == "members" else v[rows]) for k, v in pred.items()}
+
+
 def _same_file(a, b) -> bool:
     try:
         return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
@@ -160,7 +178,9 @@ def evaluate_committee(members: list[Member], dataset, out_dir=None, worst: int 
 
     Returns ``{name: {"rmse_frobenius", "mae", "members", "calibration", "raw_calibration",
     "scale", "scale_fitted_on", "unseen", "plot"}}`` (``calibration`` with the scale applied,
-    ``raw_calibration`` of the raw spread; ``worst`` entries name the record index).
+    ``raw_calibration`` of the raw spread; ``worst`` entries name the record index in the
+    file, or the atom among the dataset's atoms; atom-level heads are judged on their labelled
+    atoms only).
     """
     if scale_source is not None and _same_file(scale_source, dataset.source):
         raise CommitteeError(f"{dataset.source}: the committee's scale would be fitted on the "
@@ -172,17 +192,20 @@ def evaluate_committee(members: list[Member], dataset, out_dir=None, worst: int 
     for name, plan in members[0].plans.items():
         if name not in {s.name for s in dataset.labels}:
             continue
-        true = _labels(dataset, name, plan.level).to(torch.float64)
+        true, rows = _labelled(dataset, name, plan.level)
+        true = true.to(torch.float64)
         true_irreps = plan.from_cartesian(true)
-        raw = preds[name]
+        raw = _rows(preds[name], rows)
         s = float((scales or {}).get(name, 1.0))
         pred = scale_prediction(raw, s)
         cal = calibration(pred, true_irreps, worst=worst)
         raw_cal = calibration(raw, true_irreps, worst=worst)
         for c in (cal, raw_cal):
-            if plan.level == "structure":
-                for w in c["worst"]:
+            for w in c["worst"]:
+                if rows is None:
                     w["record"] = int(dataset[w["index"]].index)
+                else:
+                    w["atom"] = int(rows[w["index"]])
         member_rmse = [float((plan.to_cartesian(x) - true).reshape(len(true), -1).pow(2).sum(1)
                              .mean().sqrt()) for x in raw["members"]]
         diff = pred["cartesian"] - true
@@ -204,12 +227,14 @@ def evaluate_committee(members: list[Member], dataset, out_dir=None, worst: int 
 
 
 def fit_scales(members: list[Member], dataset) -> dict[str, float]:
-    """``{name: s}`` by :func:`fit_scale` on a labelled (validation) ``dataset``."""
+    """``{name: s}`` by :func:`fit_scale` on a labelled (validation) ``dataset``, for its heads
+    (at atom level on the labelled atoms only)."""
     preds = predict_committee(members, [r.atoms for r in dataset], source=str(dataset.source))
     out = {}
     for name, plan in members[0].plans.items():
         if name in {s.name for s in dataset.labels}:
-            true = _labels(dataset, name, plan.level).to(torch.float64)
-            out[name] = fit_scale(preds[name], plan.from_cartesian(true))
+            true, rows = _labelled(dataset, name, plan.level)
+            out[name] = fit_scale(_rows(preds[name], rows),
+                                  plan.from_cartesian(true.to(torch.float64)))
     return out
 

@@ -42,14 +42,13 @@ def _members(args):
     return load_committee([args.model, *args.committee])
 
 
-def _scales(args, members) -> dict:
-    """``{head: factor}`` fitted on ``--calibrate-on``, or ``{}``."""
+def _scales(args, members, specs) -> dict:
+    """``{head: factor}`` fitted on the labels ``specs`` of ``--calibrate-on``, or ``{}``."""
     if not args.calibrate_on:
         return {}
     from tsym.runtime.data.dataset import read_dataset
     from tsym.runtime.kernel import fit_scales
 
-    specs = list(members[0].labels.values())
     valid = read_dataset(args.calibrate_on, specs, members[0].plans)
     return fit_scales(members, valid)
 
@@ -62,7 +61,7 @@ def committee_eval(args, labels: dict, out: Path) -> None:
     from tsym.runtime.kernel import evaluate_committee
 
     members = _members(args)
-    scales = _scales(args, members)
+    scales = _scales(args, members, list(labels.values()))
     dataset = read_dataset(args.data, list(labels.values()), members[0].plans,
                            on_error=args.on_error)
     result = evaluate_committee(members, dataset, None if args.no_plots else out,
@@ -71,6 +70,9 @@ def committee_eval(args, labels: dict, out: Path) -> None:
 
     def say(line: str) -> None:
         print(line, file=stream)
+
+    def where(w: dict) -> str:
+        return f"atom {w['atom']}" if "atom" in w else f"record {w['record']}"
 
     for name, r in result.items():
         c, raw = r["calibration"], r["raw_calibration"]
@@ -82,7 +84,7 @@ def committee_eval(args, labels: dict, out: Path) -> None:
             say(f"  std x {r['scale']:.4g} (fitted on {r['scale_fitted_on']}); raw spread: "
                 f"coverage 68 % {raw['coverage_68']:.3f}, 95 % {raw['coverage_95']:.3f}")
         say("  worst: " + "; ".join(
-            f"record {w.get('record', w['index'])} error {w['error']:.4g} std {w['std']:.4g} "
+            f"{where(w)} error {w['error']:.4g} std {w['std']:.4g} "
             f"(std rank {w['std_rank']})" for w in c["worst"]))
         for message in r["unseen"]:
             say(f"  warning: {message}")
@@ -101,7 +103,7 @@ def committee_predict(args) -> int:
     if args.kernel is not None:
         raise TsymError("--kernel and --committee are two kinds of uncertainty: give one")
     members = _members(args)
-    scales = _scales(args, members)
+    scales = _scales(args, members, list(members[0].labels.values()))
     structures = ase.io.read(args.structures, ":")
     preds = predict_committee(members, structures, batch_size=args.batch_size,
                               source=str(args.structures))

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 from tsym.cli._args import add_model_argument, check_output_folder, positive_int
-from tsym.cli.committee import add_committee_arguments, check_committee_arguments, committee_eval
+from tsym.cli.committee import (add_committee_arguments, check_committee_arguments,
+                                committee_eval)
 from tsym.cli.fit_kernel import kernel_eval
 from tsym.compiler.errors import TsymError
 
