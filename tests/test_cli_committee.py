@@ -138,9 +138,27 @@ def test_scale_is_never_fitted_on_the_test_data_and_needs_a_committee(runs, caps
     assert main(["eval", paths[0], data, "--labels", "alpha=alpha", "--committee", paths[1],
                  "--calibrate-on", data, "--no-plots", "-o", str(root / "ev_bad")]) == 2
     assert "never on the test data" in capsys.readouterr().err
+    assert main(["eval", paths[0], str(root / "valid.extxyz"), "--labels", "alpha=alpha",
+                 "--committee", paths[1], "--calibrate-on", data, "--no-plots",
+                 "-o", str(root / "ev_train")]) == 2
+    assert "run0 trained on it" in capsys.readouterr().err
+    assert main(["eval", paths[0], data, "--labels", "alpha=alpha", "--committee", paths[1],
+                 "--calibrate-on", "--no-plots", "-o", str(root / "ev_bare")]) == 2
+    assert "do not name one validation file" in capsys.readouterr().err
     assert main(["eval", paths[0], data, "--calibrate-on", str(root / "valid.extxyz"),
                  "-o", str(root / "ev_bad2")]) == 2
     assert "give --committee" in capsys.readouterr().err
+
+
+def test_bare_calibrate_on_takes_the_configs_validation_file():
+    from types import SimpleNamespace
+
+    from tsym.runtime.kernel import validation_file
+
+    same = [SimpleNamespace(path=f"r{k}", data={"valid": "v.extxyz"}) for k in range(2)]
+    assert validation_file(same) == "v.extxyz"
+    with pytest.raises(CommitteeError, match="do not name one validation file"):
+        validation_file([*same, SimpleNamespace(path="r2", data={"valid": "w.extxyz"})])
 
 
 def test_predict_committee_warns_about_unseen_elements(runs, capsys):

@@ -29,14 +29,15 @@ from tsym.runtime.inference.coverage import training_elements
 from tsym.runtime.inference.predict import checkpoint_labels, load_model, model_plans
 from tsym.runtime.kernel._calibration import calibration, calibration_plot
 from tsym.runtime.model import predict_batched
-from tsym.runtime.model.checkpoint import resolve_checkpoint
+from tsym.runtime.model.checkpoint import read_model, resolve_checkpoint
 
 __all__ = ["Member", "load_committee", "check_committee", "predict_committee", "fit_scale",
-           "fit_scales", "scale_prediction", "committee_unseen", "evaluate_committee"]
+           "fit_scales", "validation_file", "check_scale_source", "scale_prediction", "committee_unseen", "evaluate_committee"]
 
 
 class Member:
-    """One run of a committee: ``path`` as given, its ``checkpoint``, ``model`` and ``labels``."""
+    """One run of a committee: ``path`` as given, its ``checkpoint``, ``model``, ``labels``,
+    ``plans`` and ``data`` (its config's data section; empty for a model checkpoint)."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
@@ -44,6 +45,7 @@ class Member:
         self.model = load_model(self.checkpoint)
         self.labels = checkpoint_labels(self.checkpoint, self.model)
         self.plans = model_plans(self.model)
+        self.data = (read_model(self.checkpoint).config or {}).get("data") or {}
 
 
 def _signature(member: Member, name: str) -> dict:
@@ -170,6 +172,15 @@ def _same_file(a, b) -> bool:
         return False
 
 
+def check_scale_source(scale_source, data) -> None:
+    """Refuse a scale fitted (or to be fitted) on ``scale_source`` when it is the file ``data``
+    that the committee is evaluated on."""
+    if scale_source is not None and _same_file(scale_source, data):
+        raise CommitteeError(f"{data}: the committee's scale would be fitted on the data it is "
+                             "evaluated on\nhint: fit it on a validation file (--calibrate-on "
+                             "VALID.extxyz), never on the test data")
+
+
 def evaluate_committee(members: list[Member], dataset, out_dir=None, worst: int = 5,
                        scales: dict | None = None, scale_source: str | None = None) -> dict:
     """Metrics and calibration of the committee on a labelled ``dataset`` (as
@@ -182,10 +193,7 @@ def evaluate_committee(members: list[Member], dataset, out_dir=None, worst: int 
     file, or the atom among the dataset's atoms; atom-level heads are judged on their labelled
     atoms only).
     """
-    if scale_source is not None and _same_file(scale_source, dataset.source):
-        raise CommitteeError(f"{dataset.source}: the committee's scale would be fitted on the "
-                             "data it is evaluated on\nhint: fit it on a validation file "
-                             "(--calibrate-on VALID.extxyz), never on the test data")
+    check_scale_source(scale_source, dataset.source)
     structures = [r.atoms for r in dataset]
     preds = predict_committee(members, structures, source=str(dataset.source))
     out = {}
@@ -226,9 +234,25 @@ def evaluate_committee(members: list[Member], dataset, out_dir=None, worst: int 
     return out
 
 
+def validation_file(members: list[Member]) -> str:
+    """The ``data.valid`` file the members' configs name (the same for all), else an error."""
+    files = {m.data.get("valid") for m in members}
+    if len(files) != 1 or None in files:
+        raise CommitteeError(
+            f"{members[0].path}: the members' configs do not name one validation file "
+            f"(data.valid: {', '.join(sorted(str(f) for f in files))})\nhint: give "
+            "--calibrate-on VALID.extxyz, labelled structures none of the members trained on")
+    return str(files.pop())
+
+
 def fit_scales(members: list[Member], dataset) -> dict[str, float]:
     """``{name: s}`` by :func:`fit_scale` on a labelled (validation) ``dataset``, for its heads
-    (at atom level on the labelled atoms only)."""
+    (at atom level on the labelled atoms only).  A member's training file is refused."""
+    for m in members:
+        if m.data.get("train") and _same_file(m.data["train"], dataset.source):
+            raise CommitteeError(f"{dataset.source}: {m.path} trained on it; a committee's "
+                                 "scale is fitted on structures none of the members trained on"
+                                 "\nhint: a validation file (the config's data.valid)")
     preds = predict_committee(members, [r.atoms for r in dataset], source=str(dataset.source))
     out = {}
     for name, plan in members[0].plans.items():

@@ -1,11 +1,12 @@
-"""``tsym eval RUN DATA --committee RUN2 ...`` and ``tsym predict RUN IN -o OUT --committee RUN2 ...``.
+"""``tsym eval RUN DATA --committee RUN2 ...``, ``tsym predict RUN IN -o OUT --committee RUN2 ...``.
 
 A committee is RUN and the runs after ``--committee`` (same heads and labels, refused otherwise;
 typically one config trained with different ``training.seed``).  Its prediction is the members'
 mean, its uncertainty their sample std per irreps coordinate, reported like the kernel readout's:
 ``NAME_std``, the Frobenius std, per structure (per atom at atom level).  ``--calibrate-on
-VALID.extxyz`` multiplies each head's std by one factor fitted on the labels of that file (a
-validation set, never the test data: eval refuses DATA itself).  The work is in
+[VALID.extxyz]`` multiplies each head's std by one factor fitted on the labels of that file
+(default: the ``data.valid`` file of the members' configs; never the test data: eval refuses
+DATA itself, and a member's training file is refused).  The work is in
 :mod:`tsym.runtime.kernel` (``load_committee``, ``predict_committee``, ``evaluate_committee``).
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 
 from tsym.compiler.errors import TsymError
 
-__all__ = ["add_committee_arguments", "check_committee_arguments", "committee_eval", "committee_predict"]
+__all__ = ["add_committee_arguments", "check_committee_arguments", "committee_eval",
+           "committee_predict"]
 
 
 def add_committee_arguments(p) -> None:
@@ -25,14 +27,15 @@ def add_committee_arguments(p) -> None:
     p.add_argument("--committee", nargs="+", default=None, metavar="RUN",
                    help="the other members of a committee with RUN (runs of the same specs, "
                         "e.g. other seeds): predict their mean, with their spread as NAME_std")
-    p.add_argument("--calibrate-on", default=None, metavar="VALID",
+    p.add_argument("--calibrate-on", nargs="?", const="", default=None, metavar="VALID",
                    help="with --committee: scale each head's std by one factor fitted on the "
-                        "labels of VALID (a validation file, never the test data)")
+                        "labels of VALID (a validation file, never the test data; default: "
+                        "the data.valid file of the members' configs)")
 
 
 def check_committee_arguments(args) -> None:
     """Refuse ``--calibrate-on`` without ``--committee``."""
-    if args.calibrate_on and not args.committee:
+    if args.calibrate_on is not None and not args.committee:
         raise TsymError("--calibrate-on scales a committee's std: give --committee RUN2 ...")
 
 
@@ -42,12 +45,17 @@ def _members(args):
     return load_committee([args.model, *args.committee])
 
 
-def _scales(args, members, specs) -> dict:
-    """``{head: factor}`` fitted on the labels ``specs`` of ``--calibrate-on``, or ``{}``."""
-    if not args.calibrate_on:
+def _scales(args, members, specs, test: str | None = None) -> dict:
+    """``{head: factor}`` fitted on the labels ``specs`` of ``--calibrate-on``, or ``{}``;
+    refused when that file is ``test``, the evaluated data."""
+    if args.calibrate_on is None:
         return {}
     from tsym.runtime.data.dataset import read_dataset
-    from tsym.runtime.kernel import fit_scales
+    from tsym.runtime.kernel import check_scale_source, fit_scales, validation_file
+
+    if not args.calibrate_on:  # bare --calibrate-on: the configs' data.valid
+        args.calibrate_on = validation_file(members)
+    check_scale_source(args.calibrate_on, test)
 
     valid = read_dataset(args.calibrate_on, specs, members[0].plans)
     return fit_scales(members, valid)
@@ -61,7 +69,7 @@ def committee_eval(args, labels: dict, out: Path) -> None:
     from tsym.runtime.kernel import evaluate_committee
 
     members = _members(args)
-    scales = _scales(args, members, list(labels.values()))
+    scales = _scales(args, members, list(labels.values()), test=args.data)
     dataset = read_dataset(args.data, list(labels.values()), members[0].plans,
                            on_error=args.on_error)
     result = evaluate_committee(members, dataset, None if args.no_plots else out,
