@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tsym.compiler.errors import TsymError
 
-__all__ = ["add_committee_arguments", "check_committee_arguments", "committee_eval",
+__all__ = ["add_committee_arguments", "check_committee_arguments", "committee_setup",
+           "committee_eval",
            "committee_predict"]
 
 
@@ -61,15 +62,25 @@ def _scales(args, members, specs, test: str | None = None) -> dict:
     return fit_scales(members, valid)
 
 
-def committee_eval(args, labels: dict, out: Path) -> None:
+def committee_setup(args, labels: dict) -> tuple[list, dict]:
+    """``(members, {head: std factor})`` for ``tsym eval``: loaded, checked and the scale fitted
+    before any evaluation, so that a refusal comes first."""
+    from tsym.runtime.kernel import check_scale_source
+
+    if args.calibrate_on:  # before the members load: a refusal costs nothing
+        check_scale_source(args.calibrate_on, args.data)
+    members = _members(args)
+    return members, _scales(args, members, list(labels.values()), test=args.data)
+
+
+def committee_eval(args, committee: tuple[list, dict], labels: dict, out: Path) -> None:
     """The committee's metrics, calibration (68 % / 95 % coverage per irreps coordinate,
     Spearman of error and std, worst records, a PNG), unseen-element warnings;
-    ``committee_metrics.json`` in ``out``."""
+    ``committee_metrics.json`` in ``out``.  ``committee``: :func:`committee_setup`'s."""
     from tsym.runtime.data.dataset import read_dataset
     from tsym.runtime.kernel import evaluate_committee
 
-    members = _members(args)
-    scales = _scales(args, members, list(labels.values()), test=args.data)
+    members, scales = committee
     dataset = read_dataset(args.data, list(labels.values()), members[0].plans,
                            on_error=args.on_error)
     result = evaluate_committee(members, dataset, None if args.no_plots else out,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tsym.cli._args import add_model_argument, check_output_folder, positive_int
 from tsym.cli.committee import (add_committee_arguments, check_committee_arguments,
-                                committee_eval)
+                                committee_eval, committee_setup)
 from tsym.cli.fit_kernel import kernel_eval
 from tsym.compiler.errors import TsymError
 
@@ -91,6 +91,7 @@ def cmd_eval(args) -> int:
             raise TsymError(f"{args.data}: the first structure holds none of the label keys "
                             f"the model's heads read ({keys})\nhint: name them with --labels "
                             "KEY=SPEC")
+    committee = committee_setup(args, labels) if args.committee else None  # refusals first
     seen, unseen = unseen_elements(ckpt, args.data)
     if unseen:
         print(f"tsym: warning: {describe_unseen(args.data, seen, unseen)}", file=sys.stderr)
@@ -111,8 +112,8 @@ def cmd_eval(args) -> int:
             print(f"plot: {path}", file=sys.stderr if args.json else sys.stdout)
     if args.kernel is not None:  # the kernel readouts of `tsym fit-kernel`, with calibration
         kernel_eval(args, model, ckpt, labels, out)
-    if args.committee:  # RUN and the --committee runs: mean, spread, calibration
-        committee_eval(args, labels, out)
+    if committee:  # RUN and the --committee runs: mean, spread, calibration
+        committee_eval(args, committee, labels, out)
     return 0
 
 
