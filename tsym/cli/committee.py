@@ -57,7 +57,6 @@ def _scales(args, members, specs, test: str | None = None) -> dict:
     if not args.calibrate_on:  # bare --calibrate-on: the configs' data.valid
         args.calibrate_on = validation_file(members)
     check_scale_source(args.calibrate_on, test)
-
     valid = read_dataset(args.calibrate_on, specs, members[0].plans)
     return fit_scales(members, valid)
 
@@ -121,6 +120,9 @@ def committee_predict(args) -> int:
 
     if args.kernel is not None:
         raise TsymError("--kernel and --committee are two kinds of uncertainty: give one")
+    if args.derivatives:
+        raise TsymError("--derivatives is not written for a committee: predict the derivatives "
+                        "of one run without --committee")
     members = _members(args)
     scales = _scales(args, members, list(members[0].labels.values()))
     structures = ase.io.read(args.structures, ":")
