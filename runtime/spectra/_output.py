@@ -113,11 +113,7 @@ def plot_spectrum(spectrum: HarmonicSpectrum, path: str | os.PathLike, grid=None
         twin.plot(grid, broaden(nu, values, grid, width, shape), color="tab:red", lw=1.0)
         twin.set_ylabel(f"{shape}, FWHM {width:g} ({unit} per cm$^{{-1}}$)", color="tab:red")
         ax.set_xlim(grid[0], grid[-1])
-    axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return os.fspath(path)
+    return _save(fig, axes, path)
 
 
 def _curves(wavenumbers, curves: dict, max_wavenumber: float | None
@@ -167,6 +163,13 @@ def plot_trajectory_spectrum(path: str | os.PathLike, wavenumbers, curves: dict,
         ax.plot(nu, y / top if top > 0 else y, color="k", lw=1.0)
         ax.set_ylabel(f"{name} (scaled)")
         ax.set_xlim(nu[0], nu[-1])
+    return _save(fig, axes, path)
+
+
+def _save(fig, axes, path: str | os.PathLike) -> str:
+    """Label the bottom axis in wavenumbers, write ``fig`` to ``path`` as PNG, close it."""
+    import matplotlib.pyplot as plt
+
     axes[-1, 0].set_xlabel("wavenumber (cm$^{-1}$)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
