@@ -21,6 +21,18 @@ SPECS_DIR = REPO / "compiler" / "specs"
 TOLERANCES = {torch.float32: 1e-5, torch.float64: 1e-10}
 
 
+def molecule_and_cell() -> list:
+    """A rattled ethanol and a rattled wurtzite ZnO cell: a molecule and a periodic structure
+    without symmetry, for end-to-end equivariance tests."""
+    from ase.build import bulk, molecule
+
+    mol = molecule("CH3CH2OH")
+    mol.rattle(0.05, seed=1)
+    crystal = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    crystal.rattle(0.15, seed=2)
+    return [mol, crystal]
+
+
 def float64_twin(model32: torch.nn.Module, build) -> torch.nn.Module:
     """``build()`` (the same architecture made in float64, e3nn constants at full precision) with
     ``model32``'s parameters cast exactly.  The twin's outputs minus the float32 ones measure the

@@ -5,11 +5,10 @@ import json
 
 import numpy as np
 import pytest
-import yaml
 from ase.build import molecule
 from ase.io import read, write
 
-from tests.runtime.training.test_train import make_config, write_dataset
+from tests.runtime.training.test_train import train_tiny_run
 from tsym.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -19,10 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def fitted(tmp_path_factory):
     """A tiny float64 run (2 steps) and its kernel file."""
     root = tmp_path_factory.mktemp("kernel")
-    write_dataset(root / "d.extxyz", n=12)
-    cfg = make_config(root / "d.extxyz", max_steps=2)
-    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train", str(root / "cfg.yaml"), "--run-dir", str(root / "run")]) == 0
+    train_tiny_run(root)
     assert main(["fit-kernel", str(root / "run")]) == 0
     return root
 

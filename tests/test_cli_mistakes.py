@@ -13,7 +13,7 @@ import re
 import pytest
 import yaml
 
-from tests.runtime.training.test_train import make_config, write_dataset
+from tests.runtime.training.test_train import train_tiny_run
 import tsym.cli as cli
 from tsym.cli import main
 from tsym.runtime.model import checkpoint
@@ -28,10 +28,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def base(tmp_path_factory):
     """A tiny labelled data set, its training config, and a trained run (2 steps)."""
     root = tmp_path_factory.mktemp("mistakes")
-    write_dataset(root / "d.extxyz", n=12)
-    cfg = make_config(root / "d.extxyz", max_steps=2)
-    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
-    assert main(["train", str(root / "cfg.yaml"), "--run-dir", str(root / "run")]) == 0
+    cfg = train_tiny_run(root)
     return root, cfg
 
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from ase.build import bulk, molecule
 
 import tsym
 from tsym.runtime import keys
 from tsym.runtime.graph import collate
 from tsym.runtime.equivariance import assert_equivariant
 
-from ..conftest import SPECS_DIR, TOLERANCES
+from ..conftest import molecule_and_cell, SPECS_DIR, TOLERANCES
 
 NAMES = ("born_charges_sum_rule", "elastic_positive", "polarizability_positive")
 ORDERS = {"born_charges_sum_rule": 2, "elastic_positive": 4, "polarizability_positive": 2}
@@ -35,17 +34,9 @@ def _model(dtype):
     return _MODELS[dtype]
 
 
-def _structures():
-    mol = molecule("CH3CH2OH")
-    mol.rattle(0.05, seed=1)
-    crystal = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
-    crystal.rattle(0.15, seed=2)
-    return [mol, crystal]
-
-
 def test_physics_and_equivariance_end_to_end(dtype):
     model = _model(dtype)
-    structures = _structures()
+    structures = molecule_and_cell()
     pred = model.predict(structures)
     u = torch.finfo(dtype).eps / 2
     head = model.heads["born_charges_sum_rule"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ase.build import bulk, molecule
+from ase.build import molecule
 
 import tsym
 from tsym.runtime import keys
@@ -22,7 +22,7 @@ from tsym.runtime.nn.finetune import backbone_blocks
 from tsym.runtime.nn.pretrained import checkpoint_identity
 from tsym.runtime.equivariance import rotate_atoms
 
-from ...conftest import SPECS_DIR, TOLERANCES, default_dtype, rotation_and_d
+from ...conftest import default_dtype, molecule_and_cell, rotation_and_d, SPECS_DIR, TOLERANCES
 
 pytest.importorskip("mace", reason=f"the 'mace' extra is not installed: {INSTALL['mace']}")
 from tsym.runtime.nn.mace import MACEBackbone, mace_irreps  # noqa: E402
@@ -45,14 +45,6 @@ def model_file(tmp_path_factory):
     return path, built
 
 
-def _structures():
-    mol = molecule("CH3CH2OH")
-    mol.rattle(0.05, seed=1)
-    crystal = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
-    crystal.rattle(0.15, seed=2)
-    return [mol, crystal]
-
-
 def _features(net, structures):
     with torch.no_grad():
         return net(collate(structures, CUTOFF, torch.float64))[keys.NODE_FEATURES]  # [N, dim]
@@ -67,15 +59,15 @@ def test_file_loads_as_the_same_network(model_file):
     assert [len(ps) for ps in backbone_blocks(net)] == [  # finetune: N counts these blocks
         len(list(i.parameters())) + len(list(p.parameters()))
         for i, p in zip(built.mace.interactions, built.mace.products)]
-    assert torch.equal(_features(net, _structures()), _features(built, _structures()))
+    assert torch.equal(_features(net, molecule_and_cell()), _features(built, molecule_and_cell()))
 
 
 @pytest.mark.parametrize("proper", [True, False], ids=["R", "-R"])
 def test_file_features_transform_with_e3nn_d(model_file, proper):
     net = MACEBackbone(CUTOFF, checkpoint=str(model_file[0])).double()
     rotation, d = rotation_and_d(net.irreps_out, proper, torch.float64)
-    before = _features(net, _structures())
-    after = _features(net, [rotate_atoms(a, rotation) for a in _structures()])
+    before = _features(net, molecule_and_cell())
+    after = _features(net, [rotate_atoms(a, rotation) for a in molecule_and_cell()])
     expected = before @ d.T  # [N, dim]
     assert (after - expected).abs().max() <= TOLERANCES[torch.float64] * expected.abs().max()
 
@@ -84,11 +76,11 @@ def test_heads_on_the_file_model_save_reload_and_digest(model_file, tmp_path):
     model = tsym.build_model([SPECS_DIR / f"{n}.tsym" for n in ("dipole", "gyration")],
                              backbone="mace", cutoff=CUTOFF, dtype=torch.float64,
                              backbone_kwargs={"checkpoint": str(model_file[0])}, head_kwargs=HEADS)
-    report = tsym.check_equivariance(model, _structures())
+    report = tsym.check_equivariance(model, molecule_and_cell())
     assert report.ok and max(h.relative for h in report.heads) < TOLERANCES[torch.float64]
     model.save(tmp_path / "m.pt")
     again = tsym.build_model(checkpoint=tmp_path / "m.pt")
-    assert (again.predict(_structures())["dipole"] == model.predict(_structures())["dipole"]).all()
+    assert (again.predict(molecule_and_cell())["dipole"] == model.predict(molecule_and_cell())["dipole"]).all()
     saved = torch.load(tmp_path / "m.pt", weights_only=False)
     saved["state_dict"]["backbone.checkpoint_digest"] = torch.zeros(32, dtype=torch.uint8)
     torch.save(saved, tmp_path / "other.pt")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ase.build import bulk, molecule
 
 import tsym
 from tsym.runtime import keys
@@ -22,7 +21,7 @@ from tsym.runtime.nn.registry import BACKBONES
 from tsym.runtime.nn.wrap import backbone_from_module
 from tsym.runtime.equivariance import rotate_atoms
 
-from ...conftest import SPECS_DIR, TOLERANCES, rotation_and_d
+from ...conftest import molecule_and_cell, rotation_and_d, SPECS_DIR, TOLERANCES
 
 CUTOFF = 3.5
 
@@ -51,14 +50,6 @@ def _so3_backbone():
     return net
 
 
-def _structures():
-    mol = molecule("CH3CH2OH")
-    mol.rattle(0.05, seed=1)
-    crystal = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
-    crystal.rattle(0.15, seed=2)
-    return [mol, crystal]
-
-
 def _features(net, structures, dtype):
     return net(collate(structures, CUTOFF, dtype))[keys.NODE_FEATURES].double()  # [N, dim]
 
@@ -66,7 +57,7 @@ def _features(net, structures, dtype):
 def _errors(net, dtype):
     """Largest error / largest feature under a rotation and a reflection, and the bound: the
     float64 tolerance plus (float32 only) the rounding of the features before and after."""
-    structures = _structures()
+    structures = molecule_and_cell()
     out, bound = {}, TOLERANCES[torch.float64]
     for proper in (True, False):
         rotation, d = rotation_and_d(net.irreps_out, proper, torch.float64)
@@ -98,7 +89,7 @@ def test_restored_features_are_o3_equivariant(dtype):
 
 def test_even_and_odd_parts_are_the_physical_ones():
     """g+ = [s, a] and g- = [p, v]: each non-zero, and g+ + g- gives back f."""
-    graph = collate(_structures(), CUTOFF, torch.float64)
+    graph = collate(molecule_and_cell(), CUTOFF, torch.float64)
     f = _chiral(graph)  # [N, 4]
     g = RestoreParity(_so3_backbone())(graph)[keys.NODE_FEATURES]  # [N, 8]
     assert torch.allclose(g[:, :4] + g[:, 4:], f, rtol=0, atol=1e-12 * float(f.abs().max()))
@@ -107,7 +98,7 @@ def test_even_and_odd_parts_are_the_physical_ones():
 
 def test_periodic_inversion_keeps_the_shifts():
     """-x with cell -cell: the same edge index and shifts give every edge vector negated."""
-    graph = collate(_structures()[1:], CUTOFF, torch.float64)
+    graph = collate(molecule_and_cell()[1:], CUTOFF, torch.float64)
     inverted = dict(graph, **{keys.POSITIONS: -graph[keys.POSITIONS], keys.CELL: -graph[keys.CELL]})
     assert graph[keys.EDGE_SHIFTS].abs().sum() > 0
     assert torch.allclose(edge_vectors(inverted), -edge_vectors(graph), rtol=0, atol=1e-12)
@@ -122,7 +113,7 @@ def test_registry_wraps_a_backbone_without_parity():
     finally:
         del BACKBONES["chiral-test"]
     assert isinstance(model.backbone, RestoreParity) and has_parity(model.backbone)
-    report = tsym.check_equivariance(model, _structures())
+    report = tsym.check_equivariance(model, molecule_and_cell())
     assert report.ok and max(h.relative for h in report.heads) < TOLERANCES[torch.float64]
 
 

@@ -80,6 +80,18 @@ def make_config(data, dtype="float64", shield=False, **training):
             "training": train_cfg}
 
 
+def train_tiny_run(root, n: int = 12, max_steps: int = 2) -> dict:
+    """``root/d.extxyz`` (``n`` labelled molecules), its config ``root/cfg.yaml`` and a run of
+    ``max_steps`` steps trained from it by ``tsym train`` into ``root/run``; returns the config."""
+    from tsym.cli import main
+
+    write_dataset(root / "d.extxyz", n=n)
+    cfg = make_config(root / "d.extxyz", max_steps=max_steps)
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root / "cfg.yaml"), "--run-dir", str(root / "run")]) == 0
+    return cfg
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
