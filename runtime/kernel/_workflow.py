@@ -7,8 +7,6 @@ the SHA-256 of the checkpoint whose features it was fitted on; another checkpoin
 """
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +18,9 @@ from tsym.runtime.kernel._calibration import calibration, calibration_plot, extr
 from tsym.runtime.kernel._features import extract_features
 from tsym.runtime.kernel._files import load_readouts, save_readouts
 from tsym.runtime.kernel._readout import KernelReadout
+from tsym.runtime.nn.pretrained import checkpoint_identity
 
-__all__ = ["fit_kernels", "save_kernels", "load_kernels", "predict_kernels", "evaluate_kernels",
-           "file_digest"]
-
-
-def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+__all__ = ["fit_kernels", "save_kernels", "load_kernels", "predict_kernels", "evaluate_kernels"]
 
 
 def _labels(dataset, name: str, level: str) -> torch.Tensor:
@@ -55,13 +48,13 @@ def fit_kernels(model, dataset, heads=None, **options) -> dict[str, KernelReadou
 
 def save_kernels(readouts: dict, path, checkpoint) -> None:
     save_readouts(readouts, path, {"checkpoint": str(checkpoint),
-                                   "sha256": file_digest(checkpoint)})
+                                   "sha256": checkpoint_identity(checkpoint)})
 
 
 def load_kernels(path, checkpoint) -> dict[str, KernelReadout]:
     """The readouts at ``path``, if they were fitted on ``checkpoint``'s features."""
     readouts, meta = load_readouts(path, with_meta=True)
-    if meta.get("sha256") not in (None, file_digest(checkpoint)):
+    if meta.get("sha256") not in (None, checkpoint_identity(checkpoint)):
         raise KernelError(f"{path}: fitted on the features of {meta.get('checkpoint')}, not of "
                           f"{checkpoint} (another checkpoint)\nhint: refit with tsym fit-kernel")
     return readouts
